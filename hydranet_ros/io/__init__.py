@@ -1,0 +1,1 @@
+"""Input and output without ROS: colour maps, image files, video, message conversions, bags."""

@@ -1,0 +1,105 @@
+"""Network presets: what a set of published (or our own) weights means.
+
+A preset carries everything needed to turn network outputs into something a robot can use:
+class names and colours, the input normalisation the weights were trained with, and the depth
+range used for display. Checkpoints store the preset name and these facts as metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydranet_ros.io import palettes
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The authors do not name the KITTI classes; their CamVid-style colours say which they are.
+KITTI_CLASSES = ("sky", "building", "road", "sidewalk", "vegetation", "car")
+
+NYU40_CLASSES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "refrigerator", "television", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag", "other structure", "other furniture", "other prop",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What the network's outputs mean, and how its input must be prepared."""
+
+    name: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]  # RGB colour per class id
+    with_normals: bool = False
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    depth_range_m: tuple[float, float] = (0.0, 80.0)
+    description: str = field(default="", compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __post_init__(self) -> None:
+        if len(self.palette) != len(self.class_names):
+            raise ValueError(f"preset {self.name}: {len(self.palette)} colours for {len(self.class_names)} classes")
+        if not 0.0 <= self.depth_range_m[0] < self.depth_range_m[1]:
+            raise ValueError(f"preset {self.name}: bad depth range {self.depth_range_m}")
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            name="kitti",
+            class_names=KITTI_CLASSES,
+            palette=palettes.KITTI6,
+            depth_range_m=(0.0, 80.0),
+            description="KITTI street scenes, 6 classes + depth (ExpKITTI_joint)",
+        ),
+        Preset(
+            name="nyud",
+            class_names=NYU40_CLASSES,
+            palette=palettes.NYU40,
+            depth_range_m=(0.0, 8.0),
+            description="NYU Depth v2 indoor scenes, 40 classes + depth (ExpNYUD_joint)",
+        ),
+        Preset(
+            name="nyud_kitti",
+            class_names=NYU40_CLASSES + tuple(f"kitti {c}" for c in KITTI_CLASSES),
+            palette=palettes.NYU40 + palettes.KITTI6,
+            depth_range_m=(0.0, 80.0),
+            description="one network for NYUDv2 (ids 0-39) and KITTI (ids 40-45) (ExpNYUDKITTI_joint)",
+        ),
+        Preset(
+            name="nyud_three",
+            class_names=NYU40_CLASSES,
+            palette=palettes.NYU40,
+            with_normals=True,
+            depth_range_m=(0.0, 8.0),
+            description="NYU Depth v2, 40 classes + depth + surface normals (ExpNYUD_three)",
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``, or a ValueError that lists the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+
+
+def preset_for_heads(num_classes: int, with_normals: bool) -> Preset:
+    """Infer the preset from the shapes of a checkpoint's heads."""
+    for preset in PRESETS.values():
+        if preset.num_classes == num_classes and preset.with_normals == with_normals:
+            return preset
+    raise ValueError(
+        f"no preset has {num_classes} classes {'with' if with_normals else 'without'} a normals head; "
+        "pass the preset explicitly"
+    )
