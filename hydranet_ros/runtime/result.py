@@ -1,0 +1,30 @@
+"""What the pipeline hands back for one frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STAGES = ("preprocess", "inference", "postprocess")
+
+
+@dataclass
+class Result:
+    """Outputs for one camera frame, all at the same (output) resolution.
+
+    labels:  uint8 HxW class ids.
+    depth_m: float32 HxW metres along the optical axis; NaN where the network gave no valid value.
+    normals: float32 HxWx3 unit vectors, or None when the weights have no normals head.
+    timings_ms: per-stage wall time ('preprocess', 'inference', 'postprocess', 'total').
+    """
+
+    labels: np.ndarray
+    depth_m: np.ndarray
+    normals: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the outputs."""
+        return int(self.labels.shape[1]), int(self.labels.shape[0])
