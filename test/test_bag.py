@@ -373,11 +373,11 @@ def test_a_failure_mid_replay_leaves_neither_output_nor_staging(tmp_path, pipeli
         def __init__(self):
             self.calls = 0
 
-        def process(self, frame, *, color_order="rgb"):
+        def process(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"})):
             self.calls += 1
             if self.calls == 2:
                 raise RuntimeError("engine lost")
-            return pipeline.process(frame, color_order=color_order)
+            return pipeline.process(frame, color_order=color_order, outputs=outputs)
 
     source = write_bag(tmp_path / "in", "mcap", frames=3)
     with pytest.raises(RuntimeError):

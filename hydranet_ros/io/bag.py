@@ -64,7 +64,11 @@ class FramePipeline(Protocol):
 
     preset: Any
 
-    def process(self, frame: np.ndarray, *, color_order: str = "rgb") -> Any: ...
+    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ...) -> Any: ...
+
+
+# The bag holds no normals topic, so the pipeline need not post-process them.
+_PUBLISHED_RESULTS = frozenset({"labels", "depth"})
 
 
 @dataclass(frozen=True)
@@ -302,7 +306,7 @@ class _Replay:
             self.report.rejected[rejected.reason] += 1
             log.debug("frame at %d ns dropped: %s", bag_time, rejected)
             return
-        result = self.pipeline.process(frame, color_order=order)
+        result = self.pipeline.process(frame, color_order=order, outputs=_PUBLISHED_RESULTS)
         for key, message in self._frame_outputs(msg.header, frame, order, result, infos.for_frame(bag_time, _stamp(msg.header))):
             connection = self.outputs[key]
             self.writer.write(connection, bag_time, self.store.serialize_cdr(message, connection.msgtype))
