@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "published checkpoint -> .safetensors with metadata"),
     "weights": ("weights", "download and verify published weights, or list the cache"),
     "bench": ("bench", "per-stage latency of the pipeline"),
+    "bag": ("bag", "replay a rosbag2 through the network into a new bag with the node's outputs"),
 }
 
 
