@@ -12,7 +12,8 @@ from hydranet_ros.model.checkpoints import ours_to_published
 from hydranet_ros.model.hydranet import HydraNet
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout; from a git worktree further down, the nearest one above.
+SHARED_DATA = next((p / "shared" / "data" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared" / "data")
 KITTI_FRAME = SHARED_DATA / "kitti" / "000099.png"
 NYU_FRAME = SHARED_DATA / "nyud" / "000464.png"
 
