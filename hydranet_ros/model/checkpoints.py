@@ -1,0 +1,329 @@
+"""Weights in and out: the authors' published checkpoints and the project's own safetensors.
+
+Published checkpoints are pickles (``{'state_dict': ...}``) and are read only with
+``torch.load(weights_only=True)``, which refuses to run code. Our own format is safetensors with
+the preset (classes, palette, normalisation, depth range) and a hash of the weights as metadata,
+so a file says what its outputs mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hydranet_ros.model.hydranet import HydraNet
+from hydranet_ros.model.presets import PRESETS, Preset, get_preset, preset_for_heads
+
+FORMAT = "hydranet_ros/1"
+PUBLISHED_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
+
+# Top-level module of a published key -> where it lives in our model.
+_PUBLISHED_HEADS = {
+    "pre_segm": "heads.segm.pre", "segm": "heads.segm.out",
+    "pre_depth": "heads.depth.pre", "depth": "heads.depth.out",
+    "pre_normal": "heads.normals.pre", "normal": "heads.normals.out",
+}
+_OUR_HEADS = {ours: published for published, ours in _PUBLISHED_HEADS.items()}
+_DECODER_TOP = re.compile(r"^(conv[3-8]|conv_adapt[2-4]|crp[1-4])$")
+# crpK.0.{i}_outvar_dimred.weight (i from 1) <-> decoder.crpK.convs.{i-1}.weight
+_PUBLISHED_CRP = re.compile(r"^crp([1-4])\.0\.(\d+)_outvar_dimred\.(.+)$")
+_OUR_CRP = re.compile(r"^decoder\.crp([1-4])\.convs\.(\d+)\.(.+)$")
+
+
+class WeightsError(Exception):
+    """A weights file cannot be used; the message names the file and the problem."""
+
+    def __init__(self, source: str | os.PathLike, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")
+
+
+def published_to_ours(key: str) -> str | None:
+    """Our state-dict key for a published one, or None if it belongs to no part of HydraNet."""
+    if key.startswith("module."):  # saved from nn.DataParallel
+        key = key[len("module."):]
+    top, _, rest = key.partition(".")
+    if m := _PUBLISHED_CRP.match(key):
+        return f"decoder.crp{m[1]}.convs.{int(m[2]) - 1}.{m[3]}"
+    if re.fullmatch(r"layer[1-8]", top):
+        return f"encoder.stages.{key}"
+    if _DECODER_TOP.match(top):
+        return f"decoder.{key}"
+    if top in _PUBLISHED_HEADS and rest:
+        return f"{_PUBLISHED_HEADS[top]}.{rest}"
+    return None
+
+
+def ours_to_published(key: str) -> str:
+    """The published name of one of our keys (used to report problems in the user's terms)."""
+    if m := _OUR_CRP.match(key):
+        return f"crp{m[1]}.0.{int(m[2]) + 1}_outvar_dimred.{m[3]}"
+    for prefix in ("encoder.stages.", "decoder."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    for ours, published in _OUR_HEADS.items():
+        if key.startswith(ours + "."):
+            return published + key[len(ours):]
+    return key
+
+
+@dataclass
+class KeyReport:
+    """How a state dict lines up with the model: every key and shape accounted for, or not."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        if self.ok:
+            return "all keys and shapes match"
+        lines = []
+        for title, items in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if items:
+                lines.append(f"{len(items)} {title}: " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else ""))
+        if self.mismatched:
+            shown = [f"{k} (model {tuple(a)}, file {tuple(b)})" for k, a, b in self.mismatched[:12]]
+            lines.append(f"{len(self.mismatched)} with the wrong shape: " + ", ".join(shown))
+        return "; ".join(lines)
+
+
+def compare_state(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, rename=lambda k: k) -> KeyReport:
+    """Compare key sets and shapes; ``rename`` maps our keys to the names shown in the report."""
+    report = KeyReport()
+    for key, ref in expected.items():
+        if key not in state:
+            report.missing.append(rename(key))
+        elif tuple(state[key].shape) != tuple(ref.shape):
+            report.mismatched.append((rename(key), tuple(ref.shape), tuple(state[key].shape)))
+    report.unexpected = [rename(k) for k in state if k not in expected]
+    return report
+
+
+def _fill_batch_counters(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """Older torch releases did not save BN's num_batches_tracked; it plays no part in inference."""
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros((), dtype=torch.long)
+
+
+def read_published_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The raw state dict of a published checkpoint, read without running any code in it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "no such file" if not path.exists() else "not a regular file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(path, f"refused: the pickle holds more than tensors and would run code ({_first_line(exc)})") from None
+    except (EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise WeightsError(path, f"truncated or not a PyTorch checkpoint ({_first_line(exc)})") from None
+    except PermissionError:
+        raise WeightsError(path, "permission denied") from None
+    except OSError as exc:
+        raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(path, "not a state dict: expected {'state_dict': {name: tensor}} or {name: tensor}")
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def convert_published(published: dict[str, torch.Tensor], *, source: str, preset: Preset | str | None = None) -> tuple[dict[str, torch.Tensor], Preset]:
+    """Map a published state dict onto ours, strictly. The preset is inferred from the heads if not given."""
+    if isinstance(preset, str):
+        preset = get_preset(preset)
+    if preset is None:
+        segm = published.get("segm.weight", published.get("module.segm.weight"))
+        if segm is None or segm.ndim != 4:
+            raise WeightsError(source, "no segmentation head (segm.weight): not a HydraNet checkpoint")
+        with_normals = "normal.weight" in published or "module.normal.weight" in published
+        try:
+            preset = preset_for_heads(int(segm.shape[0]), with_normals)
+        except ValueError as exc:
+            raise WeightsError(source, str(exc)) from None
+    state: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    for key, tensor in published.items():
+        ours = published_to_ours(key)
+        if ours is None:
+            unknown.append(key)
+        else:
+            state[ours] = tensor
+    expected = HydraNet(preset).state_dict()
+    _fill_batch_counters(state, expected)
+    report = compare_state(expected, state, rename=ours_to_published)
+    report.unexpected += unknown
+    if not report.ok:
+        raise WeightsError(source, f"does not match the HydraNet '{preset.name}' architecture: {report}")
+    return state, preset
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of names, dtypes, shapes and values: the identity of a set of weights."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        if key.endswith("num_batches_tracked"):
+            continue  # bookkeeping, not weights; old and new checkpoints must hash alike
+        t = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def preset_metadata(preset: Preset) -> dict[str, str]:
+    return {
+        "preset": preset.name,
+        "class_names": json.dumps(list(preset.class_names)),
+        "palette": json.dumps([list(c) for c in preset.palette]),
+        "with_normals": json.dumps(preset.with_normals),
+        "mean": json.dumps(list(preset.mean)),
+        "std": json.dumps(list(preset.std)),
+        "depth_range_m": json.dumps(list(preset.depth_range_m)),
+    }
+
+
+def preset_from_metadata(meta: dict[str, str]) -> Preset:
+    return Preset(
+        name=meta["preset"],
+        class_names=tuple(json.loads(meta["class_names"])),
+        palette=tuple(tuple(c) for c in json.loads(meta["palette"])),
+        with_normals=bool(json.loads(meta["with_normals"])),
+        mean=tuple(json.loads(meta["mean"])),
+        std=tuple(json.loads(meta["std"])),
+        depth_range_m=tuple(json.loads(meta["depth_range_m"])),
+    )
+
+
+def save_safetensors(path: str | os.PathLike, state: dict[str, torch.Tensor], preset: Preset, *, extra: dict[str, str] | None = None, dtype: torch.dtype | None = None) -> str:
+    """Write weights + metadata atomically (temporary file, then rename); returns the weights hash.
+
+    ``dtype`` (e.g. torch.float16) stores floating tensors smaller; the hash is of what is stored.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for key, t in state.items():
+        t = t.detach().cpu()
+        if dtype is not None and t.is_floating_point() and not key.endswith(("running_mean", "running_var")):
+            t = t.to(dtype)
+        tensors[key] = t.contiguous()
+    digest = weights_sha256(tensors)
+    meta = {"format": FORMAT, "weights_sha256": digest, **preset_metadata(preset), **(extra or {})}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+@dataclass
+class LoadedWeights:
+    """Weights ready for ``HydraNet(preset).load_state_dict(state_dict)``."""
+
+    preset: Preset
+    state_dict: dict[str, torch.Tensor]
+    sha256: str
+    source: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def build_model(self) -> HydraNet:
+        model = HydraNet(self.preset)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}, strict=True)
+        return model.eval()
+
+
+def load_safetensors(path: str | os.PathLike) -> LoadedWeights:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "no such file" if not path.exists() else "not a regular file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(path, f"truncated or not a safetensors file ({_first_line(exc)})") from None
+    if meta.get("format") != FORMAT:
+        raise WeightsError(path, f"no hydranet_ros metadata (format {meta.get('format')!r}); convert published checkpoints with `hydranet convert`")
+    try:
+        preset = preset_from_metadata(meta)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise WeightsError(path, f"bad preset metadata ({exc})") from None
+    expected = HydraNet(preset).state_dict()
+    _fill_batch_counters(state, expected)
+    report = compare_state(expected, state)
+    if not report.ok:
+        raise WeightsError(path, f"does not match the HydraNet '{preset.name}' architecture: {report}")
+    digest = weights_sha256(state)
+    if meta.get("weights_sha256") not in (None, digest):
+        raise WeightsError(path, "weights hash does not match the metadata: the file was altered or damaged")
+    return LoadedWeights(preset=preset, state_dict=state, sha256=digest, source=str(path), metadata=meta)
+
+
+def load_published(path: str | os.PathLike, *, preset: Preset | str | None = None) -> LoadedWeights:
+    published = read_published_file(path)
+    state, preset = convert_published(published, source=str(path), preset=preset)
+    return LoadedWeights(preset=preset, state_dict=state, sha256=weights_sha256(state), source=str(path))
+
+
+def shipped_default_path() -> Path:
+    """The small model trained on synthetic streets that ships inside the package."""
+    return Path(__file__).resolve().parent.parent / "weights" / "hydranet_synthetic_kitti6.safetensors"
+
+
+def load_weights(spec: str | os.PathLike) -> LoadedWeights:
+    """Weights from a file path, a preset name (downloaded and cached), or 'default'.
+
+    'default' takes the cached published KITTI weights when present, else the shipped model.
+    """
+    from hydranet_ros.model import download
+
+    spec_str = str(spec)
+    if spec_str == "default":
+        cached = download.cached_weights_path("kitti")
+        if cached.is_file():
+            return load_safetensors(cached)
+        if shipped_default_path().is_file():
+            return load_safetensors(shipped_default_path())
+        raise WeightsError("default", "no cached published weights and no shipped default model in this install")
+    if spec_str in PRESETS:
+        cached = download.cached_weights_path(spec_str)
+        if not cached.is_file():
+            raise WeightsError(spec_str, f"published '{spec_str}' weights are not cached; run `hydranet weights download {spec_str}`")
+        return load_safetensors(cached)
+    path = Path(spec_str).expanduser()
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    if path.suffix in PUBLISHED_SUFFIXES:
+        return load_published(path)
+    if not path.exists():
+        raise WeightsError(spec_str, f"no such file, and not a preset name ({', '.join(PRESETS)}) or 'default'")
+    raise WeightsError(spec_str, f"unknown weights format {path.suffix!r}: use .safetensors or a published {'/'.join(PUBLISHED_SUFFIXES)} checkpoint")

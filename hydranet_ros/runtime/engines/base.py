@@ -1,0 +1,79 @@
+"""The one interface every inference backend implements, and the map from name to backend.
+
+Backends are named by module path, not imported here, so that choosing ``torch`` never imports
+TensorRT or onnxruntime (they are large, and absent on most machines).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+
+from hydranet_ros.model.hydranet import HydraNet
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+# backend name -> "module:Class"; adding a backend touches only this table and its own module.
+ENGINE_MODULES: dict[str, str] = {
+    "torch": "hydranet_ros.runtime.engines.torch_engine:TorchEngine",
+}
+
+
+class EngineError(RuntimeError):
+    """The engine cannot be built or run as asked; the message says why."""
+
+
+class Engine(ABC):
+    """Runs the network on a normalised (1,3,H,W) batch already on ``device`` in ``dtype``.
+
+    Returns the network's named outputs ({'segm', 'depth'[, 'normals']}) at 1/4 resolution.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, *, device: torch.device, precision: str, channels_last: bool) -> None:
+        self.device = device
+        self.precision = precision
+        self.channels_last = channels_last
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the engine wants its input in."""
+        return DTYPES.get(self.precision, torch.float32)
+
+    @classmethod
+    @abstractmethod
+    def build(
+        cls, model: HydraNet, *, device: torch.device, precision: str, input_size: tuple[int, int] | None,
+        weights_sha256: str,
+    ) -> "Engine":
+        """Make the engine from an eval-mode model (which it may copy, fold and move)."""
+
+    @abstractmethod
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": self.name, "precision": self.precision, "device": str(self.device)}
+
+
+def engine_class(name: str) -> type[Engine]:
+    try:
+        module_name, class_name = ENGINE_MODULES[name].split(":")
+    except KeyError:
+        raise EngineError(f"unknown backend {name!r}; known backends: {', '.join(ENGINE_MODULES)}") from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create_engine(
+    name: str, model: HydraNet, *, device: torch.device, precision: str,
+    input_size: tuple[int, int] | None = None, weights_sha256: str = "",
+) -> Engine:
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return engine_class(name).build(
+        model, device=device, precision=precision, input_size=input_size, weights_sha256=weights_sha256
+    )

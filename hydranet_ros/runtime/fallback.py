@@ -1,0 +1,70 @@
+"""Which backend, device and precision actually run, given what was asked and what exists.
+
+A plain function of facts (is CUDA there? is TensorRT?) so every fallback is tested without a
+GPU. Without ``strict`` a missing accelerator is a warning and a documented step down; with it,
+an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BACKENDS = ("torch", "cuda-graph", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class FallbackRefused(RuntimeError):
+    """strict was set and what was asked for cannot run here."""
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    backend: str
+    device: str  # "cpu" or "cuda"
+    precision: str
+    warnings: tuple[str, ...] = field(default=())
+
+
+def choose_runtime(
+    *, backend: str, device: str, precision: str, strict: bool, cuda_available: bool, tensorrt_available: bool,
+) -> RuntimeChoice:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    warnings: list[str] = []
+
+    def step_down(message: str) -> None:
+        if strict:
+            raise FallbackRefused(message + " (strict: not falling back)")
+        warnings.append(message)
+
+    wants_cuda = device != "cpu"
+    if device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+    elif wants_cuda and not cuda_available:
+        step_down(f"device {device} asked for but CUDA is not available; running on CPU")
+        device = "cpu"
+
+    if backend == "tensorrt" and not (tensorrt_available and device != "cpu"):
+        why = "torch-tensorrt is not installed" if not tensorrt_available else "TensorRT needs CUDA"
+        if device != "cpu":
+            step_down(f"backend tensorrt asked for but {why}; running torch on CUDA in fp16")
+            backend, precision = "torch", "fp16"
+        else:
+            step_down(f"backend tensorrt asked for but {why}; running torch on CPU in fp32")
+            backend, precision = "torch", "fp32"
+    if backend == "cuda-graph" and device == "cpu":
+        step_down("backend cuda-graph needs CUDA; running torch on CPU")
+        backend = "torch"
+    if precision == "int8" and backend != "tensorrt":
+        fallback = "fp16" if device != "cpu" else "fp32"
+        step_down(f"int8 needs the tensorrt backend; running {backend} in {fallback}")
+        precision = fallback
+    if precision == "fp16" and device == "cpu":
+        step_down("fp16 needs CUDA (CPU half-precision convolutions are slow); running fp32")
+        precision = "fp32"
+    return RuntimeChoice(backend=backend, device=device, precision=precision, warnings=tuple(warnings))

@@ -1,0 +1,213 @@
+"""Camera frame in, Result out: preprocess, engine, postprocess, all on the engine's device.
+
+Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> resize + normalise -> network
+-> upsample logits and depth -> labels (argmax) and |depth| -> host numpy. Only the uint8 labels
+and the float depth come back to the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hydranet_ros.model.checkpoints import load_weights
+from hydranet_ros.model.hydranet import HydraNet
+from hydranet_ros.model.presets import Preset
+from hydranet_ros.runtime.engines.base import Engine, create_engine
+from hydranet_ros.runtime.fallback import BACKENDS, DEVICES, PRECISIONS, choose_runtime
+from hydranet_ros.runtime.result import Result
+
+log = logging.getLogger(__name__)
+
+OUTPUT_SIZES = ("network", "input")
+MAX_SIDE = 8192  # beyond this a single frame would not fit in a Jetson's memory anyway
+ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What to run and at which size.
+
+    input_size: (width, height) the network sees; None runs each frame at its own size.
+    output_size: 'network' gives outputs at input_size; 'input' at the camera frame's size.
+    """
+
+    weights: str = "default"
+    backend: str = "torch"
+    device: str = "auto"
+    precision: str = "fp32"
+    input_size: tuple[int, int] | None = (640, 480)
+    output_size: str = "network"
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        problems = validate_config(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def validate_config(cfg: PipelineConfig) -> list[str]:
+    problems = []
+    if cfg.backend not in BACKENDS:
+        problems.append(f"backend {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    if cfg.device not in DEVICES and not cfg.device.startswith("cuda:"):
+        problems.append(f"device {cfg.device!r} is not one of {', '.join(DEVICES)}")
+    if cfg.precision not in PRECISIONS:
+        problems.append(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if cfg.output_size not in OUTPUT_SIZES:
+        problems.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
+    if cfg.input_size is not None:
+        if len(cfg.input_size) != 2 or not all(isinstance(v, (int, np.integer)) for v in cfg.input_size):
+            problems.append(f"input_size {cfg.input_size!r} must be (width, height) integers")
+        elif not all(32 <= v <= MAX_SIDE for v in cfg.input_size):
+            problems.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: each side must be 32..{MAX_SIDE}")
+    return problems
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """'640x480' -> (640, 480); 'input' or 'frame' -> None (the frame's own size)."""
+    if text.lower() in ("input", "frame", "native"):
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 640x480) or 'input'") from None
+    return w, h
+
+
+class Pipeline:
+    def __init__(self, *, engine: Engine, preset: Preset, config: PipelineConfig, weights_source: str, weights_sha256: str, warnings: tuple[str, ...] = ()) -> None:
+        self.engine = engine
+        self.preset = preset
+        self.config = config
+        self.warnings = warnings
+        self.info = {
+            **engine.describe(),
+            "weights": weights_source,
+            "weights_sha256": weights_sha256,
+            "preset": preset.name,
+        }
+        device, dtype = engine.device, torch.float32
+        # (x/255 - mean)/std folded into one multiply-add per channel.
+        std = torch.tensor(preset.std, dtype=dtype, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(preset.mean, dtype=dtype, device=device).view(1, 3, 1, 1)
+        self._scale = 1.0 / (255.0 * std)
+        self._shift = -mean / std
+        self._is_cuda = device.type == "cuda"
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: PipelineConfig) -> "Pipeline":
+        """Load weights and build the engine; raises WeightsError, EngineError or FallbackRefused."""
+        weights = load_weights(config.weights)
+        return cls.from_model(weights.build_model(), weights.preset, config, weights_source=weights.source, weights_sha256=weights.sha256)
+
+    @classmethod
+    def from_model(cls, model: HydraNet, preset: Preset, config: PipelineConfig, *, weights_source: str = "<in memory>", weights_sha256: str = "") -> "Pipeline":
+        choice = choose_runtime(
+            backend=config.backend, device=config.device, precision=config.precision, strict=config.strict,
+            cuda_available=torch.cuda.is_available(), tensorrt_available=_tensorrt_available(),
+        )
+        for warning in choice.warnings:
+            log.warning(warning)
+        device = torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device)
+        engine = create_engine(choice.backend, model.eval(), device=device, precision=choice.precision,
+                               input_size=config.input_size, weights_sha256=weights_sha256)
+        return cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
+                   weights_sha256=weights_sha256, warnings=choice.warnings)
+
+    # --- sizes --------------------------------------------------------------------------------
+    def network_size_for(self, width: int, height: int) -> tuple[int, int]:
+        return self.config.input_size if self.config.input_size is not None else (width, height)
+
+    def output_size_for(self, width: int, height: int) -> tuple[int, int]:
+        return (width, height) if self.config.output_size == "input" else self.network_size_for(width, height)
+
+    # --- the frame path -----------------------------------------------------------------------
+    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> Result:
+        """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
+        (a skipped output is None in the Result)."""
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
+        if color_order not in ("rgb", "bgr"):
+            raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
+        height, width = frame.shape[:2]
+        t0 = time.perf_counter()
+        image = self._preprocess(frame, color_order, self.network_size_for(width, height))
+        t1 = self._mark()
+        raw = self.engine(image)
+        t2 = self._mark()
+        out_w, out_h = self.output_size_for(width, height)
+        result = self._postprocess(raw, (out_h, out_w), outputs)
+        t3 = time.perf_counter()
+        result.timings_ms = {
+            "preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+            "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3,
+        }
+        return result
+
+    def _mark(self) -> float:
+        if self._is_cuda:  # stage timings are meaningless while kernels are still queued
+            torch.cuda.synchronize(self.engine.device)
+        return time.perf_counter()
+
+    def _preprocess(self, frame: np.ndarray, color_order: str, size: tuple[int, int]) -> torch.Tensor:
+        if not frame.flags.c_contiguous or any(s < 0 for s in frame.strides):
+            frame = np.ascontiguousarray(frame)
+        host = torch.from_numpy(frame)
+        if self._is_cuda:
+            host = host.pin_memory()
+        pixels = host.to(self.engine.device, non_blocking=True)
+        # HWC viewed as NCHW is already channels-last: no copy until the float conversion.
+        x = pixels.permute(2, 0, 1).unsqueeze(0)
+        if color_order == "bgr":
+            x = x.flip(1)
+        x = x.float()
+        width, height = size
+        if (height, width) != tuple(frame.shape[:2]):
+            shrinking = height < frame.shape[0] or width < frame.shape[1]
+            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
+        x = torch.addcmul(self._shift, x, self._scale)
+        memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
+        return x.to(dtype=self.engine.dtype, memory_format=memory_format)
+
+    def _postprocess(self, raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> Result:
+        with torch.inference_mode():
+            labels = depth = normals = None
+            if "labels" in outputs:
+                # Labels come from bilinearly upsampled logits, then argmax: boundaries fall between
+                # the network's pixels where the class scores cross, instead of in 4x4 blocks
+                # (nearest labels) or on invented ids (interpolating class ids).
+                # Channels-last keeps each pixel's class scores adjacent: argmax over them is ~10x
+                # faster than over planar (NCHW) logits on CPU.
+                logits = _upsample(raw["segm"].contiguous(memory_format=torch.channels_last), size)
+                labels = logits.argmax(dim=1)[0].to(torch.uint8)
+            if "depth" in outputs:
+                d = _upsample(raw["depth"], size)[0, 0].abs()
+                depth = torch.where(torch.isfinite(d), d, torch.full_like(d, float("nan")))
+            if "normals" in outputs and "normals" in raw:
+                n = _upsample(raw["normals"], size)[0]
+                normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
+            return Result(
+                labels=None if labels is None else labels.cpu().numpy(),
+                depth_m=None if depth is None else depth.cpu().numpy(),
+                normals=None if normals is None else normals.cpu().numpy(),
+            )
+
+
+def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    x = x.float()
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _tensorrt_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch_tensorrt") is not None
