@@ -48,7 +48,7 @@ def test_topics_are_relative_and_match_the_issue():
 
 def test_nobody_subscribed_means_no_inference():
     plan = plan_frame(ALL_ON, {}, have_camera_info=True)
-    assert not plan.run_inference and plan.outputs == frozenset()
+    assert not plan.publishes and not plan.run_inference and plan.outputs == frozenset()
 
 
 def test_everything_when_everyone_listens():
@@ -91,7 +91,8 @@ def test_plan_property(publish, subscribers, have_info):
         assert publish.get(OUTPUTS[name].switch) and subscribers.get(name, 0) > 0
         if "camera_info" in name:
             assert have_info
-    assert plan.run_inference == bool(plan.outputs)
+    assert plan.publishes == bool(plan.outputs)
+    assert plan.run_inference == bool(plan.outputs - {"depth_camera_info", "semantic_camera_info"})
 
 
 # -- depth ----------------------------------------------------------------------------------
@@ -312,3 +313,18 @@ def test_rejection_throttle_per_reason():
     assert throttle.check("bad_step", 6.0) == (False, 0)
     with pytest.raises(ValueError):
         RejectionThrottle(interval_s=-1)
+
+
+@pytest.mark.parametrize("subscribed, expected", [
+    ({"depth": 1}, {"depth"}),
+    ({"labels": 1}, {"labels"}),
+    ({"color": 1}, {"labels"}),
+    ({"overlay": 1}, {"labels"}),
+    ({"fused": 1}, {"labels", "depth"}),
+    ({"depth_camera_info": 1}, set()),  # CameraInfo alone needs no network output
+    ({}, set()),
+])
+def test_network_outputs_skip_unwanted_heads(subscribed, expected):
+    plan = plan_frame(ALL_ON, subscribed, have_camera_info=True)
+    assert plan.network_outputs == expected
+    assert plan.run_inference == bool(expected)

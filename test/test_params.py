@@ -156,3 +156,9 @@ def test_describe_gives_descriptor_fields():
     assert backend["additional_constraints"] == "one of: torch, tensorrt, cuda-graph"
     assert backend["integer_range"] is None and backend["floating_point_range"] is None
     assert all(params.describe(spec)["read_only"] is False for spec in PARAMETERS)
+
+
+def test_weight_suffixes_match_what_the_loader_reads():
+    from hydranet_ros.model import checkpoints
+
+    assert set(params.WEIGHT_SUFFIXES) == {".safetensors", *checkpoints.PUBLISHED_SUFFIXES}

@@ -281,7 +281,7 @@ class PerceptionNode(LifecycleNode):
         if worker is None:
             return
         camera_info = self._camera_info
-        if not self._plan(have_camera_info=camera_info is not None).run_inference:
+        if not self._plan(have_camera_info=camera_info is not None).publishes:
             self._count("frames_skipped_no_subscribers")
             return
         try:
@@ -309,17 +309,21 @@ class PerceptionNode(LifecycleNode):
 
     def _infer(self, frame: _Frame) -> tuple[outputs.FramePlan, Any] | None:
         plan = self._plan(have_camera_info=frame.camera_info is not None)
-        if not plan.run_inference:  # the last subscriber left while the frame waited
+        if not plan.publishes:  # the last subscriber left while the frame waited
             return None
-        return plan, self._pipeline.process(frame.pixels, color_order=frame.color_order)
+        if not plan.run_inference:  # CameraInfo only: the output size is known without the network
+            return plan, None
+        return plan, self._pipeline.process(frame.pixels, color_order=frame.color_order,
+                                            outputs=plan.network_outputs)
 
     def _publish(self, frame: _Frame, planned: tuple[outputs.FramePlan, Any] | None) -> None:
         if planned is None:
             return
         plan, result = planned
-        self._last_timings = dict(result.timings_ms)
+        if result is not None:
+            self._last_timings = dict(result.timings_ms)
         header, live, preset = frame.header, self._live, self._pipeline.preset
-        width, height = result.size
+        width, height = self._pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
         labels_msg = _image(header, result.labels, "mono8") if plan.labels_image else None
         depth_msg = None
         if plan.depth_image:
@@ -337,7 +341,7 @@ class PerceptionNode(LifecycleNode):
             sent["color"].publish(_image(header, colorize_labels(result.labels, preset.palette), "rgb8"))
         if plan.overlay:
             base = outputs.overlay_base(frame.pixels, frame.color_order, (width, height))
-            blended = overlay(base, result.labels, preset.palette, live.overlay_alpha)
+            blended = overlay(base, result.labels, preset.palette, alpha=live.overlay_alpha)
             sent["overlay"].publish(_image(header, blended, "rgb8"))
         if info_msg is not None:
             for name in ("depth_camera_info", "semantic_camera_info"):

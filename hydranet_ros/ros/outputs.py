@@ -65,13 +65,18 @@ _CAMERA_INFO_OUTPUTS = ("depth_camera_info", "semantic_camera_info")
 
 @dataclass(frozen=True)
 class FramePlan:
-    """The work one frame needs. ``outputs`` empty = skip inference altogether."""
+    """The work one frame needs. ``outputs`` empty = nothing to do for this frame."""
 
     outputs: frozenset[str] = frozenset()
 
     @property
-    def run_inference(self) -> bool:
+    def publishes(self) -> bool:
         return bool(self.outputs)
+
+    @property
+    def run_inference(self) -> bool:
+        """False when only CameraInfo is wanted: its size is known without running the network."""
+        return bool(self.network_outputs)
 
     @property
     def labels_image(self) -> bool:
@@ -92,6 +97,17 @@ class FramePlan:
     @property
     def camera_info(self) -> bool:
         return bool(self.outputs & {*_CAMERA_INFO_OUTPUTS, "fused"})
+
+    @property
+    def network_outputs(self) -> frozenset[str]:
+        """What to ask Pipeline.process for: labels feed labels, colour, overlay and fused;
+        depth feeds depth and fused. The other head's post-processing is skipped."""
+        wanted = set()
+        if self.labels_image or self.color or self.overlay:
+            wanted.add("labels")
+        if self.depth_image:
+            wanted.add("depth")
+        return frozenset(wanted)
 
 
 def plan_frame(publish: Mapping[str, bool], subscribers: Mapping[str, int], *, have_camera_info: bool) -> FramePlan:

@@ -38,7 +38,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 OUTPUT_SIZES = ("network", "input")
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
 MIN_INPUT_SIDE = 32  # the encoder downsamples 32x; anything smaller has no feature map left
 MAX_INPUT_SIDE = 8192
 MAX_PIXELS_LIMIT = 1 << 28
@@ -65,7 +65,7 @@ def _switch(output: str, what: str) -> ParamSpec:
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("weights", str, "default",
               "Network weights: a preset name (default, kitti, nyud, nyud_kitti, nyud_three) or a path "
-              "to a .safetensors/.pt/.pth/.ckpt file."),
+              "to a .safetensors file or a published .ckpt/.pth/.pt/.tar checkpoint."),
     ParamSpec("backend", str, "torch", "Inference engine.", choices=BACKENDS),
     ParamSpec("device", str, "auto", "Where inference runs; auto picks CUDA when available.", choices=DEVICES),
     ParamSpec("precision", str, "fp32", "Numeric precision of the engine.", choices=PRECISIONS),
