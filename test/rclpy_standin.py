@@ -264,31 +264,50 @@ class LifecycleNode:
     def __init__(self, node_name: str, *, parameter_overrides: list | None = None) -> None:
         self.name = node_name
         self.overrides = {p.name: p.value for p in parameter_overrides or []}
-        self.params: dict[str, Any] = {}
-        self.descriptors: dict[str, Any] = {}
-        self.param_callbacks: list = []
-        self.publishers: list[Publisher] = []
-        self.subscriptions: list[Subscription] = []
-        self.timers: list[Timer] = []
-        self.logger = Logger()
-        self.clock = Clock()
+        # The attribute names rclpy's Node uses for the same things: a subclass that overwrote
+        # one of them breaks here as it would under rclpy.
+        self._parameters: dict[str, Any] = {}
+        self._descriptors: dict[str, Any] = {}
+        self._parameters_callbacks: list = []
+        self._publishers: list[Publisher] = []
+        self._subscriptions: list[Subscription] = []
+        self._timers: list[Timer] = []
+        self._logger = Logger()
+        self._clock = Clock()
+
+    # read-only views for the tests, as rclpy's Node offers publishers/subscriptions/timers
+    @property
+    def publishers(self) -> list[Publisher]:
+        return list(self._publishers)
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
+    @property
+    def timers(self) -> list[Timer]:
+        return list(self._timers)
+
+    @property
+    def logger(self) -> Logger:
+        return self._logger
 
     # parameters: type from the default, range checked, then the on-set callbacks
     def _apply(self, name: str, value: Any, descriptor: Any) -> tuple[bool, str]:
-        declared = type(self.params.get(name, descriptor.__dict__.get("_default_value")))
+        declared = type(self._parameters.get(name, descriptor.__dict__.get("_default_value")))
         if type(value) is not declared:
             return False, f"Wrong parameter type, expected '{declared.__name__}' got '{type(value).__name__}'"
         for ranges in (descriptor.integer_range, descriptor.floating_point_range):
             if ranges and not ranges[0].from_value <= value <= ranges[0].to_value:
                 return False, f"Parameter {name} out of range"
-        for callback in self.param_callbacks:
+        for callback in self._parameters_callbacks:
             result = callback([Parameter(name, value)])
             if not result.successful:
                 return False, result.reason
         return True, ""
 
     def declare_parameter(self, name: str, value: Any, descriptor: Any, ignore_override: bool = False) -> Parameter:
-        assert name not in self.params, f"{name} declared twice"
+        assert name not in self._parameters, f"{name} declared twice"
         object.__setattr__(descriptor, "_default_value", value)
         actual = value if ignore_override or name not in self.overrides else self.overrides[name]
         ok, reason = self._apply(name, actual, descriptor)
@@ -296,73 +315,73 @@ class LifecycleNode:
             if reason.startswith("Wrong parameter type"):
                 raise InvalidParameterTypeException(f"{name}: {reason}")
             raise InvalidParameterValueException(f"{name}: {reason}")
-        self.params[name], self.descriptors[name] = actual, descriptor
+        self._parameters[name], self._descriptors[name] = actual, descriptor
         return Parameter(name, actual)
 
     def get_parameter(self, name: str) -> Parameter:
-        return Parameter(name, self.params[name])
+        return Parameter(name, self._parameters[name])
 
     def add_on_set_parameters_callback(self, callback: Any) -> None:
-        self.param_callbacks.insert(0, callback)
+        self._parameters_callbacks.insert(0, callback)
 
     def set_parameters(self, parameters: list[Parameter]) -> list:
         results = []
         for parameter in parameters:
-            ok, reason = self._apply(parameter.name, parameter.value, self.descriptors[parameter.name])
+            ok, reason = self._apply(parameter.name, parameter.value, self._descriptors[parameter.name])
             if ok:
-                self.params[parameter.name] = parameter.value
+                self._parameters[parameter.name] = parameter.value
             results.append(SetParametersResult(successful=ok, reason=reason))
         return results
 
     # entities
     def create_publisher(self, msg_type: type, topic: str, qos: Any) -> Publisher:
         publisher = Publisher(msg_type, topic, qos, lifecycle=False)
-        self.publishers.append(publisher)
+        self._publishers.append(publisher)
         return publisher
 
     def create_lifecycle_publisher(self, msg_type: type, topic: str, qos: Any) -> Publisher:
         publisher = Publisher(msg_type, topic, qos, lifecycle=True)
-        self.publishers.append(publisher)
+        self._publishers.append(publisher)
         return publisher
 
     def destroy_lifecycle_publisher(self, publisher: Publisher) -> None:
         publisher.destroyed = True
-        self.publishers.remove(publisher)
+        self._publishers.remove(publisher)
 
     def create_subscription(self, msg_type: type, topic: str, callback: Any, qos: Any) -> Subscription:
         subscription = Subscription(msg_type, topic, callback, qos)
-        self.subscriptions.append(subscription)
+        self._subscriptions.append(subscription)
         return subscription
 
     def destroy_subscription(self, subscription: Subscription) -> None:
-        self.subscriptions.remove(subscription)
+        self._subscriptions.remove(subscription)
 
     def create_timer(self, period: float, callback: Any) -> Timer:
         timer = Timer(period, callback)
-        self.timers.append(timer)
+        self._timers.append(timer)
         return timer
 
     def destroy_timer(self, timer: Timer) -> None:
-        self.timers.remove(timer)
+        self._timers.remove(timer)
 
     def get_logger(self) -> Logger:
-        return self.logger
+        return self._logger
 
     def get_clock(self) -> Clock:
-        return self.clock
+        return self._clock
 
     def get_fully_qualified_name(self) -> str:
         return "/" + self.name
 
     # the default transition callbacks: lifecycle publishers follow activate / deactivate
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for publisher in self.publishers:
+        for publisher in self._publishers:
             if publisher.lifecycle:
                 publisher.enabled = True
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for publisher in self.publishers:
+        for publisher in self._publishers:
             if publisher.lifecycle:
                 publisher.enabled = False
         return TransitionCallbackReturn.SUCCESS

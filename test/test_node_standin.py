@@ -10,7 +10,9 @@ from __future__ import annotations
 import array
 import importlib
 import math
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,3 +298,33 @@ def test_camera_info_rejection_is_counted_and_outputs_continue(monkeypatch, weig
     assert node._counters["camera_info_rejected.bad_intrinsics"] == 1
     assert math.isfinite(pubs["hydranet/result"].sent[-1].inference_ms)
     node.release()
+
+
+# Attributes rclpy's Node and LifecycleNode set on self (read from rclpy/node.py and
+# rclpy/lifecycle/node.py, branches humble and jazzy). A subclass must not reuse them.
+RCLPY_NODE_ATTRIBUTES = {
+    "_allow_undeclared_parameters", "_clients", "_clock", "_context", "_default_callback_group", "_descriptors",
+    "_guards", "_logger", "_logger_service", "_on_set_parameters_callbacks", "_parameter_event_publisher",
+    "_parameter_overrides", "_parameter_service", "_parameters", "_parameters_callbacks",
+    "_post_set_parameters_callbacks", "_pre_set_parameters_callbacks", "_publishers", "_rate_group", "_services",
+    "_subscriptions", "_time_source", "_timers", "_type_description_service", "handle", "_callbacks",
+    "_managed_entities", "_service_change_state", "_service_get_available_states",
+    "_service_get_available_transitions", "_service_get_state", "_service_get_transition_graph", "_state_machine",
+}
+
+
+def assigned_attributes(source: str) -> set[str]:
+    names = set(re.findall(r"self\.(\w+)\s*(?::[^=\n]+)?=(?!=)", source))
+    names |= {name for group in re.findall(r"self\.(\w+)\s*,\s*self\.(\w+)\s*(?:,\s*self\.\w+\s*)*=", source)
+              for name in group}
+    return names
+
+
+def test_node_does_not_overwrite_rclpy_internals():
+    source = (Path(__file__).resolve().parents[1] / "hydranet_ros" / "ros" / "node.py").read_text()
+    assigned = assigned_attributes(source)
+    assert {"_output_pubs", "_input_subs", "_worker", "_live"} <= assigned  # the check sees assignments
+    assert not assigned & RCLPY_NODE_ATTRIBUTES, assigned & RCLPY_NODE_ATTRIBUTES
+    # and it would have caught the name clash it guards against
+    assert assigned_attributes("self._publishers: dict = {}\nself._x, self._subscriptions = 1, 2") >= {
+        "_publishers", "_subscriptions"}

@@ -107,10 +107,10 @@ class PerceptionNode(LifecycleNode):
         self._pipeline: Any = None
         self._info: dict[str, Any] = {}
         self._worker: FrameWorker | None = None
-        self._publishers: dict[str, Any] = {}
+        self._output_pubs: dict[str, Any] = {}
         self._label_info_pub: Any = None
         self._label_info_frame_id: str | None = None
-        self._subscriptions: list[Any] = []
+        self._input_subs: list[Any] = []
         self._camera_info: Any = None
         self._counters: Counter[str] = Counter()
         self._counters_lock = threading.Lock()
@@ -173,7 +173,7 @@ class PerceptionNode(LifecycleNode):
         self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
         self._live = params.LiveSettings.from_values(values)
         output_qos = qos.to_rclpy(qos.qos_settings(values["output_qos"], values["output_depth"]))
-        self._publishers = {
+        self._output_pubs = {
             name: self.create_lifecycle_publisher(_MESSAGE_TYPES[spec.message], spec.topic, output_qos)
             for name, spec in outputs.OUTPUTS.items()
         }
@@ -206,12 +206,12 @@ class PerceptionNode(LifecycleNode):
         values = self._values()
         input_qos = qos.to_rclpy(qos.qos_settings(values["input_qos"], values["input_depth"]))
         if values["compressed"]:
-            self._subscriptions.append(self.create_subscription(
+            self._input_subs.append(self.create_subscription(
                 CompressedImage, "image/compressed", self._on_compressed, input_qos))
         else:
-            self._subscriptions.append(self.create_subscription(Image, "image", self._on_image, input_qos))
+            self._input_subs.append(self.create_subscription(Image, "image", self._on_image, input_qos))
         if values["use_camera_info"]:
-            self._subscriptions.append(self.create_subscription(
+            self._input_subs.append(self.create_subscription(
                 CameraInfo, "camera_info", self._on_camera_info, input_qos))
         self._state = "active"
         return SUCCESS
@@ -238,9 +238,9 @@ class PerceptionNode(LifecycleNode):
         return SUCCESS  # error processing done: back to unconfigured
 
     def _unsubscribe(self) -> None:
-        for subscription in self._subscriptions:
+        for subscription in self._input_subs:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._input_subs = []
         self._camera_info = None
 
     def release(self) -> None:
@@ -251,11 +251,11 @@ class PerceptionNode(LifecycleNode):
                 self.get_logger().warning("the frame in progress did not finish within 10 s; left behind")
             self._last_stats = self._worker.stats()
             self._worker = None
-        for publisher in self._publishers.values():
+        for publisher in self._output_pubs.values():
             self.destroy_lifecycle_publisher(publisher)
         if self._label_info_pub is not None:
             self.destroy_lifecycle_publisher(self._label_info_pub)
-        self._publishers, self._label_info_pub = {}, None
+        self._output_pubs, self._label_info_pub = {}, None
         self._pipeline, self._info = None, {}
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
@@ -273,7 +273,7 @@ class PerceptionNode(LifecycleNode):
         self._camera_info = msg  # one reference swap; the worker reads whichever is newest
 
     def _plan(self, *, have_camera_info: bool) -> outputs.FramePlan:
-        subscribers = {name: publisher.get_subscription_count() for name, publisher in self._publishers.items()}
+        subscribers = {name: publisher.get_subscription_count() for name, publisher in self._output_pubs.items()}
         return outputs.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info)
 
     def _take(self, msg: Any, convert: Callable[..., tuple[np.ndarray, str]]) -> None:
@@ -332,7 +332,7 @@ class PerceptionNode(LifecycleNode):
         if plan.camera_info and frame.camera_info is not None:
             info_msg = self._camera_info_out(header, frame.camera_info, width, height)
 
-        sent = self._publishers
+        sent = self._output_pubs
         if "labels" in plan.outputs:
             sent["labels"].publish(labels_msg)
         if "depth" in plan.outputs:
