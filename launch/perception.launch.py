@@ -40,8 +40,8 @@ def _setup(context: LaunchContext) -> list:
         resolution=arg("resolution"), precision=arg("precision"), backend=arg("backend"),
         device=arg("device"), weights=arg("weights"), compressed=arg("compressed"),
         use_sim_time=arg("use_sim_time"))
-    # A weights path like "2024" or a preset that reads as a number would otherwise be typed as
-    # an integer by launch_ros's YAML-style inference: strings stay strings.
+    # launch_ros types plain string values by YAML rules ("1e3" would become a float, "on" a
+    # bool): every string parameter goes through ParameterValue(..., value_type=str).
     typed = {name: ParameterValue(value, value_type=str) if isinstance(value, str) else value
              for name, value in overrides.items()}
 
