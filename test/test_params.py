@@ -162,3 +162,23 @@ def test_weight_suffixes_match_what_the_loader_reads():
     from hydranet_ros.model import checkpoints
 
     assert set(params.WEIGHT_SUFFIXES) == {".safetensors", *checkpoints.PUBLISHED_SUFFIXES}
+
+
+def test_preset_names_match_the_presets():
+    from hydranet_ros.model.presets import PRESETS
+
+    assert params.PRESET_NAMES == tuple(PRESETS)
+
+
+def test_launch_side_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from hydranet_ros.ros import launch_args; "
+            "launch_args.node_overrides(weights='kitti', resolution='640x480'); "
+            "print('torch' in sys.modules)")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "False"

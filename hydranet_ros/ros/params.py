@@ -39,6 +39,9 @@ OUTPUT_SIZES = ("network", "input")
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
+# The names of hydranet_ros.model.presets.PRESETS (a test keeps them equal). Importing that module
+# would import torch into the launch process, which only needs the names.
+PRESET_NAMES = ("kitti", "nyud", "nyud_kitti", "nyud_three")
 MIN_INPUT_SIDE = 32  # the encoder downsamples 32x; anything smaller has no feature map left
 MAX_INPUT_SIDE = 8192
 MAX_PIXELS_LIMIT = 1 << 28
@@ -140,9 +143,7 @@ def _weights_reason(value: str) -> str | None:
     path = PurePath(value)
     if len(path.parts) > 1 or path.suffix.lower() in WEIGHT_SUFFIXES:
         return None  # a path: whether it exists and loads is checked at configure, with the file named
-    from hydranet_ros.model.presets import PRESETS  # lazy: only the table of names is needed
-
-    names = ("default", *PRESETS)
+    names = ("default", *PRESET_NAMES)
     if value in names:
         return None
     return (f"weights {value!r} is neither a preset ({', '.join(names)}) nor a path to a "
