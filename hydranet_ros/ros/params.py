@@ -79,8 +79,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               f"Network input height in pixels; 0 = the camera frame's height. Otherwise >= {MIN_INPUT_SIDE}; "
               "set together with input_width.", range=(0, MAX_INPUT_SIDE)),
     ParamSpec("output_size", str, "input",
-              "Resolution of the published images: 'input' = the camera frame's, 'network' = the network's "
-              "output (a quarter of the network input).", choices=OUTPUT_SIZES),
+              "Resolution of the published images: 'input' = the camera frame's, 'network' = the network "
+              "input size (input_width x input_height), which saves upsampling to a large camera frame.",
+              choices=OUTPUT_SIZES),
     _switch("labels", "semantic/labels (mono8 class ids)"),
     _switch("color", "semantic/color (rgb8 class colours)"),
     _switch("overlay", "semantic/overlay (rgb8 colours blended over the camera image)"),
