@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hydranet_ros.commands.common import add_pipeline_arguments, pipeline_from_args
 from hydranet_ros.io.bag import BagError, check_paths, find_camera, replay_bag
+from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         # The cheap checks first: a wrong path or a bag without images should not wait for weights.
         check_paths(source, target, args.overwrite)
         camera = find_camera(source, topic=args.topic, compressed=args.compressed)
-        pipe = pipeline_from_args(args)
+        # Out of GPU memory on the first frame: a smaller input size, or a clear error with --strict.
+        pipe = MemoryFallbackPipeline(pipeline_from_args(args), strict=args.strict)
         report = replay_bag(source, target, pipe, topic=camera.image, compressed=args.compressed,
                             overwrite=args.overwrite, storage=args.storage, alpha=args.alpha, max_pixels=args.max_pixels)
     except BagError as exc:

@@ -8,9 +8,11 @@ input message's bag timestamp, as the node does under ``ros2 bag play --clock``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from tqdm import tqdm
 
 from hydranet_ros.io import visuals
 from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
-from hydranet_ros.io.ros_image import ImageRejected, compressed_to_frame, image_fields, image_to_frame
+from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
 
 log = logging.getLogger(__name__)
 
@@ -298,10 +300,8 @@ class _Replay:
             self.report.rejected["corrupt_message"] += 1
             return
         try:
-            if self.camera.image_type == COMPRESSED_IMAGE:
-                frame, order = compressed_to_frame(msg, max_pixels=self.max_pixels)
-            else:
-                frame, order = image_to_frame(msg, max_pixels=self.max_pixels)
+            frame, order = message_to_frame(msg, compressed=self.camera.image_type == COMPRESSED_IMAGE,
+                                            max_pixels=self.max_pixels)
         except ImageRejected as rejected:
             self.report.rejected[rejected.reason] += 1
             log.debug("frame at %d ns dropped: %s", bag_time, rejected)
@@ -368,8 +368,11 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     """Write ``target``: every message of ``source`` plus the node's outputs for its image topic.
 
     ``source`` is never written to. The new bag is built in a hidden folder beside ``target``
-    and renamed into place only when complete, so an interrupted run leaves no half bag.
-    ``storage`` is 'sqlite3' or 'mcap'; None keeps the input's. Raises BagError.
+    and renamed into place only when complete, so an interrupted run leaves no half bag: after
+    Ctrl-C the hidden folder is removed at once; after a kill (SIGKILL, power loss) it stays, holds
+    no metadata.yaml (rosbag2 does not take it for a bag), and the next replay to ``target``
+    removes it. ``storage`` is 'sqlite3' or 'mcap'; None keeps the input's. Raises BagError; a
+    full disk or a folder that cannot be written is ``write_failed``.
     """
     source, target = Path(source), Path(target)
     if not 0.0 <= alpha <= 1.0:
@@ -387,7 +390,10 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
                            "(was it replayed before?); replay the original bag")
         report.camera = camera
         store = _typestore(reader.ros_distro)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        _remove_abandoned_staging(target)
+        # The writer's pid in the name tells a later run whether the folder is abandoned.
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=_STAGING_SUFFIX,
+                                        dir=target.parent))
         built = staging / target.name
         # Version 8 is the oldest rosbags writes; newer rosbag2 releases read it.
         with Writer(built, version=8, storage_plugin=plugin) as writer:
@@ -398,12 +404,54 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
         _move_into_place(built, target, staging)
     except WriterError as exc:
         raise BagError("write_failed", f"cannot write {target}: {exc}") from exc
+    except (OSError, sqlite3.Error) as exc:
+        # Reading errors were already turned into BagError; what is left comes from writing.
+        raise _write_failure(target, exc) from exc
     finally:
         reader.close()
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     log.info("%s", report.summary())
     return report
+
+
+_STAGING_SUFFIX = ".partial"
+
+
+def _write_failure(target: Path, exc: BaseException) -> BagError:
+    """One line naming the output and the cause of a failed write (disk full, read-only folder)."""
+    if isinstance(exc, OSError):
+        cause = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            cause = f"{cause} (disk full)"
+        where = f" ({exc.filename})" if exc.filename else ""
+        return BagError("write_failed", f"cannot write {target}: {cause}{where}; the partial output was removed")
+    # sqlite3 says "database or disk is full" or "attempt to write a readonly database".
+    return BagError("write_failed", f"cannot write {target}: sqlite3: {exc}; the partial output was removed")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def _remove_abandoned_staging(target: Path) -> None:
+    """Delete hidden staging folders of earlier replays to ``target`` whose writer is gone (killed).
+
+    A folder of a writer still running (its pid alive) is left alone: two replays to the same
+    output must not delete each other's work. pid reuse can only make us keep a folder, not lose one.
+    """
+    for folder in target.parent.glob(f".{target.name}.*{_STAGING_SUFFIX}"):
+        pid_text = folder.name[len(target.name) + 2:].split(".", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)) or not folder.is_dir():
+            continue
+        log.info("removing %s, left by an interrupted replay (pid %s)", folder, pid_text)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _move_into_place(built: Path, target: Path, staging: Path) -> None:

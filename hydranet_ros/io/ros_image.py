@@ -25,6 +25,8 @@ __all__ = [
     "image_to_numpy",
     "image_to_frame",
     "compressed_to_frame",
+    "message_to_frame",
+    "CONVERSION_ERROR",
     "image_fields",
 ]
 
@@ -309,10 +311,33 @@ def compressed_to_frame(msg: Any, *, max_pixels: int | None = None) -> tuple[np.
     if width == 0 or height == 0:
         raise _bad_compressed(f"header gives a {width}x{height} image")
     _check_pixels(width, height, max_pixels)
-    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's own size limit and decoder assertions raise instead of returning None
+        raise _bad_compressed(f"decoder refused it ({str(exc).strip().splitlines()[-1][:200]})") from None
     if frame is None:
         raise _bad_compressed("decoder failed (corrupt or truncated data)")
     return frame, _compressed_colour_order(format_string)
+
+
+# Reason for a message that broke the conversion in a way no check above foresaw.
+CONVERSION_ERROR = "conversion_error"
+
+
+def message_to_frame(msg: Any, *, compressed: bool, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+    """``compressed_to_frame`` or ``image_to_frame``, as the one boundary every message crosses.
+
+    The checks above name every fault they know; whatever else a malformed message provokes
+    (an OpenCV assertion, a numpy error on an absurd field) becomes ImageRejected with reason
+    ``conversion_error`` too, so a caller counts it like any other bad message instead of dying.
+    """
+    convert = compressed_to_frame if compressed else image_to_frame
+    try:
+        return convert(msg, max_pixels=max_pixels)
+    except ImageRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a message must never take the node or the replay down
+        raise ImageRejected(CONVERSION_ERROR, f"{type(exc).__name__}: {exc}") from None
 
 
 # -- numpy -> message fields ----------------------------------------------------------------------

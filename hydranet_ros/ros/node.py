@@ -2,7 +2,9 @@
 
 Thin on purpose: every decision (parameter rules, QoS, which outputs to compute, depth
 encoding, LabelInfo content, diagnostics) is a plain function in hydranet_ros.ros.params /
-qos / outputs, tested without ROS. This module only declares, subscribes, converts, publishes.
+qos / outputs, and the per-message path (convert, submit, infer, build outputs) is
+hydranet_ros.ros.intake, tested and fuzzed without ROS. This module only declares, subscribes
+and copies intake's fields into messages.
 
 Life cycle:
 - configure: validate parameters, load weights and build the engine (Pipeline.create), make the
@@ -22,21 +24,16 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 
-from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
-from hydranet_ros.io.ros_image import ImageRejected, compressed_to_frame, image_fields, image_to_frame
-from hydranet_ros.io.visuals import colorize_labels, overlay
 from hydranet_ros.msg import HydraNetResult
-from hydranet_ros.ros import outputs, params, qos
+from hydranet_ros.ros import intake, outputs, params, qos
 from hydranet_ros.runtime.frame_worker import FrameWorker, WorkerStats
 
 try:  # vision_msgs is optional: without it only semantic/label_info is missing
@@ -48,16 +45,6 @@ NODE_NAME = "perception_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _MESSAGE_TYPES = {"sensor_msgs/Image": Image, "sensor_msgs/CameraInfo": CameraInfo,
                   "hydranet_ros/HydraNetResult": HydraNetResult}
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """What the worker needs of one camera message."""
-
-    pixels: np.ndarray
-    color_order: str
-    header: Any
-    camera_info: Any | None
 
 
 def _descriptor(spec: params.ParamSpec) -> ParameterDescriptor:
@@ -77,15 +64,14 @@ def _descriptor(spec: params.ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
-def _image(header: Any, pixels: np.ndarray, encoding: str) -> Image:
-    fields = image_fields(pixels, encoding)
+def _image(header: Any, fields: dict[str, Any]) -> Image:
     msg = Image()
     msg.header = header
     msg.height, msg.width = fields["height"], fields["width"]
     msg.encoding = fields["encoding"]
     msg.is_bigendian = fields["is_bigendian"]
     msg.step = fields["step"]
-    msg.data = outputs.to_msg_bytes(fields["data"])
+    msg.data = fields["data"]  # already array.array('B'): stored by rclpy without a per-element check
     return msg
 
 
@@ -166,7 +152,11 @@ class PerceptionNode(LifecycleNode):
             # Imported here: torch and the engines load only when a node is configured.
             from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 
-            pipeline = Pipeline.create(PipelineConfig(**params.pipeline_kwargs(values)))
+            from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
+
+            config = PipelineConfig(**params.pipeline_kwargs(values))
+            # Out of GPU memory on the first frame: a smaller input size, or a clear error if strict.
+            pipeline = MemoryFallbackPipeline(Pipeline.create(config), strict=config.strict)
         except Exception as exc:  # noqa: BLE001 - WeightsError/EngineError name the file and cause
             return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {exc}")
 
@@ -264,10 +254,10 @@ class PerceptionNode(LifecycleNode):
     # -- input (executor thread; never waits for inference) -------------------------------------
 
     def _on_image(self, msg: Image) -> None:
-        self._take(msg, image_to_frame)
+        self._take(msg, compressed=False)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._take(msg, compressed_to_frame)
+        self._take(msg, compressed=True)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg  # one reference swap; the worker reads whichever is newest
@@ -276,7 +266,7 @@ class PerceptionNode(LifecycleNode):
         subscribers = {name: publisher.get_subscription_count() for name, publisher in self._output_pubs.items()}
         return outputs.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info)
 
-    def _take(self, msg: Any, convert: Callable[..., tuple[np.ndarray, str]]) -> None:
+    def _take(self, msg: Any, *, compressed: bool) -> None:
         worker = self._worker
         if worker is None:
             return
@@ -284,22 +274,13 @@ class PerceptionNode(LifecycleNode):
         if not self._plan(have_camera_info=camera_info is not None).publishes:
             self._count("frames_skipped_no_subscribers")
             return
-        try:
-            pixels, color_order = convert(msg, max_pixels=self._live.max_input_pixels)
-        except ImageRejected as exc:
-            self._reject(worker, exc.reason, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a message must never take the node down
-            self._reject(worker, "conversion_error", f"{type(exc).__name__}: {exc}")
-            return
-        worker.submit(_Frame(pixels, color_order, msg.header, camera_info))
-
-    def _reject(self, worker: FrameWorker, reason: str, detail: str) -> None:
-        worker.reject(reason)
-        warn, suppressed = self._image_warnings.check(reason, time.monotonic())
-        if warn:
-            more = f" ({suppressed} more like it since the last warning)" if suppressed else ""
-            self.get_logger().warning(f"dropped an input image [{reason}]: {detail}{more}")
+        refusal = intake.offer(worker, msg, compressed=compressed, max_pixels=self._live.max_input_pixels,
+                               camera_info=camera_info)
+        if refusal is not None:
+            warn, suppressed = self._image_warnings.check(refusal.reason, time.monotonic())
+            if warn:
+                more = f" ({suppressed} more like it since the last warning)" if suppressed else ""
+                self.get_logger().warning(f"dropped an input image [{refusal.reason}]: {refusal.detail}{more}")
 
     def _count(self, key: str) -> None:
         with self._counters_lock:
@@ -307,73 +288,64 @@ class PerceptionNode(LifecycleNode):
 
     # -- inference and output (worker thread) ----------------------------------------------------
 
-    def _infer(self, frame: _Frame) -> tuple[outputs.FramePlan, Any] | None:
+    def _infer(self, frame: intake.Frame) -> intake.Rendered | None:
+        live = self._live
         plan = self._plan(have_camera_info=frame.camera_info is not None)
-        if not plan.publishes:  # the last subscriber left while the frame waited
-            return None
-        if not plan.run_inference:  # CameraInfo only: the output size is known without the network
-            return plan, None
-        return plan, self._pipeline.process(frame.pixels, color_order=frame.color_order,
-                                            outputs=plan.network_outputs)
+        return intake.render(self._pipeline, frame, plan, depth_encoding=live.depth_encoding,
+                             overlay_alpha=live.overlay_alpha)
 
-    def _publish(self, frame: _Frame, planned: tuple[outputs.FramePlan, Any] | None) -> None:
-        if planned is None:
+    def _publish(self, frame: intake.Frame, rendered: intake.Rendered | None) -> None:
+        if rendered is None:  # the last subscriber left while the frame waited
             return
-        plan, result = planned
-        if result is not None:
-            self._last_timings = dict(result.timings_ms)
-        header, live, preset = frame.header, self._live, self._pipeline.preset
-        width, height = self._pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
-        labels_msg = _image(header, result.labels, "mono8") if plan.labels_image else None
-        depth_msg = None
-        if plan.depth_image:
-            depth_msg = _image(header, outputs.depth_image(result.depth_m, live.depth_encoding), live.depth_encoding)
-        info_msg = None
-        if plan.camera_info and frame.camera_info is not None:
-            info_msg = self._camera_info_out(header, frame.camera_info, width, height)
+        plan, header, images = rendered.plan, frame.header, rendered.images
+        if rendered.timings_ms:
+            self._last_timings = rendered.timings_ms
+        labels_msg = _image(header, images["labels"]) if "labels" in images else None
+        depth_msg = _image(header, images["depth"]) if "depth" in images else None
+        info_msg = self._camera_info_out(header, rendered)
 
         sent = self._output_pubs
         if "labels" in plan.outputs:
             sent["labels"].publish(labels_msg)
         if "depth" in plan.outputs:
             sent["depth"].publish(depth_msg)
-        if plan.color:
-            sent["color"].publish(_image(header, colorize_labels(result.labels, preset.palette), "rgb8"))
-        if plan.overlay:
-            base = outputs.overlay_base(frame.pixels, frame.color_order, (width, height))
-            blended = overlay(base, result.labels, preset.palette, alpha=live.overlay_alpha)
-            sent["overlay"].publish(_image(header, blended, "rgb8"))
+        for name in ("color", "overlay"):
+            if name in images:
+                sent[name].publish(_image(header, images[name]))
         if info_msg is not None:
             for name in ("depth_camera_info", "semantic_camera_info"):
                 if name in plan.outputs:
                     sent[name].publish(info_msg)
+        preset = self._pipeline.preset
         if "fused" in plan.outputs:
-            sent["fused"].publish(self._fused(header, labels_msg, depth_msg, info_msg, preset, result))
+            sent["fused"].publish(self._fused(header, labels_msg, depth_msg, info_msg, preset, rendered.timings_ms))
         self._publish_label_info(header, preset)
 
-    def _camera_info_out(self, header: Any, camera_info: Any, width: int, height: int) -> CameraInfo | None:
-        try:
-            fields = outputs.camera_info_for_ros(scale_camera_info(camera_info, width, height))
-        except CameraInfoRejected as exc:
-            self._count(f"camera_info_rejected.{exc.reason}")
-            warn, suppressed = self._info_warnings.check(exc.reason, time.monotonic())
+    def _camera_info_out(self, header: Any, rendered: intake.Rendered) -> CameraInfo | None:
+        problem = rendered.camera_info_problem
+        if problem is not None:
+            self._count(f"camera_info_rejected.{problem.reason}")
+            warn, suppressed = self._info_warnings.check(problem.reason, time.monotonic())
             if warn:
                 more = f" ({suppressed} more since the last warning)" if suppressed else ""
-                self.get_logger().warning(f"camera_info not republished [{exc.reason}]: {exc}{more}")
+                self.get_logger().warning(f"camera_info not republished [{problem.reason}]: {problem}{more}")
             return None
+        if rendered.camera_info is None:
+            return None
+        fields = dict(rendered.camera_info)
         roi = fields.pop("roi")
         return CameraInfo(header=header, roi=RegionOfInterest(**roi), **fields)
 
     @staticmethod
     def _fused(header: Any, labels_msg: Image, depth_msg: Image, info_msg: CameraInfo | None,
-               preset: Any, result: Any) -> HydraNetResult:
+               preset: Any, timings_ms: dict[str, float]) -> HydraNetResult:
         msg = HydraNetResult()
         msg.header, msg.labels, msg.depth = header, labels_msg, depth_msg
         msg.has_camera_info = info_msg is not None
         if info_msg is not None:
             msg.camera_info = info_msg
         msg.class_names = [str(name) for name in preset.class_names]
-        for field_name, value in outputs.stage_timings(result.timings_ms).items():
+        for field_name, value in outputs.stage_timings(timings_ms).items():
             setattr(msg, field_name, value)
         return msg
 
@@ -391,7 +363,7 @@ class PerceptionNode(LifecycleNode):
         publisher.publish(msg)
         self._label_info_frame_id = header.frame_id
 
-    def _on_worker_error(self, frame: _Frame, exc: BaseException) -> None:
+    def _on_worker_error(self, frame: intake.Frame, exc: BaseException) -> None:
         self.get_logger().error(f"processing a frame failed: {type(exc).__name__}: {exc}",
                                 throttle_duration_sec=5.0)
 

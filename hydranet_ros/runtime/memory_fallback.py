@@ -1,0 +1,159 @@
+"""What to do when the GPU runs out of memory on the first frame.
+
+Building the engine allocates the weights; the first frame allocates the activations, and on a
+shared Jetson that is where memory runs out. Until one frame has gone through, an out-of-memory
+error means "this configuration does not fit here", so the policy is decided once, per `strict`:
+
+- strict: fail with a message naming the size, precision and device, and what to change;
+- otherwise: free the cached blocks, step the network input down (3/4 per side, multiples of 16,
+  never below 32) and try the same frame again, a few times, with a warning saying what was
+  given up. The smaller size is then kept for every later frame.
+
+After the first good frame an out-of-memory error is an ordinary processing error (counted,
+reported), not a reason to reconfigure behind the operator's back.
+
+A wrapper rather than a change inside Pipeline: Pipeline.process stays one straight path, and
+the wrapper offers the same surface (process, preset, info, config, output_size_for).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from hydranet_ros.runtime.engines.base import EngineError
+from hydranet_ros.runtime.pipeline import Pipeline
+from hydranet_ros.runtime.result import Result
+
+__all__ = ["FirstFrameOutOfMemory", "MemoryFallbackPipeline", "smaller_input_size", "same_engine_at"]
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 32  # the pipeline's own lower bound on an input side
+_STEP = 16
+
+
+class FirstFrameOutOfMemory(EngineError):
+    """The first frame did not fit in GPU memory and no (further) fallback is allowed."""
+
+
+def smaller_input_size(size: tuple[int, int]) -> tuple[int, int] | None:
+    """The next size to try after running out of memory at ``size`` (width, height), or None.
+
+    3/4 per side (about half the activations), rounded down to a multiple of 16 so GPU kernels
+    keep their aligned tiles; None when both sides are already at the minimum.
+    """
+    smaller = tuple(max(MIN_SIDE, int(side * 3 / 4) // _STEP * _STEP) for side in size)
+    return None if smaller == tuple(size) else smaller  # type: ignore[return-value]
+
+
+def same_engine_at(pipeline: Pipeline, size: tuple[int, int]) -> Pipeline:
+    """``pipeline`` with another network input size and the same engine.
+
+    Right for engines that take any input shape (torch eager). An engine built for one shape (a
+    TensorRT engine) must be rebuilt instead: pass a ``resize`` that does so.
+    """
+    return Pipeline(
+        engine=pipeline.engine, preset=pipeline.preset, config=replace(pipeline.config, input_size=size),
+        weights_source=pipeline.info.get("weights", ""), weights_sha256=pipeline.info.get("weights_sha256", ""),
+        warnings=pipeline.warnings,
+    )
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+class MemoryFallbackPipeline:
+    """A Pipeline whose first frame follows the out-of-memory policy above."""
+
+    def __init__(self, pipeline: Pipeline, *, strict: bool, max_attempts: int = 3,
+                 resize: Callable[[Pipeline, tuple[int, int]], Pipeline] = same_engine_at) -> None:
+        if max_attempts < 0:
+            raise ValueError(f"max_attempts must be >= 0, got {max_attempts}")
+        self._pipeline = pipeline
+        self._strict = strict
+        self._max_attempts = max_attempts
+        self._resize = resize
+        self._proven = False  # set after the first frame that went through
+        self.fallbacks: list[str] = []  # "640x480 -> 480x352", one per step taken
+
+    # -- the Pipeline surface the node and the bag replay use ------------------------------------
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
+    @property
+    def preset(self) -> Any:
+        return self._pipeline.preset
+
+    @property
+    def config(self) -> Any:
+        return self._pipeline.config
+
+    @property
+    def engine(self) -> Any:
+        return self._pipeline.engine
+
+    @property
+    def info(self) -> dict[str, Any]:
+        info = dict(self._pipeline.info)
+        if self.fallbacks:
+            info["memory_fallback"] = ", ".join(self.fallbacks)
+        return info
+
+    def network_size_for(self, width: int, height: int) -> tuple[int, int]:
+        return self._pipeline.network_size_for(width, height)
+
+    def output_size_for(self, width: int, height: int) -> tuple[int, int]:
+        return self._pipeline.output_size_for(width, height)
+
+    def process(self, frame: np.ndarray, **kwargs: Any) -> Result:
+        if self._proven:
+            return self._pipeline.process(frame, **kwargs)
+        attempts = 0
+        while True:
+            try:
+                result = self._pipeline.process(frame, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raised
+                if not _is_out_of_memory(exc):
+                    raise
+                size = self._pipeline.network_size_for(frame.shape[1], frame.shape[0])
+                self._release_cached_memory()
+                self._step_down(size, attempts, exc)
+                attempts += 1
+                continue
+            self._proven = True
+            return result
+
+    # -- policy ------------------------------------------------------------------------------------
+
+    def _step_down(self, size: tuple[int, int], attempts: int, exc: BaseException) -> None:
+        info = self._pipeline.info
+        where = f"at {size[0]}x{size[1]} ({info.get('precision', '?')}, {info.get('device', '?')})"
+        cause = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if self._strict:
+            raise FirstFrameOutOfMemory(
+                f"GPU out of memory on the first frame {where}: {cause}. strict is set, so no smaller input "
+                "size is tried: lower input_width/input_height, use fp16, or free GPU memory") from None
+        smaller = smaller_input_size(size)
+        if smaller is None or attempts >= self._max_attempts:
+            raise FirstFrameOutOfMemory(
+                f"GPU out of memory on the first frame {where} after {attempts} smaller size(s) "
+                f"({', '.join(self.fallbacks) or 'none possible'}): {cause}") from None
+        step = f"{size[0]}x{size[1]} -> {smaller[0]}x{smaller[1]}"
+        log.warning("GPU out of memory on the first frame %s; retrying at %dx%d (%s)", where, *smaller, cause)
+        self.fallbacks.append(step)
+        self._pipeline = self._resize(self._pipeline, smaller)
+
+    @staticmethod
+    def _release_cached_memory() -> None:
+        # The failed attempt's blocks stay in torch's caching allocator; give them back before the
+        # retry so it sees the memory the smaller size actually needs.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
