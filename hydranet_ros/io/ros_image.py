@@ -12,6 +12,7 @@ view is read-only when the message buffer is (bytes), and keeps the message buff
 
 from __future__ import annotations
 
+import operator
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -129,8 +130,10 @@ def _byte_buffer(data: Any) -> np.ndarray:
 def _dimension(msg: Any, name: str) -> int:
     value = getattr(msg, name)
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        # operator.index, not int(): a float 3.5 or a string "64" is a malformed message, not a size
+        # to round (and int(inf) would raise OverflowError past this check).
+        number = operator.index(value)
+    except TypeError:
         raise ImageRejected("bad_size", f"image {name} is not an integer: {value!r}") from None
     if number < 0:
         raise ImageRejected("bad_size", f"image {name} is negative: {number}")
