@@ -150,9 +150,8 @@ class PerceptionNode(LifecycleNode):
             return self._configure_failed("parameters refused: " + "; ".join(problems.values()))
         try:
             # Imported here: torch and the engines load only when a node is configured.
-            from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
-
             from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
+            from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 
             config = PipelineConfig(**params.pipeline_kwargs(values))
             # Out of GPU memory on the first frame: a smaller input size, or a clear error if strict.
