@@ -27,6 +27,11 @@ def _zero_like_graph(pred: torch.Tensor) -> torch.Tensor:
     return pred.sum() * 0.0
 
 
+def _at_least_f32(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision outputs (AMP) are lifted to float32 for the loss; float64 stays float64."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def valid_depth_mask(target_m: torch.Tensor) -> torch.Tensor:
     """Pixels with a depth measurement: finite and strictly positive."""
     return torch.isfinite(target_m) & (target_m > 0)
@@ -105,7 +110,7 @@ def _depth_residuals(pred_m: torch.Tensor, target_m: torch.Tensor) -> tuple[torc
         raise ValueError(f"depth prediction {tuple(pred_m.shape)} and target {tuple(target_m.shape)} differ")
     valid = valid_depth_mask(target_m)
     # Indexing (not multiplying by the mask) keeps NaN targets out of the graph entirely.
-    return pred_m[valid].float() - target_m[valid].float(), valid
+    return _at_least_f32(pred_m[valid]) - target_m[valid].to(_at_least_f32(pred_m).dtype), valid
 
 
 def depth_l1_loss(pred_m: torch.Tensor, target_m: torch.Tensor) -> torch.Tensor:
@@ -155,8 +160,9 @@ def silog_loss(
     counts = valid_flat.sum(dim=1)
     if int(counts.sum()) == 0:
         return _zero_like_graph(pred_m)
-    safe_target = torch.where(valid, target_m, torch.ones_like(target_m)).float()
-    log_diff = torch.log(pred_m.float().clamp_min(min_depth_m)) - torch.log(safe_target)
+    pred_m = _at_least_f32(pred_m)
+    safe_target = torch.where(valid, target_m, torch.ones_like(target_m)).to(pred_m.dtype)
+    log_diff = torch.log(pred_m.clamp_min(min_depth_m)) - torch.log(safe_target)
     log_diff = torch.where(valid, log_diff, torch.zeros_like(log_diff)).reshape(batch, -1)
     has_pixels = counts > 0
     n = counts.clamp_min(1).to(log_diff.dtype)
