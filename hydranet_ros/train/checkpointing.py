@@ -80,6 +80,35 @@ def load_model_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[
     return state, metadata
 
 
+def model_from_weights(path: str | Path) -> tuple[nn.Module, Preset, dict[str, str]]:
+    """A HydraNet built from the preset named in a weights file's metadata, weights loaded."""
+    import dataclasses
+
+    from hydranet_ros.model.hydranet import HydraNet
+    from hydranet_ros.model.presets import get_preset
+
+    state, metadata = load_model_weights(path)
+    name = metadata.get("preset")
+    if not name:
+        raise CheckpointError(f"{path} names no preset in its metadata", reason="no_preset")
+    with_normals = json.loads(metadata.get("with_normals", "false"))
+    try:
+        preset = get_preset(name.removesuffix("_normals") if name not in _known_presets() else name)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}", reason="unknown_preset") from None
+    if preset.with_normals != with_normals:  # a task set trained beyond the preset's heads
+        preset = dataclasses.replace(preset, name=name, with_normals=with_normals)
+    model = HydraNet(preset)
+    load_into(model, state, source=str(path))
+    return model, preset, metadata
+
+
+def _known_presets() -> set[str]:
+    from hydranet_ros.model.presets import PRESETS
+
+    return set(PRESETS)
+
+
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Strict load with a readable report instead of torch's wall of keys."""
     own = model.state_dict()

@@ -92,6 +92,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out_dir: str = "runs/run"
+    # NHWC layout: the decoder's 5x5 max-pools run ~10x faster on CPU, convs use tensor cores on GPU.
+    channels_last: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -48,14 +48,16 @@ class TrainStep(nn.Module):
     """Network + loss in one module, so DistributedDataParallel also averages the gradients of
     the learned task weights (they live in the loss, not in the network)."""
 
-    def __init__(self, *, model: HydraNet, criterion: MultiTaskLoss, preset: Preset) -> None:
+    def __init__(self, *, model: HydraNet, criterion: MultiTaskLoss, preset: Preset, channels_last: bool) -> None:
         super().__init__()
         self.model = model
         self.criterion = criterion
         self.mean, self.std = preset.mean, preset.std
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        outputs = self.model(normalise_images(batch["image"], mean=self.mean, std=self.std))
+        images = normalise_images(batch["image"], mean=self.mean, std=self.std)
+        outputs = self.model(images.contiguous(memory_format=self.memory_format))
         with torch.autocast(device_type=batch["image"].device.type, enabled=False):
             return self.criterion({k: v.float() for k, v in outputs.items()}, batch)
 
@@ -103,10 +105,13 @@ class Trainer:
             val_dataset = build_dataset(config.data.val)
         self.val_dataset = val_dataset
         self.model = HydraNet(self.preset).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         weighting = make_weighting(kind=config.loss.weighting, tasks=config.tasks, weights=config.loss.weights)
         criterion = MultiTaskLoss(tasks=config.tasks, weighting=weighting, depth_kind=config.loss.depth,
                                   silog_lambda=config.loss.silog_lambda, class_weights=self.class_weights)
-        self.step_module = TrainStep(model=self.model, criterion=criterion, preset=self.preset).to(self.device)
+        self.step_module = TrainStep(model=self.model, criterion=criterion, preset=self.preset,
+                                     channels_last=config.channels_last).to(self.device)
         self.optimizer = build_optimizer(model=self.model, weighting=weighting, config=config.optim)
         self.use_amp = config.optim.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
