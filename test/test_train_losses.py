@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hydranet_ros.train.losses import (FixedWeighting, MultiTaskLoss, UncertaintyWeighting, berhu_loss,
-                                       depth_l1_loss, make_weighting, median_frequency_weights,
+                                       depth_l1_loss, make_weighting,
                                        normals_cosine_loss, segmentation_loss, silog_loss)
 
 torch.set_num_threads(1)
@@ -46,15 +46,6 @@ def test_cross_entropy_all_ignored_is_zero_and_backpropagates():
 def test_cross_entropy_rejects_labels_outside_the_classes():
     with pytest.raises(ValueError, match="outside"):
         segmentation_loss(_logits([0.0, 0.0]), torch.tensor([[[7]]]))
-
-
-def test_median_frequency_weights_by_hand():
-    np.testing.assert_allclose(median_frequency_weights([10, 30, 0, 60]), [3.0, 1.0, 0.0, 0.5], rtol=1e-6)
-    # frequency over the images containing the class: 10/50, 30/100, 60/100 -> median 0.3
-    np.testing.assert_allclose(median_frequency_weights([10, 30, 0, 60], [50, 100, 0, 100]),
-                               [1.5, 1.0, 0.0, 0.5], rtol=1e-6)
-    with pytest.raises(ValueError):
-        median_frequency_weights([0, 0])
 
 
 def test_l1_masks_zero_nan_and_inf_targets():

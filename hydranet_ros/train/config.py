@@ -40,7 +40,11 @@ class DataConfig:
     val: DatasetSpec | None = None
     batch_size: int = 8
     num_workers: int = 0
-    augment: dict[str, Any] | None = None  # keyword arguments of the augmentation; None = off
+    augment: dict[str, Any] | None = None  # keyword arguments of augment.Augmenter; None = off
+    # Class-balanced sampling (repeat-factor, augment.balanced_sample_weights): frames with rare
+    # classes are drawn more often. Needs the labels of every training frame once at start-up.
+    balanced_sampling: bool = False
+    balanced_sampling_power: float = 0.5
 
 
 @dataclass
@@ -126,6 +130,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.data.augment and "normals" in self.tasks:
+            raise ConfigError("data.augment does not transform surface normals (a flip must negate x); "
+                              "train normals without augmentation")
         cw = self.loss.class_weights
         if isinstance(cw, str) and cw != "median_frequency":
             raise ConfigError("loss.class_weights must be null, 'median_frequency' or a list of numbers")

@@ -22,9 +22,9 @@ from hydranet_ros.train.losses import IGNORE_INDEX
 # kind -> (module, class). Imported lazily: loaders may pull in optional dependencies.
 DATASET_KINDS: dict[str, tuple[str, str]] = {
     "synthetic": ("hydranet_ros.train.synthetic", "SyntheticStreets"),
-    "kitti": ("hydranet_ros.train.datasets", "KittiDataset"),
-    "nyud": ("hydranet_ros.train.datasets", "NyuDepthDataset"),
-    "cityscapes": ("hydranet_ros.train.datasets", "CityscapesDataset"),
+    "kitti": ("hydranet_ros.train.datasets", "KITTI"),
+    "nyud": ("hydranet_ros.train.datasets", "NYUDepthV2"),
+    "cityscapes": ("hydranet_ros.train.datasets", "Cityscapes"),
     "folder": ("hydranet_ros.train.datasets", "FolderDataset"),
 }
 
@@ -45,6 +45,19 @@ def build_dataset(spec: DatasetSpec) -> Dataset:
         return cls(**args)
     except TypeError as error:
         raise ConfigError(f"dataset {spec.kind!r}: bad arguments {args}: {error}", reason="bad_dataset") from None
+    except ValueError as error:  # the loaders' DatasetError (missing folder, no frames, ...)
+        raise ConfigError(f"dataset {spec.kind!r}: {error}", reason=getattr(error, "reason", "bad_dataset")) from None
+
+
+def build_augmenter(options: Mapping[str, Any]) -> Any:
+    """The Augmenter of ``augment.py`` from config options (YAML lists become tuples)."""
+    from hydranet_ros.train.augment import Augmenter
+
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    try:
+        return Augmenter(**args)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"data.augment: {error}", reason="bad_augment") from None
 
 
 class AugmentedDataset(Dataset):
@@ -151,17 +164,36 @@ def normalise_images(images_u8: torch.Tensor, *, mean: Sequence[float], std: Seq
     return (images_u8.float() / 255.0 - mean_t) / std_t
 
 
-def class_pixel_histogram(dataset: Dataset, *, num_classes: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels per class, and pixels of the frames that contain each class, over the first
-    ``frames`` frames (the inputs of median-frequency balancing)."""
-    class_pixels = np.zeros(num_classes, np.int64)
-    present_pixels = np.zeros(num_classes, np.int64)
-    for index in range(min(frames, len(dataset))):
+def label_histograms(dataset: Dataset, *, num_classes: int, frames: int | None = None) -> np.ndarray:
+    """Pixels per class of each of the first ``frames`` frames (all when None): an N x C array,
+    the input of median-frequency weights and class-balanced sampling."""
+    from hydranet_ros.train.augment import label_histogram
+
+    count = len(dataset) if frames is None else min(frames, len(dataset))
+    rows = np.zeros((count, num_classes), np.int64)
+    for index in range(count):
         labels = dataset[index].get("labels")
-        if labels is None:
-            continue
-        labels = np.asarray(labels).ravel()
-        counts = np.bincount(labels[labels < num_classes].astype(np.int64), minlength=num_classes)
-        class_pixels += counts
-        present_pixels[counts > 0] += labels.size
-    return class_pixels, present_pixels
+        if labels is not None:
+            rows[index] = label_histogram(np.asarray(labels), num_classes)
+    return rows
+
+
+class WeightedEpochSampler(Sampler[int]):
+    """Class-balanced sampling: ``len(weights)`` draws with replacement per epoch, seeded by
+    (seed, epoch) so a resume repeats the order; under DDP each rank takes every world-th draw."""
+
+    def __init__(self, weights: np.ndarray, *, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.weights = torch.as_tensor(np.asarray(weights, np.float64))
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        draws = torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator)
+        return iter(draws[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.weights), self.world_size))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,36 +69,6 @@ def segmentation_loss(
     if float(denominator) <= 0.0:  # every valid pixel belongs to a class weighted zero
         return _zero_like_graph(logits)
     return per_pixel.sum() / denominator
-
-
-def median_frequency_weights(
-    class_pixels: Sequence[float] | np.ndarray,
-    present_pixels: Sequence[float] | np.ndarray | None = None,
-) -> np.ndarray:
-    """Median-frequency balancing (Eigen & Fergus, ICCV 2015): w_c = median(f) / f_c.
-
-    ``class_pixels[c]`` counts the pixels of class c; ``present_pixels[c]`` counts all pixels of
-    the images in which c appears (the paper's definition of frequency). Without it the total
-    pixel count is used. Classes that never appear get weight 0: there is nothing to balance, and
-    a huge weight would only amplify label noise. The median is over the classes that appear.
-    """
-    counts = np.asarray(class_pixels, dtype=np.float64)
-    if counts.ndim != 1 or counts.size == 0 or (counts < 0).any():
-        raise ValueError("class_pixels must be a non-empty 1-D array of non-negative counts")
-    if present_pixels is None:
-        totals = np.full_like(counts, counts.sum())
-    else:
-        totals = np.asarray(present_pixels, dtype=np.float64)
-        if totals.shape != counts.shape:
-            raise ValueError(f"present_pixels has shape {totals.shape}, class_pixels {counts.shape}")
-    present = counts > 0
-    if not present.any():
-        raise ValueError("no class has any pixel: cannot compute class frequencies")
-    frequency = np.zeros_like(counts)
-    frequency[present] = counts[present] / totals[present]
-    weights = np.zeros_like(counts)
-    weights[present] = np.median(frequency[present]) / frequency[present]
-    return weights.astype(np.float32)
 
 
 # --- depth --------------------------------------------------------------------------------------

@@ -25,12 +25,12 @@ from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import Preset, get_preset
 from hydranet_ros.train import checkpointing
 from hydranet_ros.train.config import ConfigError, TrainConfig
-from hydranet_ros.train.data import (AugmentedDataset, Collate, ShuffledSampler, SkipFirst, build_dataset,
-                                     class_pixel_histogram, normalise_images)
+from hydranet_ros.train.data import (AugmentedDataset, Collate, ShuffledSampler, SkipFirst, WeightedEpochSampler,
+                                     build_augmenter, build_dataset, label_histograms, normalise_images)
 from hydranet_ros.train.distributed import DistContext, init_from_env
 from hydranet_ros.train.evaluate import EvaluationResult, evaluate_model, write_report
 from hydranet_ros.train.logs import CsvLog, draw_curves
-from hydranet_ros.train.losses import MultiTaskLoss, make_weighting, median_frequency_weights, valid_depth_mask
+from hydranet_ros.train.losses import MultiTaskLoss, make_weighting, valid_depth_mask
 from hydranet_ros.train.optim import apply_lr, build_optimizer, lr_factor
 
 LOG = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class Trainer:
         if len(base_train) < config.data.batch_size * self.dist.world_size:
             raise TrainingError(f"training set has {len(base_train)} frames, fewer than one batch", reason="tiny_dataset")
         self.class_weights = self._class_weights(base_train)
+        self.sample_weights = self._sample_weights(base_train)
         self.train_dataset = self._augmented(base_train)
         if val_dataset is None and config.data.val is not None:
             val_dataset = build_dataset(config.data.val)
@@ -125,10 +126,7 @@ class Trainer:
     def _augmented(self, dataset: Dataset) -> Dataset:
         if not self.config.data.augment:
             return dataset
-        from hydranet_ros.train import augment  # the augmentation module (optional at import time)
-
-        return AugmentedDataset(dataset, augment=augment.make_augmentation(**self.config.data.augment),
-                                seed=self.config.seed)
+        return AugmentedDataset(dataset, augment=build_augmenter(self.config.data.augment), seed=self.config.seed)
 
     def _class_weights(self, dataset: Dataset) -> torch.Tensor | None:
         spec = self.config.loss.class_weights
@@ -138,12 +136,26 @@ class Trainer:
             if len(spec) != self.preset.num_classes:
                 raise ConfigError(f"loss.class_weights has {len(spec)} entries for {self.preset.num_classes} classes")
             return torch.tensor(spec, dtype=torch.float32)
-        counts, present = class_pixel_histogram(dataset, num_classes=self.preset.num_classes,
-                                                frames=self.config.loss.class_weight_frames)
-        weights = median_frequency_weights(counts, present)
+        from hydranet_ros.train.augment import median_frequency_weights
+
+        histograms = label_histograms(dataset, num_classes=self.preset.num_classes,
+                                      frames=self.config.loss.class_weight_frames)
+        try:
+            weights = median_frequency_weights(histograms).astype(np.float32)
+        except ValueError as error:
+            raise TrainingError(f"median-frequency weights: {error}", reason="no_labels") from None
         LOG.info("median-frequency class weights: %s",
                  ", ".join(f"{n}={w:.3f}" for n, w in zip(self.preset.class_names, weights)))
         return torch.from_numpy(weights)
+
+    def _sample_weights(self, dataset: Dataset) -> np.ndarray | None:
+        if not self.config.data.balanced_sampling:
+            return None
+        from hydranet_ros.train.augment import balanced_sample_weights
+
+        LOG.info("class-balanced sampling: reading the labels of all %d training frames", len(dataset))
+        histograms = label_histograms(dataset, num_classes=self.preset.num_classes)
+        return balanced_sample_weights(histograms, power=self.config.data.balanced_sampling_power)
 
     def _initialise_fresh(self) -> None:
         model_cfg = self.config.model
@@ -177,7 +189,10 @@ class Trainer:
 
     def _loader(self, *, epoch: int, skip_batches: int) -> DataLoader:
         cfg = self.config
-        if self.dist.enabled:
+        if self.sample_weights is not None:
+            base = WeightedEpochSampler(self.sample_weights, seed=cfg.seed, rank=self.dist.rank,
+                                        world_size=self.dist.world_size)
+        elif self.dist.enabled:
             base = DistributedSampler(self.train_dataset, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                       shuffle=True, seed=cfg.seed, drop_last=True)
         else:
