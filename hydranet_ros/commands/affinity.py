@@ -50,3 +50,17 @@ def run(args: argparse.Namespace) -> int:
     print(format_affinity(report))
     print(f"wrote {args.out_dir}/affinity.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m hydranet_ros.commands.affinity``), e.g. under torchrun."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="hydranet affinity", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

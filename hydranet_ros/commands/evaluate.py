@@ -41,16 +41,18 @@ def run(args: argparse.Namespace) -> int:
             config = load_config(args.config)
             if config.data.val is None:
                 raise ConfigError(f"{args.config} has no data.val to evaluate on")
-            spec, tasks_hint = config.data.val, config.tasks
+            spec = config.data.val
         else:
             spec = DatasetSpec(kind=args.data, args=dict(parse_override(a) for a in args.data_arg))
-            tasks_hint = None
         dataset = build_dataset(spec)
         model, preset, metadata = model_from_weights(args.weights)
         device = resolve_device(args.device)
         model.to(device)
         trained = metadata.get("tasks", "").split(",") if metadata.get("tasks") else list(model.heads)
-        tasks = [t for t in trained if t in model.heads and (tasks_hint is None or t in tasks_hint or t != "normals")]
+        tasks = [t for t in trained if t in model.heads]
+        if "normals" in tasks and len(dataset) and dataset[0].get("normals") is None:
+            print("hydranet eval: the data has no surface normals; normals not evaluated", file=sys.stderr)
+            tasks.remove("normals")
         result = evaluate_model(model, dataset, preset=preset, tasks=tasks, device=device,
                                 batch_size=args.batch_size, max_frames=args.max_frames,
                                 depth_max_m=args.depth_max or None, progress=sys.stderr.isatty())
@@ -63,3 +65,17 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result))
     print("wrote " + ", ".join(str(p) for p in written.values()))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m hydranet_ros.commands.evaluate``), e.g. under torchrun."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="hydranet eval", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """`hydranet train --config config/train/<name>.yaml`: train (or resume training) a HydraNet.
 
-Under torchrun (``torchrun --nproc_per_node=N -m hydranet_ros.cli train ...``) every process runs
+Under torchrun (``torchrun --nproc_per_node=N -m hydranet_ros.commands.train --config ...``) every process runs
 this same command and joins DistributedDataParallel training.
 """
 
@@ -57,3 +57,17 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_table(summary.evaluation))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m hydranet_ros.commands.train``), e.g. under torchrun."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="hydranet train", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
