@@ -35,6 +35,7 @@ def test_train_resume_evaluate(tmp_path, capsys):
         assert (out / name).is_file(), name
     weights, metadata = load_model_weights(out / "model.safetensors")
     assert metadata["preset"] == "kitti" and metadata["step"] == str(config.schedule.steps)
+    assert metadata["input_size"] == "128x64" and metadata["tasks"] == "segm,depth"
 
     # Resume: a new trainer with a longer schedule restores weights, optimizer and step exactly...
     longer = load_config(SMOKE_CONFIG, overrides={"out_dir": str(out), "schedule.steps": config.schedule.steps + 5})

@@ -102,6 +102,7 @@ class Trainer:
         self.class_weights = self._class_weights(base_train)
         self.sample_weights = self._sample_weights(base_train)
         self.train_dataset = self._augmented(base_train)
+        self.input_hw = tuple(np.asarray(self.train_dataset[0]["image"]).shape[:2])
         if val_dataset is None and config.data.val is not None:
             val_dataset = build_dataset(config.data.val)
         self.val_dataset = val_dataset
@@ -210,7 +211,11 @@ class Trainer:
     # --- checkpoints ----------------------------------------------------------------------------
 
     def _metadata(self, step: int) -> dict[str, str]:
-        return {"tasks": ",".join(self.config.tasks), "config_name": self.config.name, "step": str(step)}
+        # The input size matters at inference: metric depth is learned from apparent size in
+        # pixels, so the network should see frames at the resolution (focal length) it trained on.
+        height, width = self.input_hw
+        return {"tasks": ",".join(self.config.tasks), "config_name": self.config.name, "step": str(step),
+                "input_size": f"{width}x{height}"}
 
     def save_checkpoint(self, step: int) -> None:
         if not self.dist.is_main:
