@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
+from train_fakes import FakeStreets
 
 from hydranet_ros.train.affinity import affinity_table, format_affinity, relative_change, run_affinity
 from hydranet_ros.train.config import config_from_dict
-from train_fakes import FakeStreets
 
 
 def test_relative_change_sign_means_better():

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from hydranet_ros.train.losses import (FixedWeighting, MultiTaskLoss, UncertaintyWeighting, berhu_loss,
-                                       depth_l1_loss, make_weighting,
-                                       normals_cosine_loss, segmentation_loss, silog_loss)
+from hydranet_ros.train.losses import (
+    FixedWeighting,
+    MultiTaskLoss,
+    UncertaintyWeighting,
+    berhu_loss,
+    depth_l1_loss,
+    make_weighting,
+    normals_cosine_loss,
+    segmentation_loss,
+    silog_loss,
+)
 
 torch.set_num_threads(1)
 

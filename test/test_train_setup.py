@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from train_fakes import FakeStreets
 
 from hydranet_ros.commands import train as train_command
 from hydranet_ros.model import HydraNet, get_preset
@@ -15,7 +16,6 @@ from hydranet_ros.train.data import ShuffledSampler, SkipFirst, WeightedEpochSam
 from hydranet_ros.train.logs import CsvLog
 from hydranet_ros.train.optim import lr_factor
 from hydranet_ros.train.trainer import Trainer
-from train_fakes import FakeStreets
 
 torch.set_num_threads(1)
 

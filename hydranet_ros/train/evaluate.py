@@ -59,7 +59,7 @@ class EvaluationResult:
         if self.segm:
             data["segmentation"] = {
                 **{k: v for k, v in self.segm.items() if k != "iou_per_class"},
-                "iou_per_class": dict(zip(self.class_names, self.segm["iou_per_class"])),
+                "iou_per_class": dict(zip(self.class_names, self.segm["iou_per_class"], strict=True)),
                 "note": "mIoU averages the classes present in ground truth or prediction; "
                         "classes absent from both are excluded (IoU null)",
             }
@@ -152,7 +152,7 @@ def format_table(result: EvaluationResult) -> str:
     if result.segm:
         lines.append("")
         lines.append(f"{'class':<22}{'IoU':>8}")
-        for name, iou in zip(result.class_names, result.segm["iou_per_class"]):
+        for name, iou in zip(result.class_names, result.segm["iou_per_class"], strict=True):
             lines.append(f"{name:<22}{'absent' if iou is None else f'{iou:.4f}':>8}")
         lines.append(f"{'mIoU':<22}{result.segm['miou']:>8.4f}   "
                      f"(over {result.segm['classes_evaluated']} classes present in GT or prediction)")

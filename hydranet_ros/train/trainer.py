@@ -25,9 +25,18 @@ from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import Preset, get_preset
 from hydranet_ros.train import checkpointing
 from hydranet_ros.train.config import ConfigError, TrainConfig
-from hydranet_ros.train.data import (AugmentedDataset, Collate, ShuffledSampler, SkipFirst, WeightedEpochSampler,
-                                     build_augmenter, build_dataset, label_histograms, normalise_images)
-from hydranet_ros.train.distributed import DistContext, init_from_env
+from hydranet_ros.train.data import (
+    AugmentedDataset,
+    Collate,
+    ShuffledSampler,
+    SkipFirst,
+    WeightedEpochSampler,
+    build_augmenter,
+    build_dataset,
+    label_histograms,
+    normalise_images,
+)
+from hydranet_ros.train.distributed import init_from_env
 from hydranet_ros.train.evaluate import EvaluationResult, evaluate_model, write_report
 from hydranet_ros.train.logs import CsvLog, draw_curves
 from hydranet_ros.train.losses import MultiTaskLoss, make_weighting, valid_depth_mask
@@ -146,7 +155,7 @@ class Trainer:
         except ValueError as error:
             raise TrainingError(f"median-frequency weights: {error}", reason="no_labels") from None
         LOG.info("median-frequency class weights: %s",
-                 ", ".join(f"{n}={w:.3f}" for n, w in zip(self.preset.class_names, weights)))
+                 ", ".join(f"{n}={w:.3f}" for n, w in zip(self.preset.class_names, weights, strict=True)))
         return torch.from_numpy(weights)
 
     def _sample_weights(self, dataset: Dataset) -> np.ndarray | None:
