@@ -72,6 +72,8 @@ def test_weighted_sampler_prefers_heavy_frames_and_shards_by_rank():
     assert (many == 3).mean() > 0.8
     ranks = [list(WeightedEpochSampler(weights, seed=1, rank=r, world_size=2)) for r in (0, 1)]
     assert sorted(ranks[0] + ranks[1]) == sorted(WeightedEpochSampler(weights, seed=1))
+    odd = [WeightedEpochSampler(np.ones(5), seed=1, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(list(s)) for s in odd] == [len(s) for s in odd] == [2, 2]  # equal shares or DDP hangs
 
 
 def test_checkpoint_store_keeps_the_newest_pairs(tmp_path):
@@ -160,3 +162,19 @@ def test_train_command_reports_bad_config_without_traceback(tmp_path, capsys):
     train_command.add_arguments(parser)
     assert train_command.run(parser.parse_args(["--config", str(bad)])) == 2
     assert "stepz" in capsys.readouterr().err
+
+
+def test_restart_discards_the_previous_run(tmp_path):
+    def config(steps):
+        return config_from_dict({"name": "restart", "device": "cpu", "out_dir": str(tmp_path), "data": {"batch_size": 2},
+                                 "schedule": {"steps": steps, "warmup_steps": 0}, "log_every": 1,
+                                 "checkpoint_every": 1, "loss": {"depth": "l1"}})
+
+    frames = FakeStreets(size=(64, 32), length=4)
+    Trainer(config=config(3), train_dataset=frames, progress=False).run()
+    again = Trainer(config=config(1), train_dataset=frames, progress=False)
+    summary = again.run(resume=False)
+    assert summary.resumed_from is None and summary.steps == 1
+    assert again.checkpoints.latest()[2] == 1
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.safetensors")) == ["step_0000001.safetensors"]
+    assert [r["step"] for r in again.train_log.read()] == [1]

@@ -68,7 +68,7 @@ class AugmentedDataset(Dataset):
         self.base = base
         self.augment = augment
         self.seed = seed
-        self._draws = itertools.count()
+        self._draws = 0  # per process: successive epochs draw new augmentations of a frame
 
     def __len__(self) -> int:
         return len(self.base)
@@ -76,7 +76,8 @@ class AugmentedDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         # torch seeds each worker differently; mixing it in keeps workers from repeating each other.
         worker_seed = torch.initial_seed() % (2**32)
-        rng = np.random.default_rng([self.seed, index, worker_seed, next(self._draws)])
+        self._draws += 1
+        rng = np.random.default_rng([self.seed, index, worker_seed, self._draws])
         return self.augment(self.base[index], rng)
 
 
@@ -193,7 +194,8 @@ class WeightedEpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         draws = torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator)
-        return iter(draws[self.rank::self.world_size].tolist())
+        # Equal shares per rank: a rank with one batch more would wait forever in DDP's all-reduce.
+        return iter(draws[: len(self) * self.world_size][self.rank::self.world_size].tolist())
 
     def __len__(self) -> int:
-        return len(range(self.rank, len(self.weights), self.world_size))
+        return len(self.weights) // self.world_size

@@ -256,6 +256,20 @@ class Trainer:
             LOG.warning("resuming %s with a configuration that differs from the checkpoint's", weights_path)
         return step
 
+    def _clear_previous_run(self) -> None:
+        """--restart: old checkpoints and log rows would otherwise mix with the new run's."""
+        self.dist.barrier()
+        if self.dist.is_main:
+            import shutil
+
+            if self.checkpoints.folder.is_dir():
+                LOG.warning("restart: removing the previous run's checkpoints in %s", self.checkpoints.folder)
+                shutil.rmtree(self.checkpoints.folder)
+            for log in (self.train_log, self.val_log):
+                log.path.unlink(missing_ok=True)
+                log.columns = None
+        self.dist.barrier()
+
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self, *, resume: bool = True) -> TrainSummary:
@@ -263,6 +277,8 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
+        if not resume:
+            self._clear_previous_run()
         start = self.try_resume() if resume else None
         step = start or 0
         if start is not None:
