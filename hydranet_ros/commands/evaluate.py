@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="argument of the dataset, e.g. --data-arg root=/data/kitti (repeatable)")
     parser.add_argument("--out-dir", default="eval", help="where eval.json and the PNGs go (default: ./eval)")
     parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="frames per forward pass; >1 only when all frames have one size (default: 1)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--depth-max", type=float, default=80.0,
                         help="ignore ground truth beyond this depth in metres (KITTI convention: 80); 0 = no cap")

@@ -3,6 +3,12 @@
 A run lives in ``config.out_dir``: ``checkpoints/`` (see checkpointing.py), ``train_log.csv``,
 ``val_log.csv``, ``loss_curves.png``, ``config.yaml`` (as resolved), and at the end
 ``model.safetensors`` plus ``eval.json`` and its plots.
+
+Multi-GPU / multi-node: launch the same command with torchrun, e.g.
+``torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500
+-m hydranet_ros.commands.train --config ...``. Batch size is per process; only rank 0 writes
+files. Every rank reads the checkpoint when resuming, so ``out_dir`` must be on a filesystem all
+nodes share.
 """
 
 from __future__ import annotations
