@@ -125,13 +125,13 @@ def test_encoder_initialisation_from_a_published_style_checkpoint(tmp_path):
     broken = {"state_dict": dict(published["state_dict"])}
     broken["state_dict"]["module.layer1.0.weight"] = torch.zeros(3, 3, 3, 3)
     torch.save(broken, tmp_path / "broken.ckpt")
-    with pytest.raises(CheckpointError, match="other shapes"):
+    with pytest.raises(CheckpointError, match="wrong shape"):
         init_encoder_from_published(target, tmp_path / "broken.ckpt")
 
 
 def test_encoder_initialisation_refuses_pickled_code(tmp_path):
     torch.save({"state_dict": {}, "hook": argparse.Namespace(a=1)}, tmp_path / "evil.ckpt")
-    with pytest.raises(CheckpointError, match="weights-only"):
+    with pytest.raises(CheckpointError, match="refused"):
         init_encoder_from_published(HydraNet(get_preset("kitti")), tmp_path / "evil.ckpt")
 
 

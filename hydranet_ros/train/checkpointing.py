@@ -28,7 +28,6 @@ from torch import nn
 from hydranet_ros.model.presets import Preset
 
 LOG = logging.getLogger(__name__)
-FORMAT_TAG = "hydranet_ros"
 
 
 class CheckpointError(RuntimeError):
@@ -45,85 +44,43 @@ def _atomic_target(path: Path) -> Path:
 
 def save_model_weights(path: str | Path, state_dict: dict[str, torch.Tensor], *, preset: Preset,
                        metadata: dict[str, str] | None = None) -> Path:
-    """THE one place the trainer writes model weights.
+    """THE one place the trainer writes model weights: the project's safetensors format, so a
+    checkpoint of any step is directly usable by `hydranet infer --weights` and the node."""
+    from hydranet_ros.model.checkpoints import save_safetensors
 
-    Writes safetensors with string metadata (format, preset, classes, heads). The lead's
-    ``hydranet_ros.model.checkpoints.save_safetensors`` is meant to replace this body; keep the
-    signature so the trainer does not change.
-    """
     path = Path(path)
-    meta = {
-        "format": FORMAT_TAG,
-        "preset": preset.name,
-        "class_names": json.dumps(list(preset.class_names)),
-        "with_normals": json.dumps(preset.with_normals),
-    }
-    meta.update({k: str(v) for k, v in (metadata or {}).items()})
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    tmp = _atomic_target(path)
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    save_safetensors(path, state_dict, preset, extra={k: str(v) for k, v in (metadata or {}).items()})
     return path
 
 
 def load_model_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Weights and metadata written by :func:`save_model_weights`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist", reason="missing_weights")
+    """Weights and metadata written by :func:`save_model_weights` (checked like any weights file)."""
+    weights = _loaded(path)
+    return weights.state_dict, weights.metadata
+
+
+def _loaded(path: str | Path):
+    from hydranet_ros.model.checkpoints import WeightsError, load_safetensors
+
     try:
-        state = load_file(str(path))
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {error}", reason="bad_weights") from None
-    return state, metadata
+        return load_safetensors(path)
+    except WeightsError as error:
+        raise CheckpointError(str(error), reason="missing_weights" if not Path(path).exists() else "bad_weights") from None
 
 
 def model_from_weights(path: str | Path) -> tuple[nn.Module, Preset, dict[str, str]]:
-    """A HydraNet built from the preset named in a weights file's metadata, weights loaded."""
-    import dataclasses
-
-    from hydranet_ros.model.hydranet import HydraNet
-    from hydranet_ros.model.presets import get_preset
-
-    state, metadata = load_model_weights(path)
-    name = metadata.get("preset")
-    if not name:
-        raise CheckpointError(f"{path} names no preset in its metadata", reason="no_preset")
-    with_normals = json.loads(metadata.get("with_normals", "false"))
-    try:
-        preset = get_preset(name.removesuffix("_normals") if name not in _known_presets() else name)
-    except ValueError as error:
-        raise CheckpointError(f"{path}: {error}", reason="unknown_preset") from None
-    if preset.with_normals != with_normals:  # a task set trained beyond the preset's heads
-        preset = dataclasses.replace(preset, name=name, with_normals=with_normals)
-    model = HydraNet(preset)
-    load_into(model, state, source=str(path))
-    return model, preset, metadata
-
-
-def _known_presets() -> set[str]:
-    from hydranet_ros.model.presets import PRESETS
-
-    return set(PRESETS)
+    """A HydraNet built from the preset stored in a weights file's metadata, weights loaded."""
+    weights = _loaded(path)
+    return weights.build_model(), weights.preset, weights.metadata
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Strict load with a readable report instead of torch's wall of keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong_shape:
-        def head(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+    from hydranet_ros.model.checkpoints import compare_state
 
-        parts = [f"{len(missing)} missing [{head(missing)}]" if missing else "",
-                 f"{len(unexpected)} unexpected [{head(unexpected)}]" if unexpected else "",
-                 f"{len(wrong_shape)} with other shapes [{head(wrong_shape)}]" if wrong_shape else ""]
-        raise CheckpointError(f"{source} does not fit the network: " + "; ".join(p for p in parts if p),
-                              reason="weights_mismatch")
+    report = compare_state(model.state_dict(), state)
+    if not report.ok:
+        raise CheckpointError(f"{source} does not fit the network: {report}", reason="weights_mismatch")
     model.load_state_dict(state, strict=True)
 
 
@@ -189,35 +146,24 @@ class CheckpointStore:
 
 
 def init_encoder_from_published(model: nn.Module, path: str | Path) -> int:
-    """Copy encoder weights from a published checkpoint into ``model.encoder``; returns the count.
+    """Copy encoder weights from a published checkpoint (the authors' pickle, read with
+    weights_only=True) or one of our safetensors files into ``model.encoder``; returns the count.
 
-    Accepts the authors' pickles (``{'state_dict': ...}`` with keys ``layer1.0.weight`` ...,
-    optionally prefixed ``module.``; read with weights_only=True) and our own safetensors files
-    (keys ``encoder.stages.layerN...``). Every encoder tensor must be present with the right
-    shape; decoder and head keys are ignored, so a checkpoint with other classes still serves.
-    To be replaced by ``hydranet_ros.model.checkpoints.load_published_state`` when it exists.
+    Every encoder tensor must be present with the right shape; decoder and head keys are ignored,
+    so a checkpoint with other classes still serves.
     """
+    from hydranet_ros.model.checkpoints import WeightsError, published_to_ours, read_published_file
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"encoder checkpoint {path} does not exist", reason="missing_weights")
-    if path.suffix == ".safetensors":
-        state, _ = load_model_weights(path)
-    else:
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 -- any unpickling failure means "not loadable safely"
-            raise CheckpointError(f"{path} cannot be read as a weights-only checkpoint: {error}",
-                                  reason="bad_weights") from None
-        state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path} holds no state_dict", reason="bad_weights")
-    encoder_state: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        key = key.removeprefix("module.")
-        if key.startswith("encoder.stages."):
-            encoder_state[key.removeprefix("encoder.stages.")] = value
-        elif key.startswith("layer"):
-            encoder_state[key] = value
+    try:
+        if path.suffix == ".safetensors":
+            state = _loaded(path).state_dict
+        else:
+            state = {published_to_ours(k) or k: v for k, v in read_published_file(path).items()}
+    except WeightsError as error:
+        raise CheckpointError(str(error), reason="missing_weights" if not path.exists() else "bad_weights") from None
+    prefix = "encoder.stages."
+    encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     encoder = model.encoder.stages  # type: ignore[union-attr]
     # Checkpoints saved before PyTorch 0.4.1 lack BatchNorm's step counter; it does not matter.
     for key, value in encoder.state_dict().items():
