@@ -16,6 +16,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("weights", "download and verify published weights, or list the cache"),
     "bench": ("bench", "per-stage latency of the pipeline"),
     "bag": ("bag", "replay a rosbag2 through the network into a new bag with the node's outputs"),
+    "train": ("train", "train or resume training from a YAML config (config/train/)"),
+    "eval": ("evaluate", "metrics of weights on a dataset: table, JSON, confusion matrix, depth errors"),
+    "affinity": ("affinity", "which tasks help each other: single- vs multi-task training for a fixed budget"),
 }
 
 

@@ -184,3 +184,9 @@ def test_default_prefers_cached_published_weights(tmp_path):
     model = HydraNet(get_preset("kitti"))
     save_safetensors(cached_weights_path("kitti"), model.state_dict(), get_preset("kitti"))
     assert load_weights("default").source == str(cached_weights_path("kitti"))
+
+
+def test_hash_ignores_memory_format():
+    state = realistic_model(get_preset("kitti"), seed=6).state_dict()
+    channels_last = {k: (v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v) for k, v in state.items()}
+    assert weights_sha256(channels_last) == weights_sha256(state)

@@ -186,7 +186,8 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
             continue  # bookkeeping, not weights; old and new checkpoints must hash alike
         t = state[key].detach().cpu().contiguous()
         digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1): channels-last tensors with size-1 dims are "contiguous" with odd strides.
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 
