@@ -108,6 +108,7 @@ class Soak:
         self.pipeline = pipeline
         self.offered_at = np.zeros(frames, dtype=np.float64)
         self.latency_ms = np.full(frames, np.nan)
+        self.pipeline_ms = np.full(frames, np.nan)  # the pipeline's own total: tells jitter in inference from queueing
         self.worker = FrameWorker(process=self._render, on_result=self._done, on_error=self._error)
         self.errors: list[str] = []
 
@@ -119,6 +120,7 @@ class Soak:
         index = frame.header.index
         if index >= 0:
             self.latency_ms[index] = (time.perf_counter() - self.offered_at[index]) * 1e3
+            self.pipeline_ms[index] = rendered.timings_ms.get("total", np.nan)
 
     def _error(self, frame: intake.Frame, exc: BaseException) -> None:
         if len(self.errors) < 20:
@@ -190,6 +192,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     latencies = soak.latency_ms[np.isfinite(soak.latency_ms)]
     p50, p99 = (float(np.percentile(latencies, q)) for q in (50, 99)) if latencies.size else (float("nan"),) * 2
     growth = (rss_end - rss_start) / rss_start * 100.0
+    inference = soak.pipeline_ms[np.isfinite(soak.pipeline_ms)]
+    inference_p50, inference_p99 = ((float(np.percentile(inference, q)) for q in (50, 99))
+                                    if inference.size else (float("nan"),) * 2)
     report = {
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} intra-op thread(s)",
@@ -213,6 +218,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "latency_p99_ms": round(p99, 2),
         "latency_max_ms": round(float(latencies.max()), 2) if latencies.size else None,
         "p99_over_p50": round(p99 / p50, 2) if latencies.size else None,
+        "pipeline_p50_ms": round(inference_p50, 2),
+        "pipeline_p99_ms": round(inference_p99, 2),
         "rss_start_mib": round(rss_start, 1),
         "rss_end_mib": round(rss_end, 1),
         "rss_growth_percent": round(growth, 2),
@@ -242,6 +249,7 @@ def print_table(report: dict[str, Any]) -> None:
         ("share dropped", f"{report['dropped_share'] * 100:.1f} %"),
         ("latency p50 / p99 / max", f"{report['latency_p50_ms']} / {report['latency_p99_ms']} / {report['latency_max_ms']} ms"
                                     f" (p99/p50 {report['p99_over_p50']})"),
+        ("pipeline alone p50 / p99", f"{report['pipeline_p50_ms']} / {report['pipeline_p99_ms']} ms"),
         ("RSS after warm-up -> end", f"{report['rss_start_mib']} -> {report['rss_end_mib']} MiB ({report['rss_growth_percent']:+.2f} %)"),
         ("RSS every 1000 frames", " ".join(str(v) for v in report["rss_every_1000_frames_mib"][:12])
          + (" ..." if len(report["rss_every_1000_frames_mib"]) > 12 else "")),
