@@ -127,13 +127,7 @@ def test_the_marker_payload_does_run_code_when_unpickled_plainly(tmp_path):
     assert (tmp_path / "MARKER").exists()
 
 
-@pytest.mark.parametrize("suffix", [
-    ".pt",
-    pytest.param(".safetensors", marks=pytest.mark.xfail(strict=True, reason=(
-        "checkpoints.load_safetensors (lead-owned) reports safetensors' PermissionError as 'truncated or not a "
-        "safetensors file (No such file or directory ...)'; fix: open(path, 'rb').close() first and map "
-        "PermissionError to 'permission denied' as read_published_file does"))),
-])
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_unreadable_weights_say_permission_denied(shared_dir, suffix):
     path = shared_dir / f"locked{suffix}"
     if suffix == ".pt":

@@ -14,11 +14,11 @@ SAMPLE_DATA_ENV = "HYDRANET_SAMPLE_DATA"
 
 
 def sample_data_dir() -> Path | None:
-    """$HYDRANET_SAMPLE_DATA, else the shared/data folder beside a source checkout."""
+    """$HYDRANET_SAMPLE_DATA, else the nearest shared/data folder above a source checkout."""
     if explicit := os.environ.get(SAMPLE_DATA_ENV):
         return Path(explicit)
-    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return beside_checkout if beside_checkout.is_dir() else None
+    checkout = Path(__file__).resolve().parents[2]
+    return next((p / "shared" / "data" for p in checkout.parents if (p / "shared" / "data").is_dir()), None)
 
 
 def sample_frames(preset_name: str, data_dir: Path | None) -> list[Path]:

@@ -267,6 +267,10 @@ def load_safetensors(path: str | os.PathLike) -> LoadedWeights:
     if not path.is_file():
         raise WeightsError(path, "no such file" if not path.exists() else "not a regular file")
     try:
+        open(path, "rb").close()  # safetensors reports a denied read as "No such file"
+    except PermissionError:
+        raise WeightsError(path, "permission denied") from None
+    try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
         state = load_file(str(path))
