@@ -5,7 +5,24 @@ package.xml) and ignores this file. torch is not pinned: on a Jetson it comes fr
 pip must not replace it.
 """
 
+import glob
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithMessages(build_py):
+    """Ship msg/*.msg inside the package so offline tools (hydranet bag) can write our messages."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "hydranet_ros", "msg_defs")
+        os.makedirs(target, exist_ok=True)
+        for path in glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "msg", "*.msg")):
+            shutil.copy(path, target)
+
 
 setup(
     name="hydranet_ros",
@@ -14,7 +31,8 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.10",
     packages=find_packages(include=["hydranet_ros", "hydranet_ros.*"]),
-    package_data={"hydranet_ros": ["weights/*.safetensors", "weights/*.json", "msg_defs/*.msg"]},
+    package_data={"hydranet_ros": ["weights/*.safetensors", "weights/*.json"]},
+    cmdclass={"build_py": BuildPyWithMessages},
     install_requires=[
         "numpy>=1.21",
         "opencv-python-headless>=4.5",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 from pathlib import Path
 
 import cv2
@@ -15,14 +16,15 @@ from rosbags.typesys import Stores, get_typestore
 
 from hydranet_ros.commands import bag as bag_command
 from hydranet_ros.io.bag import BagError, camera_namespace, choose_camera, replay_bag
+from hydranet_ros.io.message_defs import register_output_types
 from hydranet_ros.io.ros_image import image_fields, image_to_numpy
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import get_preset
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
+register_output_types(STORE)
 T = STORE.types
-import os
 
 # The shared KITTI frame beside the checkout (or $HYDRANET_SAMPLE_DATA); the checks below do not
 # depend on the picture, so a synthetic street-like gradient stands in where it is absent.
@@ -40,6 +42,9 @@ OUTPUTS = {
     "/cam/depth/camera_info": "sensor_msgs/msg/CameraInfo",
     "/cam/semantic/camera_info": "sensor_msgs/msg/CameraInfo",
 }
+# Besides the images: the fused message per frame, and LabelInfo once per frame_id (latched).
+FUSED, LABEL_INFO = "/cam/hydranet/result", "/cam/semantic/label_info"
+EXTRA = {FUSED: "hydranet_ros/msg/HydraNetResult", LABEL_INFO: "vision_msgs/msg/LabelInfo"}
 FX, FY, CX, CY = 80.0, 82.0, 47.0, 35.5
 
 
@@ -147,7 +152,7 @@ def test_replay_writes_inputs_plus_node_outputs_with_input_stamps(tmp_path, pipe
 
     in_topics, in_messages = read_bag(source)
     topics, messages = read_bag(tmp_path / "out")
-    assert topics == {**in_topics, **OUTPUTS}
+    assert topics == {**in_topics, **OUTPUTS, **EXTRA}
     for topic in in_topics:  # input messages copied byte for byte, at their times
         assert messages[topic] == in_messages[topic]
     image_times = [t for t, _ in in_messages["/cam/image_raw"]]
@@ -172,6 +177,21 @@ def test_replay_writes_inputs_plus_node_outputs_with_input_stamps(tmp_path, pipe
     expected = pipeline.process(camera_frame(0), color_order="rgb")
     np.testing.assert_array_equal(image_to_numpy(labels), expected.labels)
     np.testing.assert_allclose(image_to_numpy(depth), expected.depth_m, rtol=1e-6)
+
+    # The fused message holds the same labels, depth and scaled CameraInfo, with the input header.
+    assert [t for t, _ in messages[FUSED]] == image_times
+    fused = STORE.deserialize_cdr(messages[FUSED][1][1], EXTRA[FUSED])
+    assert (fused.header.stamp.sec, fused.header.frame_id) == (101, "cam_optical")
+    np.testing.assert_array_equal(image_to_numpy(fused.labels), image_to_numpy(image("/cam/semantic/labels", 1)))
+    np.testing.assert_array_equal(image_to_numpy(fused.depth), image_to_numpy(image("/cam/depth/image", 1)))
+    assert fused.has_camera_info and (fused.camera_info.width, fused.camera_info.height) == (OUT_W, OUT_H)
+    assert list(fused.class_names) == list(get_preset("kitti").class_names)
+    assert fused.total_ms >= fused.inference_ms > 0
+    # LabelInfo: written once for the one frame_id, at the first frame, naming every class id.
+    assert [t for t, _ in messages[LABEL_INFO]] == image_times[:1]
+    label_info = STORE.deserialize_cdr(messages[LABEL_INFO][0][1], EXTRA[LABEL_INFO])
+    assert [(c.class_id, c.class_name) for c in label_info.class_map] == list(enumerate(get_preset("kitti").class_names))
+    assert label_info.header.frame_id == "cam_optical"
 
 
 @pytest.mark.parametrize("storage", sorted(STORAGES))
@@ -274,12 +294,13 @@ def test_bags_without_image_topics_name_the_topics_found(tmp_path, pipeline, sto
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
-def test_without_camera_info_only_the_image_outputs_are_written(tmp_path, pipeline):
+def test_without_camera_info_no_camera_info_is_written(tmp_path, pipeline):
     source = write_bag(tmp_path / "in", "mcap", frames=1, with_info=False)
     replay_bag(source, tmp_path / "out", pipeline, progress=False)
-    topics, _ = read_bag(tmp_path / "out")
+    topics, messages = read_bag(tmp_path / "out")
     assert {t for t in topics if t not in ("/chatter", "/cam/image_raw")} == {
-        t for t, msgtype in OUTPUTS.items() if msgtype.endswith("Image")}
+        t for t, msgtype in OUTPUTS.items() if msgtype.endswith("Image")} | set(EXTRA)
+    assert not STORE.deserialize_cdr(messages[FUSED][0][1], EXTRA[FUSED]).has_camera_info
 
 
 def test_output_is_never_clobbered_without_overwrite(tmp_path, pipeline):

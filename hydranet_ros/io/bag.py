@@ -29,7 +29,9 @@ from tqdm import tqdm
 
 from hydranet_ros.io import visuals
 from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
+from hydranet_ros.io.message_defs import DefinitionMissing, register_output_types
 from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
+from hydranet_ros.ros.outputs import label_info_content
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,19 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
-# What the node publishes, relative to the camera namespace, with the message type of each.
-# The fused hydranet_ros/msg/HydraNetResult belongs here too once its definition is final:
-# register it in _typestore() and add ("result", "hydranet/result", "hydranet_ros/msg/HydraNetResult")
-# here and a builder in _frame_outputs().
+RESULT = "hydranet_ros/msg/HydraNetResult"
+LABEL_INFO = "vision_msgs/msg/LabelInfo"
+
+# What the node publishes, relative to the camera namespace, with the message type of each
+# (the node's defaults: every output on, depth as 32FC1). /diagnostics is left out: it reports
+# on the live process (rates, drops), not on the recorded frames.
 IMAGE_OUTPUTS = (
     ("labels", "semantic/labels", IMAGE),
     ("color", "semantic/color", IMAGE),
     ("overlay", "semantic/overlay", IMAGE),
     ("depth", "depth/image", IMAGE),
+    ("result", "hydranet/result", RESULT),
+    ("label_info", "semantic/label_info", LABEL_INFO),
 )
 CAMERA_INFO_OUTPUTS = (
     ("depth_info", "depth/camera_info", CAMERA_INFO),
@@ -173,7 +179,12 @@ def storage_of(path: Path) -> StoragePlugin:
 def _typestore(distro: str | None) -> Typestore:
     # Image, CameraInfo and Header are the same in Humble and Jazzy; the distro only decides the
     # definitions used for input topics whose bag carries none (Humble sqlite3 bags).
-    return get_typestore(Stores.ROS2_JAZZY if (distro or "").lower() == "jazzy" else Stores.ROS2_HUMBLE)
+    store = get_typestore(Stores.ROS2_JAZZY if (distro or "").lower() == "jazzy" else Stores.ROS2_HUMBLE)
+    try:
+        register_output_types(store)
+    except DefinitionMissing as exc:
+        raise BagError("missing_definition", f"cannot write hydranet/result: {exc}") from None
+    return store
 
 
 def check_paths(source: Path, target: Path, overwrite: bool) -> None:
@@ -237,6 +248,7 @@ class _Replay:
         self.alpha, self.max_pixels, self.progress = alpha, max_pixels, progress
         self.outputs: dict[str, Any] = {}
         self.copies: dict[int, Any] = {}
+        self.labelled_frames: set[str] = set()  # frame_ids whose LabelInfo was written
 
     def add_connections(self) -> None:
         for connection in self.reader.connections:
@@ -315,27 +327,62 @@ class _Replay:
     def _frame_outputs(self, header: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> Iterator[tuple[str, Any]]:
         """(output key, message) for one frame, every message with the input image's header."""
         Image = self.store.types[IMAGE]
-        palette = self.pipeline.preset.palette
+        preset = self.pipeline.preset
         labels = result.labels
         frame_rgb = frame if order == "rgb" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        yield "labels", Image(header=header, **image_fields(labels, "mono8"))
-        yield "color", Image(header=header, **image_fields(visuals.colorize_labels(labels, palette), "rgb8"))
-        yield "overlay", Image(header=header, **image_fields(visuals.overlay(frame_rgb, labels, palette, alpha=self.alpha), "rgb8"))
-        yield "depth", Image(header=header, **image_fields(np.asarray(result.depth_m, dtype=np.float32), "32FC1"))
+        if header.frame_id not in self.labelled_frames:  # the node latches it per frame_id
+            self.labelled_frames.add(header.frame_id)
+            yield "label_info", self._label_info(header, preset.class_names)
+        labels_msg = Image(header=header, **image_fields(labels, "mono8"))
+        depth_msg = Image(header=header, **image_fields(np.asarray(result.depth_m, dtype=np.float32), "32FC1"))
+        yield "labels", labels_msg
+        yield "color", Image(header=header, **image_fields(visuals.colorize_labels(labels, preset.palette), "rgb8"))
+        yield "overlay", Image(header=header, **image_fields(visuals.overlay(frame_rgb, labels, preset.palette, alpha=self.alpha), "rgb8"))
+        yield "depth", depth_msg
+        scaled = self._scaled_camera_info(header, info, labels.shape[1], labels.shape[0])
+        if scaled is not None:
+            yield "depth_info", scaled
+            yield "semantic_info", scaled
+        yield "result", self._result(header, labels_msg, depth_msg, scaled, preset.class_names, result.timings_ms)
+
+    def _scaled_camera_info(self, header: Any, info: Any | None, width: int, height: int) -> Any | None:
         if self.camera.camera_info is None:
-            return
+            return None
         if info is None:
             self.report.camera_info_problems["no_camera_info_yet"] += 1
-            return
+            return None
         try:
-            fields = scale_camera_info(info, labels.shape[1], labels.shape[0])
+            fields = scale_camera_info(info, width, height)
         except CameraInfoRejected as rejected:
             self.report.camera_info_problems[rejected.reason] += 1
-            return
+            return None
         roi = self.store.types["sensor_msgs/msg/RegionOfInterest"](**fields.pop("roi"))
-        scaled = self.store.types[CAMERA_INFO](header=header, roi=roi, **fields)
-        yield "depth_info", scaled
-        yield "semantic_info", scaled
+        return self.store.types[CAMERA_INFO](header=header, roi=roi, **fields)
+
+    def _label_info(self, header: Any, class_names: tuple[str, ...]) -> Any:
+        VisionClass = self.store.types["vision_msgs/msg/VisionClass"]
+        content = label_info_content(class_names)
+        return self.store.types[LABEL_INFO](
+            header=header, class_map=[VisionClass(class_id=i, class_name=n) for i, n in content["class_map"]],
+            threshold=content["threshold"])
+
+    def _result(self, header: Any, labels: Any, depth: Any, camera_info: Any | None, class_names, timings: dict) -> Any:
+        """The fused message: both outputs of one frame, as the node's hydranet/result."""
+        if camera_info is None:  # an all-zero CameraInfo with the frame's header, as rclpy's default
+            zeros9, zeros12 = np.zeros(9), np.zeros(12)
+            roi = self.store.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+            camera_info = self.store.types[CAMERA_INFO](
+                header=header, height=0, width=0, distortion_model="", d=np.zeros(0), k=zeros9, r=zeros9, p=zeros12,
+                binning_x=0, binning_y=0, roi=roi)
+            has_info = False
+        else:
+            has_info = True
+        nan = float("nan")
+        return self.store.types[RESULT](
+            header=header, labels=labels, depth=depth, has_camera_info=has_info, camera_info=camera_info,
+            class_names=list(class_names),
+            preprocess_ms=timings.get("preprocess", nan), inference_ms=timings.get("inference", nan),
+            postprocess_ms=timings.get("postprocess", nan), total_ms=timings.get("total", nan))
 
 
 def _open_reader(source: Path) -> Reader:
