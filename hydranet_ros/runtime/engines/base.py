@@ -20,6 +20,8 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 # backend name -> "module:Class"; adding a backend touches only this table and its own module.
 ENGINE_MODULES: dict[str, str] = {
     "torch": "hydranet_ros.runtime.engines.torch_engine:TorchEngine",
+    "cuda-graph": "hydranet_ros.runtime.engines.cuda_graph_engine:CudaGraphEngine",
+    "tensorrt": "hydranet_ros.runtime.engines.tensorrt_engine:TensorRTEngine",
 }
 
 
