@@ -25,7 +25,7 @@ setup(
         "torch>=2.1",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6.80", "onnx>=1.15", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6.80", "onnx>=1.15", "onnxruntime>=1.17", "catkin_pkg>=0.5"],
         "train": [],
     },
     entry_points={"console_scripts": ["hydranet=hydranet_ros.cli:main"]},

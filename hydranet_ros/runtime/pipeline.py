@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,10 @@ from hydranet_ros.runtime.fallback import BACKENDS, DEVICES, PRECISIONS, choose_
 from hydranet_ros.runtime.result import Result
 
 log = logging.getLogger(__name__)
+
+# Frames are often read-only views on a message buffer (rosbags, rclpy). The pipeline only reads
+# them, so torch's warning about non-writable arrays says nothing useful here.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 OUTPUT_SIZES = ("network", "input")
 MAX_SIDE = 8192  # beyond this a single frame would not fit in a Jetson's memory anyway

@@ -1,0 +1,62 @@
+"""The `hydranet` command: one entry point, one module per subcommand (hydranet_ros/commands/)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, one-line help). Modules are imported only when their subcommand runs, so
+# `hydranet --help` stays quick and a missing optional extra breaks only its own subcommand.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "run the pipeline on sample frames with the best weights available"),
+    "infer": ("infer", "image, folder or video -> labels, depth (mm) and previews"),
+    "convert": ("convert", "published checkpoint -> .safetensors with metadata"),
+    "weights": ("weights", "download and verify published weights, or list the cache"),
+    "bench": ("bench", "per-stage latency of the pipeline"),
+    "bag": ("bag", "replay a rosbag2 through the network into a new bag with the node's outputs"),
+}
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from hydranet_ros.io.media import MediaError
+    from hydranet_ros.model.checkpoints import WeightsError
+    from hydranet_ros.model.download import DownloadError
+    from hydranet_ros.runtime.engines.base import EngineError
+    from hydranet_ros.runtime.fallback import FallbackRefused
+
+    return (WeightsError, DownloadError, MediaError, EngineError, FallbackRefused, ValueError, OSError)
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the ``chosen`` subcommand's module is imported to add its options."""
+    parser = argparse.ArgumentParser(prog="hydranet", description="HydraNet semantic segmentation and metric depth, without ROS.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the pipeline decides")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        subparser.set_defaults(_module=module_name)
+        if name == chosen:
+            importlib.import_module(f"hydranet_ros.commands.{module_name}").add_arguments(subparser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(chosen if chosen in SUBCOMMANDS else None).parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="hydranet: %(levelname)s: %(message)s")
+    module = importlib.import_module(f"hydranet_ros.commands.{args._module}")
+    try:
+        return module.run(args)
+    except _expected_errors() as exc:
+        print(f"hydranet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hydranet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Options shared by the subcommands that run the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from hydranet_ros.runtime.fallback import BACKENDS, PRECISIONS
+from hydranet_ros.runtime.pipeline import OUTPUT_SIZES, Pipeline, PipelineConfig, parse_size
+
+log = logging.getLogger("hydranet")
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str = "640x480") -> None:
+    group = parser.add_argument_group("network")
+    group.add_argument("--weights", default="default",
+                       help="a .safetensors file, a published .ckpt, a preset name whose weights were downloaded "
+                            "(kitti, nyud, nyud_kitti, nyud_three), or 'default' (cached kitti, else the shipped model)")
+    group.add_argument("--backend", default="torch", choices=BACKENDS, help="inference backend (default: torch)")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    group.add_argument("--precision", default="fp32", choices=PRECISIONS, help="numeric precision (default: fp32)")
+    group.add_argument("--size", default=default_size,
+                       help=f"network input size WIDTHxHEIGHT, or 'input' for each frame's own size (default: {default_size})")
+    group.add_argument("--output-size", default="network", choices=OUTPUT_SIZES,
+                       help="outputs at the network's size or at the input frame's size (default: network)")
+    group.add_argument("--strict", action="store_true", help="fail instead of falling back to another backend/device")
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
+    config = PipelineConfig(
+        weights=args.weights, backend=args.backend, device=args.device, precision=args.precision,
+        input_size=parse_size(args.size), output_size=args.output_size, strict=args.strict,
+    )
+    pipe = Pipeline.create(config)
+    log.info("running %s %s on %s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"], pipe.info["weights"])
+    return pipe

@@ -1,0 +1,56 @@
+"""`hydranet infer`: an image, a folder of images or a video -> labels, depth and pictures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hydranet_ros.commands.common import add_pipeline_arguments, log, pipeline_from_args
+from hydranet_ros.io import media, visuals
+from hydranet_ros.runtime.pipeline import Pipeline
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="an image file, a folder of images, or a video file")
+    parser.add_argument("-o", "--output", default="hydranet_out", help="folder for the results (default: hydranet_out)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours in the overlay (0..1)")
+    add_pipeline_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be within 0..1, got {args.alpha}")
+    source = media.open_source(args.input)
+    pipe = pipeline_from_args(args)
+    written = process_source(pipe, source, Path(args.output), alpha=args.alpha)
+    print(f"{written} frame(s) -> {args.output}  ({pipe.info['backend']} {pipe.info['precision']} on {pipe.info['device']}, weights {pipe.info['weights']})")
+    return 0
+
+
+def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha: float = 0.5) -> int:
+    """Write <stem>_labels.png (uint8 ids), <stem>_depth.png (uint16 mm, 0 invalid), <stem>_color.png,
+    <stem>_preview.png for each frame, and <video stem>_preview.mp4 for a video."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    preview_video = media.PreviewVideo(out_dir / f"{source.path.stem}_preview.mp4", source.fps) if source.is_video else None
+    count = 0
+    try:
+        for stem, frame in tqdm(media.iter_frames(source), total=source.frame_count, unit="frame", disable=None, desc="infer"):
+            result = pipe.process(frame, color_order="rgb")
+            colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
+            depth_rgb = visuals.colorize_depth(result.depth_m, pipe.preset.depth_range_m)
+            preview = visuals.side_by_side(
+                visuals.overlay(frame, result.labels, pipe.preset.palette, alpha=alpha), depth_rgb)
+            media.write_png(out_dir / f"{stem}_labels.png", result.labels)
+            media.write_png(out_dir / f"{stem}_depth.png", media.depth_to_millimetres(result.depth_m))
+            media.write_png(out_dir / f"{stem}_color.png", colour, rgb=True)
+            media.write_png(out_dir / f"{stem}_preview.png", preview, rgb=True)
+            if preview_video is not None:
+                preview_video.write(preview)
+            count += 1
+            log.debug("%s: %s", stem, {k: round(v, 1) for k, v in result.timings_ms.items()})
+    finally:
+        if preview_video is not None:
+            preview_video.close()
+    return count

@@ -1,0 +1,426 @@
+"""Offline replay of a rosbag2: the input bag plus what the perception node would publish.
+
+Without ROS: the ``rosbags`` library reads and writes sqlite3 (.db3) and MCAP bags. Every input
+message is copied unchanged; each frame of the chosen image topic goes through the pipeline and
+its outputs are written under the camera's namespace with the input image's header and the
+input message's bag timestamp, as the node does under ``ros2 bag play --clock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2.errors import WriterError
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
+from tqdm import tqdm
+
+from hydranet_ros.io import visuals
+from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
+from hydranet_ros.io.ros_image import ImageRejected, compressed_to_frame, image_fields, image_to_frame
+
+log = logging.getLogger(__name__)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+
+# What the node publishes, relative to the camera namespace, with the message type of each.
+# The fused hydranet_ros/msg/HydraNetResult belongs here too once its definition is final:
+# register it in _typestore() and add ("result", "hydranet/result", "hydranet_ros/msg/HydraNetResult")
+# here and a builder in _frame_outputs().
+IMAGE_OUTPUTS = (
+    ("labels", "semantic/labels", IMAGE),
+    ("color", "semantic/color", IMAGE),
+    ("overlay", "semantic/overlay", IMAGE),
+    ("depth", "depth/image", IMAGE),
+)
+CAMERA_INFO_OUTPUTS = (
+    ("depth_info", "depth/camera_info", CAMERA_INFO),
+    ("semantic_info", "semantic/camera_info", CAMERA_INFO),
+)
+
+
+class BagError(Exception):
+    """The bag cannot be replayed; the message is one line for the user, ``reason`` a short key."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FramePipeline(Protocol):
+    """The part of hydranet_ros.runtime.pipeline.Pipeline the replay uses."""
+
+    preset: Any
+
+    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ...) -> Any: ...
+
+
+# The bag holds no normals topic, so the pipeline need not post-process them.
+_PUBLISHED_RESULTS = frozenset({"labels", "depth"})
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    """The image topic the replay reads, the CameraInfo beside it, and where outputs go."""
+
+    image: str
+    image_type: str
+    camera_info: str | None
+    namespace: str  # '' for a topic at the root, else '/cam' (no trailing slash)
+
+    def output_topics(self) -> dict[str, tuple[str, str]]:
+        """key -> (topic, message type) of every topic the node would publish for this camera."""
+        outputs = IMAGE_OUTPUTS + (CAMERA_INFO_OUTPUTS if self.camera_info else ())
+        return {key: (f"{self.namespace}/{relative}", msgtype) for key, relative, msgtype in outputs}
+
+
+def camera_namespace(image_topic: str) -> str:
+    """'/cam/image_raw' -> '/cam', '/cam/image/compressed' -> '/cam', '/image' -> ''."""
+    base = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
+    return base.rsplit("/", 1)[0]
+
+
+def _list_topics(topics: dict[str, str]) -> str:
+    return ", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(topics.items())) or "none"
+
+
+def choose_camera(topics: dict[str, str], *, topic: str | None = None, compressed: bool = False) -> CameraTopics:
+    """Pick the image topic from ``topics`` (name -> message type), as the node would subscribe.
+
+    ``topic`` names it (with ``compressed``, '<topic>/compressed' like image_transport);
+    otherwise the bag must hold exactly one topic of the wanted type.
+    """
+    wanted = COMPRESSED_IMAGE if compressed else IMAGE
+    if topic is not None:
+        if not topic.startswith("/"):
+            topic = "/" + topic
+        # Like image_transport: --topic /cam/image --compressed reads /cam/image/compressed.
+        if compressed and not topic.endswith("/compressed") and topics.get(topic + "/compressed") == COMPRESSED_IMAGE:
+            topic += "/compressed"
+        if topic not in topics:
+            raise BagError("topic_not_found", f"the bag has no topic {topic}; its topics: {_list_topics(topics)}")
+        if topics[topic] != wanted:
+            hint = " (drop --compressed)" if topics[topic] == IMAGE else " (add --compressed)" if topics[topic] == COMPRESSED_IMAGE else ""
+            raise BagError("wrong_topic_type", f"{topic} carries {topics[topic]}, not {wanted}{hint}")
+        image = topic
+    else:
+        candidates = sorted(name for name, msgtype in topics.items() if msgtype == wanted)
+        if not candidates:
+            other = COMPRESSED_IMAGE if wanted == IMAGE else IMAGE
+            hint = (" (there are " + ("compressed" if not compressed else "raw") + " image topics: "
+                    + ("add" if not compressed else "drop") + " --compressed)") if other in topics.values() else ""
+            raise BagError("no_image_topic", f"no {wanted} topic in the bag{hint}; topics found: {_list_topics(topics)}")
+        if len(candidates) > 1:
+            raise BagError("several_image_topics",
+                           f"the bag has several {wanted} topics ({', '.join(candidates)}); choose one with --topic")
+        image = candidates[0]
+    namespace = camera_namespace(image)
+    info_topic = f"{namespace}/camera_info"
+    return CameraTopics(image=image, image_type=wanted, camera_info=info_topic if topics.get(info_topic) == CAMERA_INFO else None,
+                        namespace=namespace)
+
+
+@dataclass
+class ReplayReport:
+    """What one replay did, for the summary line and for tests."""
+
+    camera: CameraTopics | None = None
+    storage: str = ""
+    frames: int = 0  # image messages read
+    processed: int = 0  # frames that produced outputs
+    copied: int = 0  # input messages copied
+    rejected: Counter = field(default_factory=Counter)  # reason -> frames dropped
+    camera_info_problems: Counter = field(default_factory=Counter)  # reason -> frames without CameraInfo output
+    skipped_topics: list[str] = field(default_factory=list)  # input topics that could not be copied
+
+    def summary(self) -> str:
+        parts = [f"{self.processed}/{self.frames} frame(s) of {self.camera.image if self.camera else '?'} processed",
+                 f"{self.copied} input message(s) copied", f"storage {self.storage}"]
+        if self.rejected:
+            parts.append("dropped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(self.rejected.items())))
+        if self.camera_info_problems:
+            parts.append("no CameraInfo output: " + ", ".join(f"{n} {r}" for r, n in sorted(self.camera_info_problems.items())))
+        if self.skipped_topics:
+            parts.append("not copied (no type definition): " + ", ".join(self.skipped_topics))
+        return "; ".join(parts)
+
+
+def storage_of(path: Path) -> StoragePlugin:
+    """The storage format of a bag folder or file, from its files' suffixes."""
+    files = [path] if path.is_file() else list(path.iterdir())
+    suffixes = {f.suffix for f in files}
+    if ".mcap" in suffixes:
+        return StoragePlugin.MCAP
+    if ".db3" in suffixes:
+        return StoragePlugin.SQLITE3
+    raise BagError("unreadable_bag", f"{path} holds neither .db3 nor .mcap files")
+
+
+def _typestore(distro: str | None) -> Typestore:
+    # Image, CameraInfo and Header are the same in Humble and Jazzy; the distro only decides the
+    # definitions used for input topics whose bag carries none (Humble sqlite3 bags).
+    return get_typestore(Stores.ROS2_JAZZY if (distro or "").lower() == "jazzy" else Stores.ROS2_HUMBLE)
+
+
+def check_paths(source: Path, target: Path, overwrite: bool) -> None:
+    """Refuse an output that exists (unless overwrite, and then only a bag) or overlaps the input."""
+    if not source.exists():
+        raise BagError("input_missing", f"input bag {source} does not exist")
+    src, dst = source.resolve(), target.resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise BagError("output_is_input", f"output {target} would overlap the input bag {source}")
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise BagError("output_exists", f"output {target} exists; pass --overwrite to replace it")
+        # --overwrite replaces a bag, never an arbitrary folder the user pointed at by mistake.
+        if not target.is_dir() or (any(target.iterdir()) and not (target / "metadata.yaml").exists()):
+            raise BagError("output_not_a_bag", f"refusing to overwrite {target}: it is not a rosbag2 folder")
+    if not target.parent.exists():
+        raise BagError("output_parent_missing", f"folder {target.parent} does not exist")
+
+
+class _CameraInfos:
+    """CameraInfo for each frame: the one with the frame's stamp, else the latest before it.
+
+    Drivers publish CameraInfo just after the image with the same stamp, so the matching
+    message may come later in the bag than the frame: all of them are read first.
+    """
+
+    def __init__(self, entries: list[tuple[int, tuple[int, int], Any]]) -> None:
+        self._by_stamp = {stamp: info for _, stamp, info in entries}
+        self._by_time = sorted(((t, info) for t, _, info in entries), key=lambda e: e[0])
+
+    def for_frame(self, bag_time: int, stamp: tuple[int, int]) -> Any | None:
+        if stamp in self._by_stamp:
+            return self._by_stamp[stamp]
+        earlier = [info for t, info in self._by_time if t <= bag_time]
+        if earlier:
+            return earlier[-1]
+        return self._by_time[0][1] if self._by_time else None  # calibration rarely changes: use the first
+
+
+def _stamp(header: Any) -> tuple[int, int]:
+    return int(header.stamp.sec), int(header.stamp.nanosec)
+
+
+def _messages(reader: Reader, connections: list) -> Iterator[tuple[Any, int, bytes]]:
+    """reader.messages, with storage errors turned into a BagError naming the file."""
+    try:
+        yield from reader.messages(connections=connections)
+    except BagError:
+        raise
+    except Exception as exc:  # sqlite3/MCAP/zstd errors of a damaged file have no common base
+        raise BagError("corrupt_bag", f"cannot read past a damaged part of {reader.path}: {exc}") from exc
+
+
+class _Replay:
+    """One pass over the input bag, writing the output bag."""
+
+    def __init__(self, reader: Reader, writer: Writer, store: Typestore, pipeline: FramePipeline,
+                 camera: CameraTopics, report: ReplayReport, *, alpha: float, max_pixels: int | None, progress: bool) -> None:
+        self.reader, self.writer, self.store, self.pipeline = reader, writer, store, pipeline
+        self.camera, self.report = camera, report
+        self.alpha, self.max_pixels, self.progress = alpha, max_pixels, progress
+        self.outputs: dict[str, Any] = {}
+        self.copies: dict[int, Any] = {}
+
+    def add_connections(self) -> None:
+        for connection in self.reader.connections:
+            copy = self._copy_connection(connection)
+            if copy is not None:
+                self.copies[connection.id] = copy
+        for key, (topic, msgtype) in self.camera.output_topics().items():
+            # No offered QoS: ros2 bag play then offers reliable, as the node's outputs default to.
+            self.outputs[key] = self.writer.add_connection(topic, msgtype, typestore=self.store)
+
+    def _copy_connection(self, connection: Any) -> Any | None:
+        ext = connection.ext
+        qos = list(getattr(ext, "offered_qos_profiles", []) or [])
+        fmt = getattr(ext, "serialization_format", "cdr")
+        if connection.msgdef.data and connection.digest:
+            return self.writer.add_connection(connection.topic, connection.msgtype, msgdef=connection.msgdef.data,
+                                              rihs01=connection.digest, serialization_format=fmt, offered_qos_profiles=qos)
+        if connection.msgtype in self.store.types:
+            return self.writer.add_connection(connection.topic, connection.msgtype, typestore=self.store,
+                                              serialization_format=fmt, offered_qos_profiles=qos)
+        log.warning("not copying %s: the bag has no definition of %s and it is not a standard ROS 2 type",
+                    connection.topic, connection.msgtype)
+        self.report.skipped_topics.append(connection.topic)
+        return None
+
+    def read_camera_infos(self) -> _CameraInfos:
+        entries = []
+        if self.camera.camera_info:
+            connections = [c for c in self.reader.connections if c.topic == self.camera.camera_info]
+            for _, bag_time, raw in _messages(self.reader, connections):
+                try:
+                    info = self.store.deserialize_cdr(raw, CAMERA_INFO)
+                except Exception:  # a damaged message must not end the replay
+                    self.report.camera_info_problems["corrupt_message"] += 1
+                    continue
+                entries.append((bag_time, _stamp(info.header), info))
+        return _CameraInfos(entries)
+
+    def run(self) -> None:
+        infos = self.read_camera_infos()
+        image_connections = [c for c in self.reader.connections if c.topic == self.camera.image]
+        total = sum(c.msgcount for c in image_connections)
+        bar = tqdm(total=total, unit="frame", desc="bag", disable=None if self.progress else True)
+        try:
+            for connection, bag_time, raw in _messages(self.reader, []):
+                copy = self.copies.get(connection.id)
+                if copy is not None:
+                    self.writer.write(copy, bag_time, raw)
+                    self.report.copied += 1
+                if connection.topic == self.camera.image:
+                    self.report.frames += 1
+                    self._frame(bag_time, raw, infos)
+                    bar.update(1)
+        finally:
+            bar.close()
+
+    def _frame(self, bag_time: int, raw: bytes, infos: _CameraInfos) -> None:
+        try:
+            msg = self.store.deserialize_cdr(raw, self.camera.image_type)
+        except Exception:  # a damaged message must not end the replay
+            self.report.rejected["corrupt_message"] += 1
+            return
+        try:
+            if self.camera.image_type == COMPRESSED_IMAGE:
+                frame, order = compressed_to_frame(msg, max_pixels=self.max_pixels)
+            else:
+                frame, order = image_to_frame(msg, max_pixels=self.max_pixels)
+        except ImageRejected as rejected:
+            self.report.rejected[rejected.reason] += 1
+            log.debug("frame at %d ns dropped: %s", bag_time, rejected)
+            return
+        result = self.pipeline.process(frame, color_order=order, outputs=_PUBLISHED_RESULTS)
+        for key, message in self._frame_outputs(msg.header, frame, order, result, infos.for_frame(bag_time, _stamp(msg.header))):
+            connection = self.outputs[key]
+            self.writer.write(connection, bag_time, self.store.serialize_cdr(message, connection.msgtype))
+        self.report.processed += 1
+
+    def _frame_outputs(self, header: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> Iterator[tuple[str, Any]]:
+        """(output key, message) for one frame, every message with the input image's header."""
+        Image = self.store.types[IMAGE]
+        palette = self.pipeline.preset.palette
+        labels = result.labels
+        frame_rgb = frame if order == "rgb" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        yield "labels", Image(header=header, **image_fields(labels, "mono8"))
+        yield "color", Image(header=header, **image_fields(visuals.colorize_labels(labels, palette), "rgb8"))
+        yield "overlay", Image(header=header, **image_fields(visuals.overlay(frame_rgb, labels, palette, alpha=self.alpha), "rgb8"))
+        yield "depth", Image(header=header, **image_fields(np.asarray(result.depth_m, dtype=np.float32), "32FC1"))
+        if self.camera.camera_info is None:
+            return
+        if info is None:
+            self.report.camera_info_problems["no_camera_info_yet"] += 1
+            return
+        try:
+            fields = scale_camera_info(info, labels.shape[1], labels.shape[0])
+        except CameraInfoRejected as rejected:
+            self.report.camera_info_problems[rejected.reason] += 1
+            return
+        roi = self.store.types["sensor_msgs/msg/RegionOfInterest"](**fields.pop("roi"))
+        scaled = self.store.types[CAMERA_INFO](header=header, roi=roi, **fields)
+        yield "depth_info", scaled
+        yield "semantic_info", scaled
+
+
+def _open_reader(source: Path) -> Reader:
+    try:
+        reader = Reader(source)
+        reader.open()
+    except Exception as exc:  # rosbags raises ReaderError, sqlite3 and MCAP errors alike
+        hint = ""
+        if "magic" in str(exc).lower():
+            hint = " (an MCAP file cut short, e.g. by a killed recorder, can be repaired with `mcap recover`)"
+        raise BagError("unreadable_bag", f"cannot read {source}: {exc}{hint}") from exc
+    return reader
+
+
+def find_camera(source: Path | str, *, topic: str | None = None, compressed: bool = False) -> CameraTopics:
+    """The camera topics replay_bag would use, read from the bag's metadata only (cheap)."""
+    source = Path(source)
+    if not source.exists():
+        raise BagError("input_missing", f"input bag {source} does not exist")
+    reader = _open_reader(source)
+    try:
+        return choose_camera({c.topic: c.msgtype for c in reader.connections}, topic=topic, compressed=compressed)
+    finally:
+        reader.close()
+
+
+def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, *, topic: str | None = None,
+               compressed: bool = False, overwrite: bool = False, storage: str | None = None, alpha: float = 0.5,
+               max_pixels: int | None = None, progress: bool = True) -> ReplayReport:
+    """Write ``target``: every message of ``source`` plus the node's outputs for its image topic.
+
+    ``source`` is never written to. The new bag is built in a hidden folder beside ``target``
+    and renamed into place only when complete, so an interrupted run leaves no half bag.
+    ``storage`` is 'sqlite3' or 'mcap'; None keeps the input's. Raises BagError.
+    """
+    source, target = Path(source), Path(target)
+    if not 0.0 <= alpha <= 1.0:
+        raise BagError("bad_alpha", f"overlay opacity must be within 0..1, got {alpha}")
+    check_paths(source, target, overwrite)
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}.get(storage or "") or storage_of(source)
+    report = ReplayReport(storage=plugin.name.lower())
+    reader = _open_reader(source)
+    staging: Path | None = None
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        camera = choose_camera(topics, topic=topic, compressed=compressed)
+        if set(topics) & {name for name, _ in camera.output_topics().values()}:
+            raise BagError("outputs_in_input", f"the input already holds outputs for {camera.image} "
+                           "(was it replayed before?); replay the original bag")
+        report.camera = camera
+        store = _typestore(reader.ros_distro)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        built = staging / target.name
+        # Version 8 is the oldest rosbags writes; newer rosbag2 releases read it.
+        with Writer(built, version=8, storage_plugin=plugin) as writer:
+            replay = _Replay(reader, writer, store, pipeline, camera, report, alpha=alpha,
+                             max_pixels=max_pixels, progress=progress)
+            replay.add_connections()
+            replay.run()
+        _move_into_place(built, target, staging)
+    except WriterError as exc:
+        raise BagError("write_failed", f"cannot write {target}: {exc}") from exc
+    finally:
+        reader.close()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("%s", report.summary())
+    return report
+
+
+def _move_into_place(built: Path, target: Path, staging: Path) -> None:
+    """Rename the finished bag to ``target``; an old one (--overwrite) goes only once the new one is there."""
+    if not (target.exists() or target.is_symlink()):
+        os.replace(built, target)
+        return
+    old = staging / "replaced"
+    os.replace(target, old)
+    try:
+        os.replace(built, target)
+    except OSError:
+        os.replace(old, target)  # put the old bag back rather than lose both
+        raise
+
+
+__all__ = [
+    "BagError", "CameraTopics", "ReplayReport", "FramePipeline", "camera_namespace", "choose_camera", "find_camera",
+    "replay_bag", "storage_of", "check_paths", "IMAGE_OUTPUTS", "CAMERA_INFO_OUTPUTS",
+]

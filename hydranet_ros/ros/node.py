@@ -1,0 +1,419 @@
+"""perception_node: the rclpy lifecycle shell around the HydraNet pipeline (Humble and Jazzy).
+
+Thin on purpose: every decision (parameter rules, QoS, which outputs to compute, depth
+encoding, LabelInfo content, diagnostics) is a plain function in hydranet_ros.ros.params /
+qos / outputs, tested without ROS. This module only declares, subscribes, converts, publishes.
+
+Life cycle:
+- configure: validate parameters, load weights and build the engine (Pipeline.create), make the
+  lifecycle publishers and start the frame worker. Failure leaves the node unconfigured, alive,
+  and configurable again, with the cause in the log and in /diagnostics.
+- activate: subscribe to the camera; publishers go live. deactivate: unsubscribe.
+- cleanup / shutdown / error: stop the worker, destroy publishers, free the engine.
+
+Threads: the image callback (executor thread) only converts the message to a numpy frame and
+hands it to the FrameWorker, which never blocks; inference and publishing happen in the
+worker's one thread, so a slow network drops old frames instead of delaying the executor.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+
+from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
+from hydranet_ros.io.ros_image import ImageRejected, compressed_to_frame, image_fields, image_to_frame
+from hydranet_ros.io.visuals import colorize_labels, overlay
+from hydranet_ros.msg import HydraNetResult
+from hydranet_ros.ros import outputs, params, qos
+from hydranet_ros.runtime.frame_worker import FrameWorker, WorkerStats
+
+try:  # vision_msgs is optional: without it only semantic/label_info is missing
+    from vision_msgs.msg import LabelInfo, VisionClass
+except ImportError:
+    LabelInfo = VisionClass = None
+
+NODE_NAME = "perception_node"
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+_MESSAGE_TYPES = {"sensor_msgs/Image": Image, "sensor_msgs/CameraInfo": CameraInfo,
+                  "hydranet_ros/HydraNetResult": HydraNetResult}
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What the worker needs of one camera message."""
+
+    pixels: np.ndarray
+    color_order: str
+    header: Any
+    camera_info: Any | None
+
+
+def _descriptor(spec: params.ParamSpec) -> ParameterDescriptor:
+    fields = params.describe(spec)
+    descriptor = ParameterDescriptor(
+        name=spec.name,
+        description=fields["description"],
+        additional_constraints=fields["additional_constraints"],
+        read_only=fields["read_only"],
+    )
+    if fields["integer_range"]:
+        low, high = fields["integer_range"]
+        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=0)]
+    if fields["floating_point_range"]:
+        low, high = fields["floating_point_range"]
+        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+    return descriptor
+
+
+def _image(header: Any, pixels: np.ndarray, encoding: str) -> Image:
+    fields = image_fields(pixels, encoding)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = fields["height"], fields["width"]
+    msg.encoding = fields["encoding"]
+    msg.is_bigendian = fields["is_bigendian"]
+    msg.step = fields["step"]
+    msg.data = outputs.to_msg_bytes(fields["data"])
+    return msg
+
+
+class PerceptionNode(LifecycleNode):
+    """Semantic labels, metric depth and their metadata for every camera frame."""
+
+    def __init__(self, *, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self._declare_problems: dict[str, str] = {}
+        for spec in params.PARAMETERS:
+            self._declare(spec)
+        # Registered after declaring: values from YAML/launch are checked in on_configure, where
+        # a refusal keeps the node alive instead of raising out of the constructor.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._live = params.LiveSettings.from_values(self._values())
+
+        self._state = "unconfigured"
+        self._problem = ""
+        self._pipeline: Any = None
+        self._info: dict[str, Any] = {}
+        self._worker: FrameWorker | None = None
+        self._output_pubs: dict[str, Any] = {}
+        self._label_info_pub: Any = None
+        self._label_info_frame_id: str | None = None
+        self._input_subs: list[Any] = []
+        self._camera_info: Any = None
+        self._counters: Counter[str] = Counter()
+        self._counters_lock = threading.Lock()
+        self._image_warnings = outputs.RejectionThrottle(interval_s=5.0)  # executor thread
+        self._info_warnings = outputs.RejectionThrottle(interval_s=5.0)  # worker thread
+        self._last_timings: dict[str, float] = {}
+        self._last_stats: WorkerStats | None = None
+        self._last_report_at = time.monotonic()
+
+        # /diagnostics is a plain publisher: it reports in every state, including a failed configure.
+        self._diagnostics_pub = self.create_publisher(
+            DiagnosticArray, "/diagnostics", qos.to_rclpy(qos.DIAGNOSTICS_QOS))
+        self._diagnostics_timer = self.create_timer(
+            float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics)
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def _declare(self, spec: params.ParamSpec) -> None:
+        try:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        except ParameterException as exc:
+            # A value from YAML or launch of the wrong type or out of range: keep the default,
+            # remember why, and refuse to configure until it is fixed.
+            self._declare_problems[spec.name] = f"{spec.name}: {exc}"
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec), ignore_override=True)
+            self.get_logger().error(f"parameter {spec.name} refused: {exc}")
+
+    def _values(self) -> dict[str, Any]:
+        return {name: self.get_parameter(name).value for name in params.SPECS}
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters if p.name in params.SPECS}
+        if not changes:
+            return SetParametersResult(successful=True)
+        current = self._values()
+        reason = params.change_refusal(changes, current, configured=self._pipeline is not None)
+        if reason:
+            self.get_logger().warning(f"parameter change refused: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
+        self._live = params.LiveSettings.from_values({**current, **changes})
+        for name in changes:
+            self._declare_problems.pop(name, None)
+        return SetParametersResult(successful=True)
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        values = self._values()
+        problems = {**self._declare_problems, **params.validate_all(values)}
+        if problems:
+            return self._configure_failed("parameters refused: " + "; ".join(problems.values()))
+        try:
+            # Imported here: torch and the engines load only when a node is configured.
+            from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
+
+            pipeline = Pipeline.create(PipelineConfig(**params.pipeline_kwargs(values)))
+        except Exception as exc:  # noqa: BLE001 - WeightsError/EngineError name the file and cause
+            return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {exc}")
+
+        self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
+        self._live = params.LiveSettings.from_values(values)
+        output_qos = qos.to_rclpy(qos.qos_settings(values["output_qos"], values["output_depth"]))
+        self._output_pubs = {
+            name: self.create_lifecycle_publisher(_MESSAGE_TYPES[spec.message], spec.topic, output_qos)
+            for name, spec in outputs.OUTPUTS.items()
+        }
+        if LabelInfo is None:
+            self.get_logger().warning(
+                "vision_msgs is not installed: semantic/label_info is not published", once=True)
+        else:
+            self._label_info_pub = self.create_lifecycle_publisher(
+                LabelInfo, outputs.LABEL_INFO_TOPIC, qos.to_rclpy(qos.LABEL_INFO_QOS))
+        self._label_info_frame_id = None
+        self._worker = FrameWorker(process=self._infer, on_result=self._publish,
+                                   on_error=self._on_worker_error).start()
+        self._last_stats, self._last_report_at = None, time.monotonic()
+        self.destroy_timer(self._diagnostics_timer)
+        self._diagnostics_timer = self.create_timer(float(values["diagnostics_period"]), self._publish_diagnostics)
+        self._state = "inactive"
+        self.get_logger().info(
+            "configured: " + ", ".join(f"{key}={value}" for key, value in sorted(self._info.items())))
+        return SUCCESS
+
+    def _configure_failed(self, problem: str) -> TransitionCallbackReturn:
+        self._problem = problem
+        self.get_logger().error(problem)
+        return FAILURE  # back to unconfigured; the node stays up and can be configured again
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        if result != SUCCESS:
+            return result
+        values = self._values()
+        input_qos = qos.to_rclpy(qos.qos_settings(values["input_qos"], values["input_depth"]))
+        if values["compressed"]:
+            self._input_subs.append(self.create_subscription(
+                CompressedImage, "image/compressed", self._on_compressed, input_qos))
+        else:
+            self._input_subs.append(self.create_subscription(Image, "image", self._on_image, input_qos))
+        if values["use_camera_info"]:
+            self._input_subs.append(self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, input_qos))
+        self._state = "active"
+        return SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        self._state = "unconfigured"
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        self._state = "finalized"
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error during a transition from {state.label}; releasing the engine")
+        self.release()
+        self._state = "unconfigured"
+        return SUCCESS  # error processing done: back to unconfigured
+
+    def _unsubscribe(self) -> None:
+        for subscription in self._input_subs:
+            self.destroy_subscription(subscription)
+        self._input_subs = []
+        self._camera_info = None
+
+    def release(self) -> None:
+        """Stop the worker and free publishers and engine (also called from main on exit)."""
+        self._unsubscribe()
+        if self._worker is not None:
+            if not self._worker.stop(timeout=10.0):
+                self.get_logger().warning("the frame in progress did not finish within 10 s; left behind")
+            self._last_stats = self._worker.stats()
+            self._worker = None
+        for publisher in self._output_pubs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        if self._label_info_pub is not None:
+            self.destroy_lifecycle_publisher(self._label_info_pub)
+        self._output_pubs, self._label_info_pub = {}, None
+        self._pipeline, self._info = None, {}
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # give the engine's GPU memory back to other processes
+
+    # -- input (executor thread; never waits for inference) -------------------------------------
+
+    def _on_image(self, msg: Image) -> None:
+        self._take(msg, image_to_frame)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._take(msg, compressed_to_frame)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg  # one reference swap; the worker reads whichever is newest
+
+    def _plan(self, *, have_camera_info: bool) -> outputs.FramePlan:
+        subscribers = {name: publisher.get_subscription_count() for name, publisher in self._output_pubs.items()}
+        return outputs.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info)
+
+    def _take(self, msg: Any, convert: Callable[..., tuple[np.ndarray, str]]) -> None:
+        worker = self._worker
+        if worker is None:
+            return
+        camera_info = self._camera_info
+        if not self._plan(have_camera_info=camera_info is not None).publishes:
+            self._count("frames_skipped_no_subscribers")
+            return
+        try:
+            pixels, color_order = convert(msg, max_pixels=self._live.max_input_pixels)
+        except ImageRejected as exc:
+            self._reject(worker, exc.reason, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a message must never take the node down
+            self._reject(worker, "conversion_error", f"{type(exc).__name__}: {exc}")
+            return
+        worker.submit(_Frame(pixels, color_order, msg.header, camera_info))
+
+    def _reject(self, worker: FrameWorker, reason: str, detail: str) -> None:
+        worker.reject(reason)
+        warn, suppressed = self._image_warnings.check(reason, time.monotonic())
+        if warn:
+            more = f" ({suppressed} more like it since the last warning)" if suppressed else ""
+            self.get_logger().warning(f"dropped an input image [{reason}]: {detail}{more}")
+
+    def _count(self, key: str) -> None:
+        with self._counters_lock:
+            self._counters[key] += 1
+
+    # -- inference and output (worker thread) ----------------------------------------------------
+
+    def _infer(self, frame: _Frame) -> tuple[outputs.FramePlan, Any] | None:
+        plan = self._plan(have_camera_info=frame.camera_info is not None)
+        if not plan.publishes:  # the last subscriber left while the frame waited
+            return None
+        if not plan.run_inference:  # CameraInfo only: the output size is known without the network
+            return plan, None
+        return plan, self._pipeline.process(frame.pixels, color_order=frame.color_order,
+                                            outputs=plan.network_outputs)
+
+    def _publish(self, frame: _Frame, planned: tuple[outputs.FramePlan, Any] | None) -> None:
+        if planned is None:
+            return
+        plan, result = planned
+        if result is not None:
+            self._last_timings = dict(result.timings_ms)
+        header, live, preset = frame.header, self._live, self._pipeline.preset
+        width, height = self._pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
+        labels_msg = _image(header, result.labels, "mono8") if plan.labels_image else None
+        depth_msg = None
+        if plan.depth_image:
+            depth_msg = _image(header, outputs.depth_image(result.depth_m, live.depth_encoding), live.depth_encoding)
+        info_msg = None
+        if plan.camera_info and frame.camera_info is not None:
+            info_msg = self._camera_info_out(header, frame.camera_info, width, height)
+
+        sent = self._output_pubs
+        if "labels" in plan.outputs:
+            sent["labels"].publish(labels_msg)
+        if "depth" in plan.outputs:
+            sent["depth"].publish(depth_msg)
+        if plan.color:
+            sent["color"].publish(_image(header, colorize_labels(result.labels, preset.palette), "rgb8"))
+        if plan.overlay:
+            base = outputs.overlay_base(frame.pixels, frame.color_order, (width, height))
+            blended = overlay(base, result.labels, preset.palette, alpha=live.overlay_alpha)
+            sent["overlay"].publish(_image(header, blended, "rgb8"))
+        if info_msg is not None:
+            for name in ("depth_camera_info", "semantic_camera_info"):
+                if name in plan.outputs:
+                    sent[name].publish(info_msg)
+        if "fused" in plan.outputs:
+            sent["fused"].publish(self._fused(header, labels_msg, depth_msg, info_msg, preset, result))
+        self._publish_label_info(header, preset)
+
+    def _camera_info_out(self, header: Any, camera_info: Any, width: int, height: int) -> CameraInfo | None:
+        try:
+            fields = outputs.camera_info_for_ros(scale_camera_info(camera_info, width, height))
+        except CameraInfoRejected as exc:
+            self._count(f"camera_info_rejected.{exc.reason}")
+            warn, suppressed = self._info_warnings.check(exc.reason, time.monotonic())
+            if warn:
+                more = f" ({suppressed} more since the last warning)" if suppressed else ""
+                self.get_logger().warning(f"camera_info not republished [{exc.reason}]: {exc}{more}")
+            return None
+        roi = fields.pop("roi")
+        return CameraInfo(header=header, roi=RegionOfInterest(**roi), **fields)
+
+    @staticmethod
+    def _fused(header: Any, labels_msg: Image, depth_msg: Image, info_msg: CameraInfo | None,
+               preset: Any, result: Any) -> HydraNetResult:
+        msg = HydraNetResult()
+        msg.header, msg.labels, msg.depth = header, labels_msg, depth_msg
+        msg.has_camera_info = info_msg is not None
+        if info_msg is not None:
+            msg.camera_info = info_msg
+        msg.class_names = [str(name) for name in preset.class_names]
+        for field_name, value in outputs.stage_timings(result.timings_ms).items():
+            setattr(msg, field_name, value)
+        return msg
+
+    def _publish_label_info(self, header: Any, preset: Any) -> None:
+        publisher = self._label_info_pub
+        if publisher is None or not self._live.publish["label_info"]:
+            return
+        if not outputs.label_info_due(self._label_info_frame_id, header.frame_id):
+            return
+        content = outputs.label_info_content(preset.class_names)
+        msg = LabelInfo()
+        msg.header = header
+        msg.class_map = [VisionClass(class_id=class_id, class_name=name) for class_id, name in content["class_map"]]
+        msg.threshold = content["threshold"]
+        publisher.publish(msg)
+        self._label_info_frame_id = header.frame_id
+
+    def _on_worker_error(self, frame: _Frame, exc: BaseException) -> None:
+        self.get_logger().error(f"processing a frame failed: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=5.0)
+
+    # -- diagnostics ---------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        worker = self._worker
+        current = worker.stats() if worker is not None else None
+        with self._counters_lock:
+            counters = dict(self._counters)
+        report = outputs.diagnostics_report(
+            state=self._state, current=current, previous=self._last_stats, period_s=now - self._last_report_at,
+            info=self._info, counters=counters, timings_ms=self._last_timings, problem=self._problem)
+        self._last_stats, self._last_report_at = current, now
+        status = DiagnosticStatus()
+        status.level = bytes([report.level])  # a ROS `byte` is a length-1 bytes object in Python
+        status.name = f"{self.get_fully_qualified_name()}: HydraNet perception"
+        status.message = report.message
+        status.hardware_id = str(self._info.get("device", ""))
+        status.values = [KeyValue(key=key, value=value) for key, value in report.values]
+        array_msg = DiagnosticArray()
+        array_msg.header.stamp = self.get_clock().now().to_msg()  # ROS time: sim time under replay
+        array_msg.status = [status]
+        self._diagnostics_pub.publish(array_msg)

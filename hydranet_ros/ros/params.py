@@ -1,0 +1,265 @@
+"""The perception node's parameters: one table, one validator, no ROS.
+
+The node declares every parameter from ``PARAMETERS`` (description, range, choices), refuses a
+change with the reason ``validate``/``change_refusal`` give, and builds its pipeline from
+``pipeline_kwargs``. Keeping the table here lets tests check every rule without rclpy.
+
+Two kinds of parameter:
+- live: read for every frame (what to publish, depth encoding, overlay opacity, input size
+  limit); a change applies to the next frame.
+- configure-time: the engine, the subscriptions and the QoS are built in on_configure, so
+  these may only change while the node is unconfigured (``ros2 lifecycle set <node> cleanup``,
+  set, then configure again). They are NOT declared read_only: read_only would forbid even that,
+  and a lifecycle node exists precisely so that it can be reconfigured without a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any, Mapping
+
+__all__ = [
+    "ParamSpec",
+    "PARAMETERS",
+    "SPECS",
+    "defaults",
+    "validate",
+    "validate_all",
+    "change_refusal",
+    "pipeline_kwargs",
+    "LiveSettings",
+    "describe",
+]
+
+BACKENDS = ("torch", "tensorrt", "cuda-graph")
+DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("fp32", "fp16", "int8")
+OUTPUT_SIZES = ("network", "input")
+QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
+# The names of hydranet_ros.model.presets.PRESETS (a test keeps them equal). Importing that module
+# would import torch into the launch process, which only needs the names.
+PRESET_NAMES = ("kitti", "nyud", "nyud_kitti", "nyud_three")
+MIN_INPUT_SIDE = 32  # the encoder downsamples 32x; anything smaller has no feature map left
+MAX_INPUT_SIDE = 8192
+MAX_PIXELS_LIMIT = 1 << 28
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter. ``live`` parameters may change while the node is configured."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    choices: tuple[str, ...] | None = None
+    range: tuple[float, float] | None = None
+    live: bool = False
+
+
+def _switch(output: str, what: str) -> ParamSpec:
+    return ParamSpec(f"publish_{output}", bool, True,
+                     f"Publish {what}. Off, or on with no subscriber, it is not computed.", live=True)
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("weights", str, "default",
+              "Network weights: a preset name (default, kitti, nyud, nyud_kitti, nyud_three) or a path "
+              "to a .safetensors file or a published .ckpt/.pth/.pt/.tar checkpoint."),
+    ParamSpec("backend", str, "torch", "Inference engine.", choices=BACKENDS),
+    ParamSpec("device", str, "auto", "Where inference runs; auto picks CUDA when available.", choices=DEVICES),
+    ParamSpec("precision", str, "fp32", "Numeric precision of the engine.", choices=PRECISIONS),
+    ParamSpec("input_width", int, 0,
+              f"Network input width in pixels; 0 = the camera frame's width. Otherwise >= {MIN_INPUT_SIDE}; "
+              "set together with input_height.", range=(0, MAX_INPUT_SIDE)),
+    ParamSpec("input_height", int, 0,
+              f"Network input height in pixels; 0 = the camera frame's height. Otherwise >= {MIN_INPUT_SIDE}; "
+              "set together with input_width.", range=(0, MAX_INPUT_SIDE)),
+    ParamSpec("output_size", str, "input",
+              "Resolution of the published images: 'input' = the camera frame's, 'network' = the network "
+              "input size (input_width x input_height), which saves upsampling to a large camera frame.",
+              choices=OUTPUT_SIZES),
+    _switch("labels", "semantic/labels (mono8 class ids)"),
+    _switch("color", "semantic/color (rgb8 class colours)"),
+    _switch("overlay", "semantic/overlay (rgb8 colours blended over the camera image)"),
+    _switch("depth", "depth/image (metric depth)"),
+    _switch("camera_info", "depth/camera_info and semantic/camera_info (scaled to the output size)"),
+    _switch("label_info", "semantic/label_info (vision_msgs/LabelInfo, latched)"),
+    _switch("fused", "the fused hydranet_ros/HydraNetResult message"),
+    ParamSpec("input_qos", str, "sensor_data",
+              "QoS profile of the image and camera_info subscriptions; sensor_data matches every camera driver.",
+              choices=QOS_PROFILES),
+    ParamSpec("input_depth", int, 1,
+              "History depth of the input subscriptions; keep it short so old frames are dropped, not queued.",
+              range=(1, 100)),
+    ParamSpec("output_qos", str, "reliable",
+              "QoS profile of the output topics; reliable lets rviz2, rosbag2 and depth_image_proc connect.",
+              choices=QOS_PROFILES),
+    ParamSpec("output_depth", int, 5, "History depth of the output publishers.", range=(1, 100)),
+    ParamSpec("depth_encoding", str, "32FC1",
+              "depth/image encoding: 32FC1 metres with NaN = invalid (REP 118), or 16UC1 millimetres with 0 = invalid.",
+              choices=DEPTH_ENCODINGS, live=True),
+    ParamSpec("overlay_alpha", float, 0.5, "Opacity of the class colours in semantic/overlay.",
+              range=(0.0, 1.0), live=True),
+    ParamSpec("max_input_pixels", int, 3840 * 2160,
+              "Frames with more pixels are rejected before decoding (guards memory); 0 = no limit.",
+              range=(0, MAX_PIXELS_LIMIT), live=True),
+    ParamSpec("compressed", bool, False,
+              "Subscribe to image/compressed (sensor_msgs/CompressedImage, JPEG or PNG) instead of image."),
+    ParamSpec("use_camera_info", bool, True,
+              "Subscribe to camera_info and publish it scaled to the output size beside depth and labels."),
+    ParamSpec("strict", bool, False,
+              "Fail configure instead of falling back (for example to CPU or fp32) when the request cannot be met."),
+    ParamSpec("diagnostics_period", float, 1.0, "Seconds between /diagnostics reports.", range=(0.1, 60.0)),
+)
+
+SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+def defaults() -> dict[str, Any]:
+    return {spec.name: spec.default for spec in PARAMETERS}
+
+
+def _type_reason(spec: ParamSpec, value: Any) -> str | None:
+    # bool is an int in Python, but a ROS parameter of type bool is never an integer.
+    if spec.type is bool:
+        ok = isinstance(value, bool)
+    elif spec.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif spec.type is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if ok:
+        return None
+    return f"{spec.name} must be a {spec.type.__name__}, got {type(value).__name__} {value!r}"
+
+
+def _weights_reason(value: str) -> str | None:
+    if not value.strip():
+        return "weights must name a preset or a weights file, got an empty string"
+    path = PurePath(value)
+    if len(path.parts) > 1 or path.suffix.lower() in WEIGHT_SUFFIXES:
+        return None  # a path: whether it exists and loads is checked at configure, with the file named
+    names = ("default", *PRESET_NAMES)
+    if value in names:
+        return None
+    return (f"weights {value!r} is neither a preset ({', '.join(names)}) nor a path to a "
+            f"{'/'.join(WEIGHT_SUFFIXES)} file")
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    reason = _type_reason(spec, value)
+    if reason:
+        return reason
+    if spec.choices is not None and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
+    if spec.range is not None:
+        low, high = spec.range
+        if not low <= value <= high:  # also refuses NaN
+            return f"{name} must be in [{low}, {high}]; got {value!r}"
+    if name == "weights":
+        return _weights_reason(value)
+    if name in ("input_width", "input_height") and 0 < value < MIN_INPUT_SIDE:
+        return f"{name} must be 0 (frame size) or at least {MIN_INPUT_SIDE}; got {value}"
+    return None
+
+
+def validate_all(values: Mapping[str, Any]) -> dict[str, str]:
+    """Reasons per parameter name for a whole set of values (missing names take defaults).
+
+    Checks each value, then the rules that tie parameters together. Empty when all is well.
+    """
+    reasons = {name: reason for name, value in values.items() if (reason := validate(name, value))}
+    merged = {**defaults(), **values}
+    width, height = merged["input_width"], merged["input_height"]
+    if "input_width" not in reasons and "input_height" not in reasons and (width == 0) != (height == 0):
+        reasons["input_height" if width else "input_width"] = (
+            f"input_width and input_height are 0 together (frame size) or set together; got {width}x{height}"
+        )
+    return reasons
+
+
+def change_refusal(changes: Mapping[str, Any], current: Mapping[str, Any], *, configured: bool) -> str | None:
+    """Why a run-time parameter change must be refused, or None to accept it.
+
+    ``current`` holds the node's present values, ``configured`` whether an engine is built
+    (inactive or active). Configure-time parameters may change only while unconfigured.
+    """
+    reasons: list[str] = []
+    for name, value in changes.items():
+        reason = validate(name, value)
+        if reason:
+            reasons.append(reason)
+        elif configured and not SPECS[name].live and value != current.get(name):
+            reasons.append(
+                f"{name} is used when the node is configured; deactivate and clean up the node "
+                "(ros2 lifecycle set <node> cleanup), set it, then configure again"
+            )
+    if not reasons:
+        merged = {**current, **changes}
+        reasons.extend(reason for name, reason in validate_all(merged).items())
+    return "; ".join(reasons) if reasons else None
+
+
+def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for PipelineConfig from validated parameter values."""
+    width, height = int(values["input_width"]), int(values["input_height"])
+    return {
+        "weights": values["weights"],
+        "backend": values["backend"],
+        "device": values["device"],
+        "precision": values["precision"],
+        "input_size": (width, height) if width and height else None,
+        "output_size": values["output_size"],
+        "strict": bool(values["strict"]),
+    }
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """What the frame path reads on every frame; replaced as a whole when a live parameter changes."""
+
+    publish: dict[str, bool]
+    depth_encoding: str
+    overlay_alpha: float
+    max_input_pixels: int | None
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "LiveSettings":
+        publish = {name[len("publish_"):]: bool(values[name]) for name in SPECS if name.startswith("publish_")}
+        limit = int(values["max_input_pixels"])
+        return cls(
+            publish=publish,
+            depth_encoding=str(values["depth_encoding"]),
+            overlay_alpha=float(values["overlay_alpha"]),
+            max_input_pixels=limit if limit > 0 else None,
+        )
+
+
+def describe(spec: ParamSpec) -> dict[str, Any]:
+    """The fields of a ROS ParameterDescriptor for ``spec`` (the node builds the message).
+
+    ``integer_range`` / ``floating_point_range`` are (from, to) or None; step 0 (any value).
+    """
+    when = "Changes apply to the next frame." if spec.live else "Applies at configure (set it while unconfigured)."
+    constraints = ""
+    if spec.choices is not None:
+        constraints = "one of: " + ", ".join(spec.choices)
+    elif spec.range is not None:
+        constraints = f"in [{spec.range[0]}, {spec.range[1]}]"
+    return {
+        "name": spec.name,
+        "description": f"{spec.description} {when}",
+        "additional_constraints": constraints,
+        "read_only": False,
+        "integer_range": (int(spec.range[0]), int(spec.range[1])) if spec.range and spec.type is int else None,
+        "floating_point_range": (float(spec.range[0]), float(spec.range[1])) if spec.range and spec.type is float else None,
+    }

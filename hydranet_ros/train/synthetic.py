@@ -1,0 +1,301 @@
+"""Synthetic street scenes with exact ground truth: RGB, KITTI-6 labels and metric depth.
+
+A seeded generator of streets seen from a car: road with lane marks, kerbed sidewalks, building
+rows with windows, parked and moving cars, trees, poles, distant skylines and sky, under varied
+light. Geometry is ray cast analytically (``street_raycast``), so each pixel's class and depth
+are exact at its centre; colour comes from a deferred shading pass (``street_materials``).
+
+Ground-truth conventions
+- labels: KITTI-6 ids 0 sky, 1 building, 2 road, 3 sidewalk, 4 vegetation, 5 car.
+  Lane marks are painted road and are labelled road (2). Grass verges are vegetation (4), paved
+  verges sidewalk (3), kerbs sidewalk (3). Poles and lamp arms are 255 (ignore): in the authors'
+  KITTI ground truth (../shared/data/kitti/000099_segm_gt.png) poles and signs are void, so no
+  KITTI-6 class is the right answer for them and a network trained here should not be taught one.
+- depth_m: float32 metres along the optical axis (z, not the ray length). Sky has no depth: 0,
+  the project's "invalid" value that losses and metrics mask. Every other pixel is valid; the
+  scene is closed by distant skylines, so depths stay below about 250 m.
+- camera_k: the 3x3 intrinsics; the camera is 1.65 m above flat ground, optical axis horizontal,
+  so the horizon is the row cy and a ground pixel's depth is exactly fy * 1.65 / (v - cy).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hydranet_ros.train import street_materials as mat
+from hydranet_ros.train.street_raycast import PinholeCamera, ZBuffer
+
+SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, CAR = range(6)
+IGNORE = 255
+POLE_LABEL = IGNORE  # see the module docstring: void in the authors' KITTI ground truth
+
+__all__ = ["SyntheticStreets", "render_scene", "PinholeCamera", "IGNORE", "POLE_LABEL"]
+
+_BUILDING_COLOURS = (
+    (0.82, 0.72, 0.56), (0.86, 0.82, 0.72), (0.74, 0.74, 0.72), (0.62, 0.33, 0.25), (0.55, 0.55, 0.56),
+    (0.85, 0.70, 0.40), (0.72, 0.76, 0.82), (0.84, 0.68, 0.64), (0.92, 0.90, 0.86), (0.45, 0.40, 0.36),
+)
+_CAR_COLOURS = (
+    (0.92, 0.92, 0.92), (0.70, 0.71, 0.73), (0.08, 0.08, 0.09), (0.70, 0.08, 0.06), (0.10, 0.18, 0.45),
+    (0.30, 0.31, 0.33), (0.90, 0.78, 0.10), (0.12, 0.32, 0.18), (0.50, 0.36, 0.22), (0.85, 0.35, 0.08),
+)
+
+
+def _jitter(rng: np.random.Generator, colour, amount: float = 0.06) -> tuple[float, ...]:
+    return tuple(np.clip(np.asarray(colour) * rng.uniform(0.85, 1.12) + rng.uniform(-amount, amount, 3), 0.02, 1.0))
+
+
+def render_scene(rng: np.random.Generator, *, size: tuple[int, int] = (640, 192),
+                 camera: PinholeCamera | None = None) -> dict:
+    """One random street. ``size`` = (width, height); ``camera`` defaults to KITTI-like for it."""
+    camera = camera or PinholeCamera.kitti_like(size)
+    if (camera.width, camera.height) != (int(size[0]), int(size[1])):
+        raise ValueError(f"camera is {camera.width}x{camera.height} but size is {size}")
+    street = _Street(rng, camera)
+    street.build()
+    zb, table = street.zb, street.table
+    image = mat.shade(zb, table, street.light, street.marks, street.mark_colour, rng)
+    labels = np.array(table.labels + [SKY], np.uint8)[zb.prim]
+    sky = zb.prim < 0
+    depth = np.where(sky, np.float32(0.0), zb.z).astype(np.float32)
+    return {"image": image, "labels": labels, "depth_m": depth, "camera_k": camera.k}
+
+
+class SyntheticStreets:
+    """An indexable, torch-free dataset of ``length`` streets; frame i depends only on (seed, i)."""
+
+    def __init__(self, *, size: tuple[int, int] = (640, 192), length: int = 1000, seed: int = 0) -> None:
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        self.size = (int(size[0]), int(size[1]))
+        self.length = int(length)
+        self.seed = int(seed)
+        self.camera = PinholeCamera.kitti_like(self.size)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"frame {index} out of range for {self.length} synthetic frames")
+        # A generator seeded from (seed, index) makes a frame independent of access order,
+        # of worker processes and of the other frames.
+        rng = np.random.default_rng([self.seed, index])
+        return render_scene(rng, size=self.size, camera=self.camera)
+
+
+class _Street:
+    """Samples one street's layout and draws it into a z-buffer."""
+
+    def __init__(self, rng: np.random.Generator, camera: PinholeCamera) -> None:
+        self.rng = rng
+        self.camera = camera
+        self.table = mat.MaterialTable()
+        self._box_prims: list[int] = []
+        self._box_bounds: list[tuple[float, ...]] = []
+        r = rng
+        self.road_half = r.uniform(3.0, 7.0)
+        self.parking = (r.random() < 0.6, r.random() < 0.7)  # (left, right) parked rows
+        driving_right = self.road_half - (2.2 if self.parking[1] else 0.3)
+        camera_l = float(np.clip(driving_right / 2 + r.normal(0, 0.35), 0.6, max(driving_right - 0.8, 0.7)))
+        self.zb = ZBuffer(camera, yaw_rad=math.radians(r.uniform(-7, 7)), camera_l=camera_l)
+        self.s_end = r.uniform(55, 170)
+        self.sidewalk = (r.uniform(1.5, 4.5), r.uniform(1.5, 4.5))
+        self.kerb = r.uniform(0.08, 0.17)
+        self.grass_verge = (r.random() < 0.45, r.random() < 0.45)
+        self.light = self._lighting()
+        self.mark_colour = _jitter(r, (0.88, 0.88, 0.84) if r.random() < 0.85 else (0.9, 0.78, 0.25), 0.03)
+        self.marks = self._lane_marks()
+
+    # -- layout ------------------------------------------------------------------------------
+    def build(self) -> None:
+        self._ground()
+        for side in (-1, 1):
+            self._sidewalk(side)
+            self._buildings(side)
+            self._trees(side)
+            self._poles(side)
+            self._parked_cars(side)
+        self._traffic()
+        self._backdrop()
+        self.zb.boxes(np.asarray(self._box_prims, np.int16), np.asarray(self._box_bounds, np.float32))
+
+    def _box(self, prim: int, l0: float, l1: float, s0: float, s1: float, h0: float, h1: float) -> None:
+        self._box_prims.append(prim)
+        self._box_bounds.append((l0, l1, s0, s1, h0, h1))
+
+    def _lighting(self) -> mat.Lighting:
+        r = self.rng
+        overcast = r.random() < 0.3
+        elevation, azimuth = math.radians(r.uniform(15, 65)), r.uniform(0, 2 * math.pi)
+        sun = (math.cos(elevation) * math.sin(azimuth), math.cos(elevation) * math.cos(azimuth), math.sin(elevation))
+        zenith = _jitter(r, (0.78, 0.80, 0.83) if overcast else (0.30, 0.50, 0.88), 0.05)
+        horizon = _jitter(r, (0.86, 0.87, 0.88) if overcast else (0.75, 0.84, 0.94), 0.04)
+        return mat.Lighting(
+            sun=sun, ambient=r.uniform(0.55, 0.75) if overcast else r.uniform(0.38, 0.55),
+            direct=r.uniform(0.05, 0.15) if overcast else r.uniform(0.45, 0.7),
+            sky_horizon=horizon, sky_zenith=zenith, cloud_cover=r.uniform(0.0, 0.6),
+            haze_m=r.uniform(250, 1500), gains=tuple(r.uniform(0.9, 1.1) * r.uniform(0.94, 1.06, 3)),
+            noise_level=r.uniform(0.005, 0.025), blur_sigma=r.uniform(0.0, 0.8),
+        )
+
+    def _lane_marks(self) -> list[mat.LaneMark]:
+        r, marks = self.rng, []
+        if r.random() < 0.8:
+            marks.append(mat.LaneMark(0.0, r.uniform(0.1, 0.16), r.uniform(6, 12), r.uniform(0.3, 0.6)))
+        if r.random() < 0.5:
+            edge = self.road_half - r.uniform(0.25, 0.5)
+            width = r.uniform(0.1, 0.2)
+            marks += [mat.LaneMark(-edge, width, 0.0, 1.0), mat.LaneMark(edge, width, 0.0, 1.0)]
+        return marks
+
+    def _ground(self) -> None:
+        r, t = self.rng, self.table
+        road = t.add(ROAD, mat.ASPHALT, _jitter(r, (0.34, 0.34, 0.36) if r.random() < 0.7 else (0.45, 0.44, 0.43)))
+        verges = []
+        for grass in self.grass_verge:
+            if grass:
+                verges.append(t.add(VEGETATION, mat.GRASS, _jitter(r, (0.30, 0.45, 0.18), 0.05)))
+            else:
+                verges.append(t.add(SIDEWALK, mat.PAVING, _jitter(r, (0.55, 0.54, 0.52)), params=(r.uniform(0.3, 1.0),)))
+        left, right = verges
+        half = np.float32(self.road_half)
+        self.zb.ground(lambda lat: np.where(np.abs(lat) <= half, road, np.where(lat < 0, left, right)).astype(np.int16))
+
+    def _sidewalk(self, side: int) -> None:
+        r = self.rng
+        colour = _jitter(r, (0.62, 0.60, 0.58) if r.random() < 0.7 else (0.62, 0.45, 0.42))
+        prim = self.table.add(SIDEWALK, mat.PAVING, colour, params=(r.uniform(0.25, 0.8),))
+        inner, outer = self.road_half, self.road_half + self.sidewalk[side > 0]
+        l0, l1 = (inner, outer) if side > 0 else (-outer, -inner)
+        self._box(prim, l0, l1, 0.5, self.s_end + 5, 0.0, self.kerb)
+
+    def _buildings(self, side: int) -> None:
+        r = self.rng
+        if r.random() < 0.12:
+            return  # an open side: park or field, trees and the far skyline only
+        s = r.uniform(-5, 10)
+        inner_base = self.road_half + self.sidewalk[side > 0]
+        row_colour = _BUILDING_COLOURS[r.integers(len(_BUILDING_COLOURS))]
+        setback_base = r.uniform(0.0, 6.0) if self.grass_verge[side > 0] else r.uniform(0.0, 1.5)
+        while s < self.s_end:
+            length = r.uniform(7, 28)
+            if r.random() < 0.25:
+                s += r.uniform(3, 14)  # a gap between houses
+                continue
+            colour = row_colour if r.random() < 0.4 else _BUILDING_COLOURS[r.integers(len(_BUILDING_COLOURS))]
+            inner = inner_base + setback_base + r.uniform(0, 1.5)
+            depth, roof = r.uniform(8, 16), r.uniform(5, 24)
+            floor_h = r.uniform(2.8, 3.6)
+            window_colour = _jitter(r, (0.16, 0.20, 0.26) if r.random() < 0.7 else (0.45, 0.52, 0.6), 0.05)
+            params = (r.uniform(1.8, 3.5), floor_h, r.uniform(0.3, 0.6), r.uniform(0.35, 0.55),
+                      r.uniform(0.0, 4.0), r.uniform(0, 3), roof)
+            prim = self.table.add(BUILDING, mat.FACADE, _jitter(r, colour), window_colour, params)
+            l0, l1 = (inner, inner + depth) if side > 0 else (-inner - depth, -inner)
+            self._box(prim, l0, l1, max(s, 1.0), s + length, 0.0, roof)
+            s += length + (r.uniform(0.0, 1.0) if r.random() < 0.5 else 0.0)
+
+    def _trees(self, side: int) -> None:
+        r = self.rng
+        count = int(r.integers(0, 9))
+        edge = self.road_half + self.sidewalk[side > 0]
+        bark = self.table.add(VEGETATION, mat.BARK, _jitter(r, (0.30, 0.24, 0.18), 0.04))
+        for _ in range(count):
+            s = r.uniform(6, self.s_end)
+            on_sidewalk = r.random() < 0.6
+            offset = (self.road_half + r.uniform(0.6, max(self.sidewalk[side > 0] - 0.5, 0.7))
+                      if on_sidewalk else edge + r.uniform(0.5, 5.0))
+            lateral = side * offset
+            trunk_h = r.uniform(1.8, 3.5)
+            radii = (r.uniform(1.3, 3.2), r.uniform(1.3, 3.2), r.uniform(1.5, 3.5))
+            self._box(bark, lateral - 0.15, lateral + 0.15, s - 0.15, s + 0.15, 0.0, trunk_h + radii[2] * 0.5)
+            centre = (lateral, s, trunk_h + radii[2] * 0.8)
+            crown = self.table.add(VEGETATION, mat.FOLIAGE, _jitter(r, (0.22, 0.38, 0.12), 0.06),
+                                   params=centre + radii)
+            self.zb.ellipsoid(crown, centre, radii)
+
+    def _poles(self, side: int) -> None:
+        r = self.rng
+        metal = self.table.add(POLE_LABEL, mat.METAL, _jitter(r, (0.45, 0.46, 0.47), 0.05))
+        for _ in range(int(r.integers(0, 5))):
+            s = r.uniform(5, self.s_end * 0.7)
+            lateral = side * (self.road_half + 0.45)
+            top = r.uniform(4.5, 8.5)
+            self._box(metal, lateral - 0.08, lateral + 0.08, s - 0.08, s + 0.08, 0.0, top)
+            if r.random() < 0.6:  # street lamp arm over the road
+                reach = r.uniform(1.0, 2.5)
+                l0, l1 = sorted((lateral, lateral - side * reach))
+                self._box(metal, l0, l1, s - 0.06, s + 0.06, top - 0.15, top)
+
+    def _car(self, lateral: float, s: float, *, length: float | None = None) -> None:
+        r, t = self.rng, self.table
+        width = r.uniform(1.6, 1.95)
+        length = length or r.uniform(3.7, 4.9)
+        tall = r.random() < 0.15  # vans and SUVs
+        sill, belt = r.uniform(0.25, 0.35), r.uniform(0.85, 1.0) + (0.3 if tall else 0.0)
+        roof = belt + r.uniform(0.4, 0.55)
+        paint = _jitter(r, _CAR_COLOURS[r.integers(len(_CAR_COLOURS))], 0.04)
+        l0, l1 = lateral - width / 2, lateral + width / 2
+        body = t.add(CAR, mat.PAINT, paint, _jitter(r, (0.75, 0.08, 0.05), 0.05), (l0, l1, sill, belt))
+        self._box(body, l0, l1, s, s + length, sill, belt)
+        inset = r.uniform(0.08, 0.16)
+        c0, c1 = s + length * r.uniform(0.12, 0.3), s + length * r.uniform(0.65, 0.8)
+        cabin = t.add(CAR, mat.GLASS, paint, _jitter(r, (0.12, 0.14, 0.17), 0.03),
+                      (l0 + inset, l1 - inset, c0, c1, belt, roof))
+        self._box(cabin, l0 + inset, l1 - inset, c0, c1, belt, roof)
+        tyre = t.add(CAR, mat.RUBBER, (0.06, 0.06, 0.06))
+        radius = r.uniform(0.3, 0.36)
+        for axle in (s + 0.75, s + length - 0.75):
+            for wl in (l0 + 0.02, l1 - 0.24):
+                self._box(tyre, wl, wl + 0.22, axle - radius, axle + radius, 0.0, 2 * radius)
+
+    def _parked_cars(self, side: int) -> None:
+        r = self.rng
+        if not self.parking[side > 0]:
+            return
+        lateral = side * (self.road_half - r.uniform(1.0, 1.25))
+        s = r.uniform(2, 12)
+        while s < self.s_end * 0.8:
+            if r.random() < 0.7:
+                length = r.uniform(3.7, 4.9)
+                self._car(lateral + r.normal(0, 0.08), s, length=length)
+                s += length + r.uniform(0.6, 3.0)
+            else:
+                s += r.uniform(4, 15)
+
+    def _traffic(self) -> None:
+        r = self.rng
+        lane = self.zb.camera_l
+        for _ in range(int(r.integers(0, 3))):
+            self._car(lane + r.normal(0, 0.2), r.uniform(7, 60))
+        for _ in range(int(r.integers(0, 3))):
+            self._car(-abs(lane) + r.normal(0, 0.2), r.uniform(5, 70))
+
+    def _backdrop(self) -> None:
+        """Close the scene: a skyline across the road's end and behind each building row."""
+        r, t = self.rng, self.table
+        knots = np.arange(-150.0, 151.0, 2.5)
+        if r.random() < 0.5:
+            tops = np.repeat(r.uniform(6, 30, knots.size // 4 + 1), 4)[: knots.size]
+            prim = t.add(BUILDING, mat.FACADE, _jitter(r, _BUILDING_COLOURS[r.integers(10)]),
+                         (0.3, 0.35, 0.4), (3.0, 3.2, 0.4, 0.4, 0.5, 0.0, 1e3))
+        else:
+            tops = np.clip(r.uniform(6, 16) + np.cumsum(r.normal(0, 1.2, knots.size)), 3, 30)
+            prim = t.add(VEGETATION, mat.SKYLINE_TREES, _jitter(r, (0.2, 0.33, 0.14), 0.05))
+        self.zb.wall_across(prim, self.s_end, knots, tops)
+        along = np.arange(-10.0, self.s_end + 10.0, 2.5)
+        for side in (-1, 1):
+            lateral = side * (self.road_half + self.sidewalk[side > 0] + r.uniform(20, 45))
+            if r.random() < 0.5:
+                tops = np.clip(r.uniform(8, 16) + np.cumsum(r.normal(0, 1.0, along.size)), 4, 25)
+                prim = t.add(VEGETATION, mat.SKYLINE_TREES, _jitter(r, (0.2, 0.33, 0.14), 0.05))
+            else:
+                tops = np.repeat(r.uniform(8, 30, along.size // 5 + 1), 5)[: along.size]
+                prim = t.add(BUILDING, mat.FACADE, _jitter(r, _BUILDING_COLOURS[r.integers(10)]),
+                             (0.3, 0.35, 0.4), (3.0, 3.2, 0.4, 0.4, 0.5, 0.0, 1e3))
+            self.zb.wall_along(prim, lateral, along, tops)

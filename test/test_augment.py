@@ -1,0 +1,174 @@
+"""Augmentation keeps image, labels and depth aligned; class-balance weights by hand."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hydranet_ros.train.augment import (
+    Augmenter, balanced_sample_weights, colour_jitter, crop, hflip, label_histogram,
+    median_frequency_weights, rescale,
+)
+from hydranet_ros.train.synthetic import ROAD, SyntheticStreets
+
+COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], np.uint8)
+DEPTHS = np.array([2.0, 5.0, 11.0, 23.0], np.float32)  # class c lies at DEPTHS[c] metres
+
+
+def block_frame(seed: int = 0, h: int = 48, w: int = 64) -> dict:
+    """Blocks of classes; each class has its own colour and depth; some blocks are holes."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 5, (h // 8, w // 8))  # 4 = an unlabelled hole without depth
+    labels = np.kron(blocks, np.ones((8, 8), np.int64))
+    hole = labels == 4
+    image = COLOURS[np.where(hole, 0, labels)]
+    image[hole] = 0
+    depth = np.where(hole, 0.0, DEPTHS[np.where(hole, 0, labels)]).astype(np.float32)
+    k = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    return {"image": image, "labels": np.where(hole, 255, labels).astype(np.uint8), "depth_m": depth, "camera_k": k}
+
+
+def assert_aligned(frame: dict, scale: float = 1.0, exact_image: bool = True) -> None:
+    """Depth is the class's depth / scale everywhere; colour is the class's away from edges.
+
+    Interpolating the image reaches about one source pixel, ``scale`` output pixels, past a
+    pixel centre, so colours are checked where the labels agree that far around.
+    """
+    labels, depth, image = frame["labels"], frame["depth_m"], frame["image"]
+    assert labels.shape == depth.shape == image.shape[:2]
+    known = labels != 255
+    np.testing.assert_allclose(depth[known], DEPTHS[labels[known]] / scale, rtol=1e-6)
+    assert (depth[~known] == 0).all()
+    r = 1 if exact_image else int(np.ceil(scale)) + 1
+    pad = np.pad(labels, r, constant_values=254)  # unknown beyond the frame: not interior
+    same = np.ones_like(known)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            same &= pad[r + dy: r + dy + labels.shape[0], r + dx: r + dx + labels.shape[1]] == labels
+    interior = same & known
+    if not interior.any():
+        return  # a crop too small to hold a block interior: nothing to compare
+    err = np.abs(image[interior].astype(int) - COLOURS[labels[interior]].astype(int)).max()
+    assert err == 0 if exact_image else err <= 2
+
+
+def test_block_frame_is_aligned_to_start_with():
+    assert_aligned(block_frame())
+
+
+def test_hflip_keeps_alignment_and_mirrors_k():
+    f = block_frame(1)
+    g = hflip(f)
+    assert_aligned(g)
+    np.testing.assert_array_equal(g["labels"], f["labels"][:, ::-1])
+    assert g["camera_k"][0, 2] == 63 - 31.5
+    np.testing.assert_array_equal(hflip(g)["camera_k"], f["camera_k"])
+
+
+def test_crop_keeps_alignment_and_pads_with_ignore():
+    f = block_frame(2)
+    g = crop(f, -5, 10, 40, 50)  # reaches past the left and bottom edges
+    assert g["labels"].shape == (50, 40)
+    assert_aligned(g)
+    assert (g["labels"][:, :5] == 255).all() and (g["depth_m"][:, :5] == 0).all() and (g["image"][:, :5] == 0).all()
+    assert (g["labels"][38:] == 255).all()
+    np.testing.assert_array_equal(g["labels"][:38, 5:], f["labels"][10:, :35])
+    assert tuple(g["camera_k"][:2, 2]) == (36.5, 13.5)
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.75, 1.3, 2.0])
+def test_rescale_divides_depth_and_keeps_alignment(scale):
+    g = rescale(block_frame(3), scale)
+    h, w = round(48 * scale), round(64 * scale)
+    assert g["labels"].shape == (h, w)
+    assert_aligned(g, (w / 64 + h / 48) / 2, exact_image=False)  # the scale sizes allow
+    assert g["camera_k"][0, 0] == 50.0  # focal length unchanged: see augment's docstring
+
+
+def test_rescale_keeps_nan_depth_invalid():
+    f = block_frame(4)
+    f["depth_m"][f["labels"] == 255] = np.nan
+    g = rescale(f, 1.5)
+    assert np.isnan(g["depth_m"][g["labels"] == 255]).all()
+    assert np.isfinite(g["depth_m"][g["labels"] != 255]).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), lo=st.floats(0.5, 1.0), extra=st.floats(0.0, 1.0),
+       cw=st.integers(16, 80), ch=st.integers(16, 60))
+def test_augmenter_keeps_alignment(seed, lo, extra, cw, ch):
+    aug = Augmenter(crop_size=(cw, ch), scale_range=(lo, lo + extra), flip_prob=0.5,
+                    brightness=0, contrast=0, saturation=0, white_balance=0)
+    f = block_frame(seed % 7)
+    rng = np.random.default_rng(seed)
+    g = aug(f, rng)
+    assert g["labels"].shape == (ch, cw) and g["image"].shape == (ch, cw, 3)
+    assert g["image"].dtype == np.uint8 and g["depth_m"].dtype == np.float32
+    # Recover the drawn scale from the same random stream.
+    s = np.random.default_rng(seed).uniform(lo, lo + extra)
+    known = g["labels"] != 255
+    if known.any():
+        ratio = DEPTHS[g["labels"][known]] / g["depth_m"][known]
+        sx, sy = round(64 * s) / 64, round(48 * s) / 48
+        np.testing.assert_allclose(ratio, (sx + sy) / 2, rtol=1e-5)
+        assert_aligned(g, (sx + sy) / 2, exact_image=False)
+
+
+def test_colour_jitter_touches_only_the_image():
+    f = block_frame(5)
+    g = Augmenter(brightness=0.4, contrast=0.4, saturation=0.4, flip_prob=0.0)(f, np.random.default_rng(0))
+    np.testing.assert_array_equal(g["labels"], f["labels"])
+    np.testing.assert_array_equal(g["depth_m"], f["depth_m"])
+    assert not np.array_equal(g["image"], f["image"])
+    same = colour_jitter(f["image"], np.random.default_rng(0), brightness=0, contrast=0, saturation=0, white_balance=0)
+    assert np.abs(same.astype(int) - f["image"]).max() <= 1
+
+
+def test_zoomed_street_keeps_camera_height_and_focal_length():
+    f = SyntheticStreets(size=(160, 48), length=1, seed=2)[0]
+    g = crop(rescale(f, 2.0), 40, 20, 160, 60)
+    k = g["camera_k"]
+    assert k[1, 1] == f["camera_k"][1, 1]
+    rows, _ = np.nonzero(g["labels"] == ROAD)
+    assert rows.size
+    depth = g["depth_m"][g["labels"] == ROAD]
+    # Depth / s keeps X and Y: the ground stays 1.65 m below a camera of the same focal length
+    # whose principal point moved with the zoom. Nearest-row sampling can be off by half a
+    # source row, i.e. one output row.
+    expected = k[1, 1] * 1.65 / (rows - k[1, 2])
+    assert (np.abs(depth / expected - 1) <= 1.0 / (rows - k[1, 2])).all()
+
+
+def test_bad_augmenter_settings():
+    with pytest.raises(ValueError):
+        Augmenter(scale_range=(0.0, 1.0))
+    with pytest.raises(ValueError):
+        Augmenter(flip_prob=1.5)
+    with pytest.raises(ValueError):
+        rescale(block_frame(), -1.0)
+
+
+# -- class balance, against hand-computed numbers ---------------------------------------------
+
+def test_label_histogram_ignores_255_and_out_of_range():
+    labels = np.array([[0, 0, 1], [255, 2, 7]], np.uint8)
+    assert label_histogram(labels, 3).tolist() == [2, 1, 1]
+
+
+def test_median_frequency_weights_by_hand():
+    hist = np.array([[6, 2, 0], [4, 0, 4]])
+    # freq: class 0 10/16, class 1 2/8 (only image 1), class 2 4/8 (only image 2); median 0.5.
+    np.testing.assert_allclose(median_frequency_weights(hist), [0.8, 2.0, 1.0])
+    np.testing.assert_allclose(median_frequency_weights(np.array([[3, 0, 1]])), [0.5 / 0.75, 0.0, 0.5 / 0.25])
+    with pytest.raises(ValueError):
+        median_frequency_weights(np.zeros((2, 3)))
+
+
+def test_balanced_sample_weights_by_hand():
+    hist = np.array([[5, 0, 0], [3, 1, 0], [2, 0, 6], [0, 0, 0]])
+    # Classes appear in 3/3, 1/3, 1/3 labelled frames: rarity 1, 3, 3 (power 1); the unlabelled
+    # frame weighs 1. Raw weights 1, 3, 3, 1 -> mean 2.
+    np.testing.assert_allclose(balanced_sample_weights(hist, power=1.0), [0.5, 1.5, 1.5, 0.5])
+    np.testing.assert_allclose(balanced_sample_weights(hist, power=0.0), [1, 1, 1, 1])
+    w = balanced_sample_weights(hist)  # power 0.5: sqrt(3)
+    np.testing.assert_allclose(w / w[0], [1, np.sqrt(3), np.sqrt(3), 1])

@@ -1,0 +1,385 @@
+"""`hydranet bag` end to end on bags the tests write, in both storage formats."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from hydranet_ros.commands import bag as bag_command
+from hydranet_ros.io.bag import BagError, camera_namespace, choose_camera, replay_bag
+from hydranet_ros.io.ros_image import image_fields, image_to_numpy
+from hydranet_ros.model.hydranet import HydraNet
+from hydranet_ros.model.presets import get_preset
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
+
+STORE = get_typestore(Stores.ROS2_HUMBLE)
+T = STORE.types
+import os
+
+# The shared KITTI frame beside the checkout (or $HYDRANET_SAMPLE_DATA); the checks below do not
+# depend on the picture, so a synthetic street-like gradient stands in where it is absent.
+_DATA = [Path(os.environ["HYDRANET_SAMPLE_DATA"])] if "HYDRANET_SAMPLE_DATA" in os.environ else []
+_DATA += [Path(__file__).resolve().parents[2] / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
+KITTI = next((d / "kitti" / "000099.png" for d in _DATA if (d / "kitti" / "000099.png").exists()), None)
+WIDTH, HEIGHT = 96, 72  # camera frames in the test bags
+OUT_W, OUT_H = 64, 48  # network and output size
+STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+OUTPUTS = {
+    "/cam/semantic/labels": "sensor_msgs/msg/Image",
+    "/cam/semantic/color": "sensor_msgs/msg/Image",
+    "/cam/semantic/overlay": "sensor_msgs/msg/Image",
+    "/cam/depth/image": "sensor_msgs/msg/Image",
+    "/cam/depth/camera_info": "sensor_msgs/msg/CameraInfo",
+    "/cam/semantic/camera_info": "sensor_msgs/msg/CameraInfo",
+}
+FX, FY, CX, CY = 80.0, 82.0, 47.0, 35.5
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    preset = get_preset("kitti")
+    return Pipeline.from_model(HydraNet(preset).eval(), preset, PipelineConfig(input_size=(OUT_W, OUT_H), device="cpu"))
+
+
+def camera_frame(index: int) -> np.ndarray:
+    """A street scene (the shared KITTI frame when present), shifted a little per frame, RGB."""
+    if KITTI is not None:
+        bgr = cv2.imread(str(KITTI), cv2.IMREAD_COLOR)
+    else:
+        rows, cols = np.mgrid[0:370, 0:1226]
+        bgr = np.dstack([(cols // 5) % 256, (rows * 255 // 370), 255 - (cols // 5) % 256]).astype(np.uint8)
+    crop = bgr[:, 200 + 40 * index : 200 + 40 * index + 500]
+    return cv2.cvtColor(cv2.resize(crop, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+def header(index: int):
+    # Header stamps differ from the bag's receive times, so the test can tell which one is kept.
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=100 + index, nanosec=1000 + index),
+                                    frame_id="cam_optical")
+
+
+def bag_time(index: int) -> int:
+    return 5_000_000_000 + index * 100_000_000
+
+
+def camera_info(index: int):
+    return T["sensor_msgs/msg/CameraInfo"](
+        header=header(index), height=HEIGHT, width=WIDTH, distortion_model="plumb_bob",
+        d=np.array([0.1, -0.2, 0.0, 0.0, 0.0]), k=np.array([FX, 0, CX, 0, FY, CY, 0, 0, 1.0]),
+        r=np.eye(3).reshape(-1), p=np.array([FX, 0, CX, -8.0, 0, FY, CY, 0, 0, 0, 1.0, 0]),
+        binning_x=0, binning_y=0,
+        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def write_bag(path: Path, storage: str, *, frames: int = 3, image_topic: str | None = "/cam/image_raw",
+              with_info: bool = True, compressed: bool = False, corrupt: set[int] = frozenset(),
+              bad_step: set[int] = frozenset()) -> Path:
+    with Writer(path, version=8, storage_plugin=STORAGES[storage]) as writer:
+        chatter = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=STORE)
+        image_conn = info_conn = None
+        if image_topic:
+            msgtype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+            image_conn = writer.add_connection(image_topic, msgtype, typestore=STORE)
+            if with_info:
+                info_conn = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=STORE)
+        for index in range(frames):
+            writer.write(chatter, bag_time(index) - 1000, STORE.serialize_cdr(T["std_msgs/msg/String"](data=f"hello {index}"), "std_msgs/msg/String"))
+            if image_conn is None:
+                continue
+            if index in corrupt:
+                raw = b"\x00\x01\x00\x00 this is not an image message"
+            elif compressed:
+                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(camera_frame(index), cv2.COLOR_RGB2BGR))
+                msg = T["sensor_msgs/msg/CompressedImage"](header=header(index), format="rgb8; jpeg compressed bgr8", data=jpeg.ravel())
+                raw = STORE.serialize_cdr(msg, msg.__msgtype__)
+            else:
+                fields = image_fields(camera_frame(index), "rgb8")
+                if index in bad_step:
+                    fields["step"] -= 1
+                msg = T["sensor_msgs/msg/Image"](header=header(index), **fields)
+                raw = STORE.serialize_cdr(msg, msg.__msgtype__)
+            writer.write(image_conn, bag_time(index), raw)
+            if info_conn is not None:  # after its image, as drivers publish it
+                writer.write(info_conn, bag_time(index) + 2000, STORE.serialize_cdr(camera_info(index), "sensor_msgs/msg/CameraInfo"))
+    return path
+
+
+def read_bag(path: Path) -> tuple[dict[str, str], dict[str, list[tuple[int, bytes]]]]:
+    with Reader(path) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        messages: dict[str, list[tuple[int, bytes]]] = {t: [] for t in topics}
+        for connection, timestamp, raw in reader.messages():
+            messages[connection.topic].append((timestamp, bytes(raw)))
+    return topics, messages
+
+
+def tree_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.name.encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_replay_writes_inputs_plus_node_outputs_with_input_stamps(tmp_path, pipeline, storage):
+    source = write_bag(tmp_path / "in", storage)
+    before = tree_digest(source)
+    report = replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert tree_digest(source) == before  # IN untouched
+    assert (report.frames, report.processed, report.copied) == (3, 3, 9) and not report.rejected
+    assert leftovers(tmp_path) == []
+    suffixes = {p.suffix for p in (tmp_path / "out").iterdir()}
+    assert (".mcap" if storage == "mcap" else ".db3") in suffixes  # same storage as the input
+
+    in_topics, in_messages = read_bag(source)
+    topics, messages = read_bag(tmp_path / "out")
+    assert topics == {**in_topics, **OUTPUTS}
+    for topic in in_topics:  # input messages copied byte for byte, at their times
+        assert messages[topic] == in_messages[topic]
+    image_times = [t for t, _ in in_messages["/cam/image_raw"]]
+    for topic, msgtype in OUTPUTS.items():
+        assert [t for t, _ in messages[topic]] == image_times, topic  # the input's receive times
+        for index, (_, raw) in enumerate(messages[topic]):
+            msg = STORE.deserialize_cdr(raw, msgtype)
+            assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (100 + index, 1000 + index), topic
+            assert msg.header.frame_id == "cam_optical", topic
+            assert (msg.width, msg.height) == (OUT_W, OUT_H), topic
+
+    def image(topic, index=0):
+        return STORE.deserialize_cdr(messages[topic][index][1], "sensor_msgs/msg/Image")
+
+    labels = image("/cam/semantic/labels")
+    assert labels.encoding == "mono8" and image_to_numpy(labels).max() < 6
+    assert image("/cam/semantic/color").encoding == "rgb8"
+    assert image("/cam/semantic/overlay").encoding == "rgb8"
+    depth = image("/cam/depth/image")
+    assert depth.encoding == "32FC1" and image_to_numpy(depth).dtype.kind == "f"
+    # The published pictures are what the pipeline makes of the recorded frame.
+    expected = pipeline.process(camera_frame(0), color_order="rgb")
+    np.testing.assert_array_equal(image_to_numpy(labels), expected.labels)
+    np.testing.assert_allclose(image_to_numpy(depth), expected.depth_m, rtol=1e-6)
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_camera_info_is_scaled_to_the_output_size(tmp_path, pipeline, storage):
+    source = write_bag(tmp_path / "in", storage, frames=1)
+    replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    _, messages = read_bag(tmp_path / "out")
+    sx, sy = OUT_W / WIDTH, OUT_H / HEIGHT
+    for topic in ("/cam/depth/camera_info", "/cam/semantic/camera_info"):
+        info = STORE.deserialize_cdr(messages[topic][0][1], "sensor_msgs/msg/CameraInfo")
+        assert (info.width, info.height) == (OUT_W, OUT_H)
+        np.testing.assert_allclose(info.k, [FX * sx, 0, (CX + 0.5) * sx - 0.5, 0, FY * sy, (CY + 0.5) * sy - 0.5, 0, 0, 1])
+        np.testing.assert_allclose(info.p[3], -8.0 * sx)
+        np.testing.assert_allclose(info.d, [0.1, -0.2, 0, 0, 0])
+        assert info.distortion_model == "plumb_bob"
+
+
+def test_output_storage_can_differ_from_the_input(tmp_path, pipeline):
+    source = write_bag(tmp_path / "in", "sqlite3", frames=1)
+    replay_bag(source, tmp_path / "out", pipeline, storage="mcap", progress=False)
+    assert any(p.suffix == ".mcap" for p in (tmp_path / "out").iterdir())
+    topics, _ = read_bag(tmp_path / "out")
+    assert set(OUTPUTS) <= set(topics)
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_compressed_input(tmp_path, pipeline, storage):
+    source = write_bag(tmp_path / "in", storage, image_topic="/cam/image_raw/compressed", compressed=True, frames=2)
+    with pytest.raises(BagError) as caught:  # raw Image wanted, only CompressedImage there
+        replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert caught.value.reason == "no_image_topic" and "--compressed" in str(caught.value)
+    report = replay_bag(source, tmp_path / "out", pipeline, compressed=True, progress=False)
+    assert report.processed == 2
+    topics, messages = read_bag(tmp_path / "out")
+    assert set(OUTPUTS) <= set(topics) and len(messages["/cam/semantic/labels"]) == 2
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_corrupt_and_malformed_frames_are_counted_and_the_rest_processed(tmp_path, pipeline, storage):
+    source = write_bag(tmp_path / "in", storage, frames=4, corrupt={1}, bad_step={2})
+    report = replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert report.frames == 4 and report.processed == 2
+    assert report.rejected == {"corrupt_message": 1, "bad_step": 1}
+    assert "1 corrupt_message" in report.summary() and "1 bad_step" in report.summary()
+    _, messages = read_bag(tmp_path / "out")
+    assert len(messages["/cam/image_raw"]) == 4  # every input message copied, damaged or not
+    stamps = [STORE.deserialize_cdr(raw, "sensor_msgs/msg/Image").header.stamp.sec for _, raw in messages["/cam/semantic/labels"]]
+    assert stamps == [100, 103]
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_damaged_bag_file_is_refused_with_one_line_and_no_output(tmp_path, pipeline, storage):
+    source = write_bag(tmp_path / "in", storage)
+    data_file = next(p for p in source.iterdir() if p.suffix in (".db3", ".mcap"))
+    data_file.write_bytes(b"\x89garbage" * 64)
+    with pytest.raises(BagError) as caught:
+        replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert caught.value.reason in ("unreadable_bag", "corrupt_bag")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_truncated_bag_file_is_refused_or_read_up_to_the_damage(tmp_path, pipeline, storage):
+    source = write_bag(tmp_path / "in", storage, frames=6)
+    data_file = next(p for p in source.iterdir() if p.suffix in (".db3", ".mcap"))
+    data = data_file.read_bytes()
+    data_file.write_bytes(data[: len(data) * 2 // 3])
+    try:
+        report = replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    except BagError as error:
+        assert error.reason in ("unreadable_bag", "corrupt_bag") and "\n" not in str(error)
+        assert not (tmp_path / "out").exists()
+    else:  # a reader that recovers what is intact must then have processed it
+        assert report.processed == report.frames > 0
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_bag_with_an_image_topic_but_no_messages(tmp_path, pipeline, storage):
+    source = write_bag(tmp_path / "in", storage, frames=0)
+    report = replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert (report.frames, report.processed) == (0, 0)
+    topics, messages = read_bag(tmp_path / "out")
+    assert set(OUTPUTS) <= set(topics) and all(not m for m in messages.values())
+
+
+@pytest.mark.parametrize("storage", sorted(STORAGES))
+def test_bags_without_image_topics_name_the_topics_found(tmp_path, pipeline, storage):
+    empty = tmp_path / "empty"
+    with Writer(empty, version=8, storage_plugin=STORAGES[storage]):
+        pass
+    with pytest.raises(BagError) as caught:
+        replay_bag(empty, tmp_path / "out", pipeline, progress=False)
+    assert caught.value.reason == "no_image_topic" and "topics found: none" in str(caught.value)
+    chatter = write_bag(tmp_path / "chatter", storage, image_topic=None)
+    with pytest.raises(BagError) as caught:
+        replay_bag(chatter, tmp_path / "out", pipeline, progress=False)
+    assert "/chatter (std_msgs/msg/String)" in str(caught.value)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_without_camera_info_only_the_image_outputs_are_written(tmp_path, pipeline):
+    source = write_bag(tmp_path / "in", "mcap", frames=1, with_info=False)
+    replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    topics, _ = read_bag(tmp_path / "out")
+    assert {t for t in topics if t not in ("/chatter", "/cam/image_raw")} == {
+        t for t, msgtype in OUTPUTS.items() if msgtype.endswith("Image")}
+
+
+def test_output_is_never_clobbered_without_overwrite(tmp_path, pipeline):
+    source = write_bag(tmp_path / "in", "sqlite3", frames=1)
+    replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    first = tree_digest(tmp_path / "out")
+    with pytest.raises(BagError) as caught:
+        replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert caught.value.reason == "output_exists" and tree_digest(tmp_path / "out") == first
+    replay_bag(source, tmp_path / "out", pipeline, overwrite=True, storage="mcap", progress=False)
+    assert any(p.suffix == ".mcap" for p in (tmp_path / "out").iterdir())
+    assert not any(p.suffix == ".db3" for p in (tmp_path / "out").iterdir())
+    assert leftovers(tmp_path) == []
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(BagError) as caught:
+        replay_bag(source, precious, pipeline, overwrite=True, progress=False)
+    assert caught.value.reason == "output_not_a_bag" and (precious / "notes.txt").exists()
+    with pytest.raises(BagError) as caught:
+        replay_bag(source, source / "nested", pipeline, progress=False)
+    assert caught.value.reason == "output_is_input"
+
+
+def test_topic_choice_and_namespaces():
+    topics = {"/cam/image_raw": "sensor_msgs/msg/Image", "/cam/camera_info": "sensor_msgs/msg/CameraInfo",
+              "/left/image": "sensor_msgs/msg/Image", "/left/image/compressed": "sensor_msgs/msg/CompressedImage"}
+    with pytest.raises(BagError) as caught:
+        choose_camera(topics)
+    assert caught.value.reason == "several_image_topics" and "--topic" in str(caught.value)
+    camera = choose_camera(topics, topic="/cam/image_raw")
+    assert camera.camera_info == "/cam/camera_info" and camera.output_topics()["labels"][0] == "/cam/semantic/labels"
+    left = choose_camera(topics, topic="/left/image", compressed=True)
+    assert left.image == "/left/image/compressed" and left.camera_info is None and left.namespace == "/left"
+    assert choose_camera({"/image": "sensor_msgs/msg/Image"}).output_topics()["depth"][0] == "/depth/image"
+    assert camera_namespace("/a/b/image_raw") == "/a/b"
+    with pytest.raises(BagError) as caught:
+        choose_camera(topics, topic="/nope")
+    assert caught.value.reason == "topic_not_found" and "/cam/image_raw" in str(caught.value)
+    with pytest.raises(BagError) as caught:
+        choose_camera(topics, topic="/cam/camera_info")
+    assert caught.value.reason == "wrong_topic_type"
+
+
+def run_command(argv: list[str], monkeypatch, pipeline) -> int:
+    monkeypatch.setattr(bag_command, "pipeline_from_args", lambda args: pipeline)
+    parser = argparse.ArgumentParser()
+    bag_command.add_arguments(parser)
+    return bag_command.run(parser.parse_args(argv))
+
+
+def test_command_line(tmp_path, pipeline, monkeypatch, capsys):
+    source = write_bag(tmp_path / "in", "mcap", frames=2)
+    assert run_command([str(source), str(tmp_path / "out"), "--topic", "/cam/image_raw"], monkeypatch, pipeline) == 0
+    assert "2/2 frame(s) of /cam/image_raw processed" in capsys.readouterr().out
+    chatter = write_bag(tmp_path / "chatter", "sqlite3", image_topic=None)
+    assert run_command([str(chatter), str(tmp_path / "out2")], monkeypatch, pipeline) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no sensor_msgs/msg/Image topic" in err and "/chatter" in err
+    assert "Traceback" not in err
+    assert run_command([str(source), str(tmp_path / "out")], monkeypatch, pipeline) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+    all_bad = write_bag(tmp_path / "bad", "sqlite3", frames=2, bad_step={0, 1})
+    assert run_command([str(all_bad), str(tmp_path / "out3")], monkeypatch, pipeline) == 1
+    assert "none of the 2 frame(s)" in capsys.readouterr().err
+
+
+def test_a_read_error_mid_bag_becomes_a_bag_error():
+    import sqlite3
+
+    from hydranet_ros.io.bag import _messages
+
+    class DamagedReader:
+        path = Path("/bags/damaged")
+
+        def messages(self, connections=()):
+            yield "connection", 1, b"raw"
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    stream = _messages(DamagedReader(), [])
+    assert next(stream) == ("connection", 1, b"raw")
+    with pytest.raises(BagError) as caught:
+        next(stream)
+    assert caught.value.reason == "corrupt_bag" and "/bags/damaged" in str(caught.value)
+
+
+def test_a_failure_mid_replay_leaves_neither_output_nor_staging(tmp_path, pipeline):
+    class FailsOnSecondFrame:
+        preset = pipeline.preset
+
+        def __init__(self):
+            self.calls = 0
+
+        def process(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"})):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("engine lost")
+            return pipeline.process(frame, color_order=color_order, outputs=outputs)
+
+    source = write_bag(tmp_path / "in", "mcap", frames=3)
+    with pytest.raises(RuntimeError):
+        replay_bag(source, tmp_path / "out", FailsOnSecondFrame(), progress=False)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []

@@ -1,0 +1,186 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hydranet_ros.model import HydraNet, get_preset
+from hydranet_ros.model.checkpoints import (
+    WeightsError, load_published, load_safetensors, load_weights, ours_to_published, published_to_ours,
+    save_safetensors, weights_sha256,
+)
+from hydranet_ros.model.random_init import realistic_model
+from hydranet_ros.model.reference import reference_forward
+from support import published_state, save_published
+
+PUBLISHED_KEYS = [
+    "layer1.0.weight", "layer2.0.output.0.0.weight", "conv8.weight", "crp4.0.1_outvar_dimred.weight",
+    "conv_adapt4.weight", "pre_segm.weight", "segm.weight", "segm.bias", "pre_depth.weight",
+    "depth.weight", "depth.bias", "pre_normal.weight", "normal.weight",
+]
+
+
+def test_published_key_names_map_both_ways():
+    ours = HydraNet(get_preset("nyud_three")).state_dict()
+    published = {ours_to_published(k) for k in ours}
+    assert set(PUBLISHED_KEYS) <= published
+    for key in ours:
+        assert published_to_ours(ours_to_published(key)) == key
+    assert published_to_ours("module.segm.bias") == "heads.segm.out.bias"
+    assert published_to_ours("crp1.0.4_outvar_dimred.weight") == "decoder.crp1.convs.3.weight"
+    assert published_to_ours("fc.weight") is None
+
+
+@pytest.mark.parametrize("preset_name", ["kitti", "nyud", "nyud_kitti", "nyud_three"])
+@pytest.mark.parametrize("batch_counters", [True, False])
+def test_published_round_trip_infers_preset(tmp_path, preset_name, batch_counters):
+    model = HydraNet(get_preset(preset_name)).eval()
+    path = save_published(tmp_path / "w.ckpt", model, batch_counters=batch_counters)
+    loaded = load_published(path)
+    assert loaded.preset.name == preset_name
+    rebuilt = loaded.build_model().state_dict()
+    for key, value in model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(rebuilt[key], value), key
+
+
+def test_numerical_contract_against_published_architecture(tmp_path):
+    """A published-format checkpoint in our model == the published architecture, 1/4-res, 1e-5."""
+    source = realistic_model(get_preset("kitti"), seed=3)
+    published = published_state(source)
+    path = tmp_path / "ExpKITTI_joint.ckpt"
+    torch.save({"state_dict": published}, path)
+    model = load_published(path).build_model()
+    image = torch.randn(1, 3, 120, 160)
+    with torch.inference_mode():
+        ours, ref = model(image), reference_forward(published, image)
+    for name in ("segm", "depth"):
+        assert ours[name].shape[-2:] == (30, 40)
+        torch.testing.assert_close(ours[name], ref[name], atol=1e-5, rtol=1e-5)
+
+
+def test_mismatch_report_names_missing_unexpected_and_misshaped(tmp_path):
+    state = published_state(HydraNet(get_preset("kitti")))
+    del state["conv_adapt4.weight"]
+    state["extra_head.weight"] = torch.zeros(3)
+    state["conv8.weight"] = torch.zeros(128, 320, 1, 1)
+    path = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(WeightsError) as info:
+        load_published(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "1 missing: conv_adapt4.weight" in message
+    assert "1 unexpected: extra_head.weight" in message
+    assert "conv8.weight (model (256, 320, 1, 1), file (128, 320, 1, 1))" in message
+
+
+def test_explicit_preset_that_does_not_fit_is_refused(tmp_path):
+    path = save_published(tmp_path / "k.ckpt", HydraNet(get_preset("kitti")))
+    with pytest.raises(WeightsError, match="segm.weight"):
+        load_published(path, preset="nyud")
+
+
+def test_unknown_head_size_asks_for_a_preset(tmp_path):
+    state = published_state(HydraNet(get_preset("kitti")))
+    state["segm.weight"] = torch.zeros(7, 256, 3, 3)
+    path = tmp_path / "seven.ckpt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(WeightsError, match="no preset has 7 classes"):
+        load_published(path)
+
+
+def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"layer1.0.weight": torch.zeros(1)}, "payload": Exploit()}, path)
+    with pytest.raises(WeightsError, match="refused"):
+        load_published(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "missing", "directory"])
+def test_damaged_files_name_the_file_and_problem(tmp_path, damage):
+    path = save_published(tmp_path / "w.ckpt", HydraNet(get_preset("kitti")))
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not a checkpoint" * 100)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "missing":
+        path.unlink()
+    else:
+        path.unlink()
+        path.mkdir()
+    with pytest.raises(WeightsError) as info:
+        load_weights(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_safetensors_round_trip_keeps_metadata_and_hash(tmp_path):
+    model = realistic_model(get_preset("nyud_three"), seed=4)
+    digest = save_safetensors(tmp_path / "m.safetensors", model.state_dict(), get_preset("nyud_three"))
+    loaded = load_safetensors(tmp_path / "m.safetensors")
+    assert loaded.sha256 == digest == weights_sha256(model.state_dict())
+    assert loaded.preset == get_preset("nyud_three")
+    assert loaded.metadata["format"] == "hydranet_ros/1"
+    assert json.loads(loaded.metadata["class_names"])[0] == "wall"
+    assert not list(tmp_path.glob("*.tmp")), "no temporary file left behind"
+
+
+def test_fp16_safetensors_is_smaller_and_loads(tmp_path):
+    model = realistic_model(get_preset("kitti"), seed=5)
+    save_safetensors(tmp_path / "a.safetensors", model.state_dict(), get_preset("kitti"))
+    save_safetensors(tmp_path / "b.safetensors", model.state_dict(), get_preset("kitti"), dtype=torch.float16)
+    assert (tmp_path / "b.safetensors").stat().st_size < 0.6 * (tmp_path / "a.safetensors").stat().st_size
+    half = load_safetensors(tmp_path / "b.safetensors").build_model()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(half(image)["depth"], model(image)["depth"], atol=0.05, rtol=0.01)
+
+
+def test_tampered_safetensors_fails_the_hash(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_safetensors(path, HydraNet(get_preset("kitti")).state_dict(), get_preset("kitti"))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors["heads.segm.out.bias"] = tensors["heads.segm.out.bias"] + 1
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(WeightsError, match="hash does not match"):
+        load_safetensors(path)
+
+
+def test_safetensors_without_our_metadata_is_refused(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsError, match="no hydranet_ros metadata"):
+        load_weights(str(path))
+
+
+def test_weight_specs_that_cannot_resolve(tmp_path):
+    with pytest.raises(WeightsError, match="hydranet weights download nyud"):
+        load_weights("nyud")
+    with pytest.raises(WeightsError, match="not a preset name"):
+        load_weights(str(tmp_path / "nothing_here"))
+    (tmp_path / "w.onnx").write_bytes(b"x")
+    with pytest.raises(WeightsError, match="unknown weights format"):
+        load_weights(str(tmp_path / "w.onnx"))
+
+
+def test_default_prefers_cached_published_weights(tmp_path):
+    from hydranet_ros.model.download import cached_weights_path
+
+    model = HydraNet(get_preset("kitti"))
+    save_safetensors(cached_weights_path("kitti"), model.state_dict(), get_preset("kitti"))
+    assert load_weights("default").source == str(cached_weights_path("kitti"))

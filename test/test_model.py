@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from hydranet_ros.model import PRESETS, HydraNet, get_preset
+from hydranet_ros.model.fold import fold_batchnorm
+from hydranet_ros.model.random_init import realistic_model
+from hydranet_ros.model.reference import reference_forward
+from support import published_state
+
+
+@pytest.mark.parametrize("preset_name", list(PRESETS))
+def test_outputs_per_preset(preset_name):
+    preset = get_preset(preset_name)
+    model = HydraNet(preset).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(1, 3, 64, 96))
+    expected = {"segm": preset.num_classes, "depth": 1} | ({"normals": 3} if preset.with_normals else {})
+    assert {k: v.shape[1] for k, v in out.items()} == expected
+    assert all(v.shape[-2:] == (16, 24) for v in out.values())
+
+
+@pytest.mark.parametrize("width,height", [(1226, 370), (641, 479), (32, 32)])
+def test_awkward_sizes_give_quarter_resolution(width, height):
+    model = HydraNet(get_preset("kitti")).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(1, 3, height, width))
+    # Stride-2 convs round up, so the stride-4 maps are ceil(size / 4).
+    assert out["segm"].shape[-2:] == ((height + 3) // 4, (width + 3) // 4)
+    assert out["depth"].shape == (1, 1, (height + 3) // 4, (width + 3) // 4)
+
+
+def test_parameter_count_matches_published_size():
+    count = sum(p.numel() for p in HydraNet(get_preset("kitti")).parameters())
+    assert 2.9e6 < count < 3.1e6  # the paper's "about 3.0 M"
+
+
+@pytest.mark.parametrize("preset_name", ["kitti", "nyud_three"])
+def test_matches_independent_reference_within_1e5(preset_name):
+    """Our module tree and the functional reference (published key names) agree exactly."""
+    preset = get_preset(preset_name)
+    model = realistic_model(preset, seed=1)
+    image = torch.randn(1, 3, 96, 128)
+    with torch.inference_mode():
+        ours = model(image)
+        ref = reference_forward(published_state(model), image)
+    assert ours.keys() == ref.keys()
+    for name in ours:
+        scale = ref[name].abs().max().item()
+        assert scale > 0.1, "weights too small for a meaningful comparison"
+        torch.testing.assert_close(ours[name], ref[name], atol=1e-5 * max(1.0, scale), rtol=1e-5)
+
+
+def test_bn_folding_is_equivalent_within_1e4():
+    model = realistic_model(get_preset("kitti"), seed=2)
+    image = torch.randn(1, 3, 96, 128)
+    with torch.inference_mode():
+        expected = model(image)
+        folded = fold_batchnorm(realistic_model(get_preset("kitti"), seed=2))
+        got = folded(image)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-4, rtol=1e-4)
+
+
+def test_folding_refuses_training_mode():
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(HydraNet(get_preset("kitti")).train())

@@ -1,0 +1,155 @@
+"""The ROS packaging files, checked without ROS: package.xml, CMakeLists.txt, configs, launch, rviz.
+
+colcon build only runs on a ROS machine; these checks catch what would make it fail there
+(a malformed maintainer e-mail, a message file not generated, a msg/ subpackage clashing with
+the generated one) and that the shipped configs hold values the node accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import py_compile
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hydranet_ros.ros import launch_args, outputs, params
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_XML = ROOT / "package.xml"
+# CMakeLists.txt without its comments, so prose about a command does not count as calling it.
+CMAKE = "\n".join(line.split("#", 1)[0] for line in (ROOT / "CMakeLists.txt").read_text().splitlines())
+# catkin_pkg's own rule (catkin_pkg.package.Person.validate), which colcon applies at build time.
+EMAIL = re.compile(r"^[-a-zA-Z0-9_%+]+(\.[-a-zA-Z0-9_%+]+)*@[-a-zA-Z0-9%]+(\.[-a-zA-Z0-9%]+)*\.[a-zA-Z]{2,}$")
+# rosdep keys looked up in ros/rosdistro rosdep/python.yaml (commit 8468e88, 2026-08-22).
+VERIFIED_ROSDEP_KEYS = {"python3-numpy", "python3-opencv", "python3-torch", "python3-yaml", "python3-pytest"}
+
+
+def _tags(root: ET.Element, tag: str) -> set[str]:
+    return {element.text.strip() for element in root.iter(tag)}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> ET.Element:
+    return ET.parse(PACKAGE_XML).getroot()
+
+
+def test_package_xml_format_and_identity(manifest):
+    assert manifest.tag == "package" and manifest.get("format") == "3"
+    assert manifest.findtext("name") == "hydranet_ros"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest.findtext("version"))
+    assert manifest.find("export/build_type").text == "ament_cmake"
+    assert manifest.findtext("license")
+    maintainers = manifest.findall("maintainer")
+    assert maintainers
+    for maintainer in maintainers:
+        assert EMAIL.match(maintainer.get("email", "")), maintainer.get("email")
+
+
+def test_package_xml_declares_every_dependency(manifest):
+    build_tools = _tags(manifest, "buildtool_depend")
+    assert {"ament_cmake", "rosidl_default_generators"} <= build_tools
+    run = _tags(manifest, "exec_depend") | _tags(manifest, "depend")
+    assert {"rclpy", "sensor_msgs", "std_msgs", "vision_msgs", "diagnostic_msgs", "lifecycle_msgs",
+            "rcl_interfaces", "launch", "launch_ros", "rosidl_default_runtime", "python3-numpy",
+            "python3-opencv", "python3-torch", "ament_index_python"} <= run
+    tests = _tags(manifest, "test_depend")
+    assert {"launch_testing", "launch_testing_ament_cmake", "launch_testing_ros", "python3-pytest"} <= tests
+    assert "rosidl_interface_packages" in _tags(manifest, "member_of_group")
+    every = build_tools | run | tests
+    assert {key for key in every if key.startswith("python3-")} <= VERIFIED_ROSDEP_KEYS
+
+
+def test_package_xml_is_valid_for_catkin_pkg():
+    catkin_package = pytest.importorskip("catkin_pkg.package", reason="catkin_pkg (pip) checks what colcon checks")
+    package = catkin_package.parse_package(str(PACKAGE_XML))
+    package.validate()  # raises InvalidPackage on what would fail the build
+    assert package.package_format == 3 and package.get_build_type() == "ament_cmake"
+
+
+def test_cmake_generates_every_message():
+    messages = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "msg").glob("*.msg"))
+    assert messages, "msg/ holds the fused message"
+    for message in messages:
+        assert f'"{message}"' in CMAKE, f"{message} is not in rosidl_generate_interfaces"
+    assert "rosidl_generate_interfaces(${PROJECT_NAME}" in CMAKE
+
+
+def test_cmake_installs_python_beside_generated_messages():
+    # ROS2_FACTS.md: ament_python_install_package(hydranet_ros) clashes with rosidl's targets.
+    assert "ament_python_install_package" not in CMAKE
+    assert "ament_get_python_install_dir(python_install_dir)" in CMAKE
+    assert re.search(r"install\(DIRECTORY hydranet_ros/\s+DESTINATION \$\{python_install_dir\}/hydranet_ros\s+"
+                     r'PATTERN "__pycache__" EXCLUDE', CMAKE)
+    assert not (ROOT / "hydranet_ros" / "msg").exists(), "a msg subpackage would shadow the generated one"
+    assert "project(hydranet_ros NONE)" not in CMAKE  # rosidl compiles C/C++ type support
+
+
+def test_cmake_installs_executable_and_share_files():
+    match = re.search(r"install\(PROGRAMS (\S+)\s+DESTINATION lib/\$\{PROJECT_NAME\}\s+RENAME perception_node\s*\)", CMAKE)
+    assert match
+    program = ROOT / match.group(1)
+    assert program.read_text().startswith("#!/usr/bin/env python3")
+    assert os.access(program, os.X_OK)
+    assert re.search(r"install\(DIRECTORY launch config rviz\s+DESTINATION share/\$\{PROJECT_NAME\}", CMAKE)
+    assert "add_launch_test(test/test_launch_perception.py" in CMAKE
+    assert (ROOT / "test" / "test_launch_perception.py").is_file()
+
+
+def test_fused_message_fields():
+    fields = {}
+    for line in (ROOT / "msg" / "HydraNetResult.msg").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            field_type, name = line.split()
+            fields[name] = field_type
+    assert fields["header"] == "std_msgs/Header"
+    assert fields["labels"] == fields["depth"] == "sensor_msgs/Image"
+    assert fields["camera_info"] == "sensor_msgs/CameraInfo" and fields["has_camera_info"] == "bool"
+    assert fields["class_names"] == "string[]"
+    # The node fills exactly these timing fields.
+    timing_fields = {name for name, field_type in fields.items() if field_type == "float32"}
+    assert timing_fields == set(outputs.stage_timings({}))
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_configs_hold_valid_parameters(config):
+    document = yaml.safe_load(config.read_text())
+    assert list(document) == ["/**"], "a wildcard node name works for any name and namespace"
+    values = document["/**"]["ros__parameters"]
+    unknown = set(values) - set(params.SPECS)
+    assert not unknown, f"unknown parameters {unknown}"
+    assert params.validate_all(values) == {}
+    for name, value in values.items():
+        spec = params.SPECS[name]
+        # ROS parameters are typed: an int where a float is declared is refused at startup.
+        assert type(value) is spec.type, f"{name}: {type(value).__name__} in YAML, declared {spec.type.__name__}"
+
+
+def test_shipped_presets_exist():
+    names = {path.name for path in (ROOT / "config").glob("*.yaml")}
+    assert {"hydranet.yaml", "jetson_orin_fp16.yaml", "cpu_debug.yaml"} <= names
+    jetson = yaml.safe_load((ROOT / "config" / "jetson_orin_fp16.yaml").read_text())["/**"]["ros__parameters"]
+    assert jetson["precision"] == "fp16" and jetson["device"] == "cuda"
+    cpu = yaml.safe_load((ROOT / "config" / "cpu_debug.yaml").read_text())["/**"]["ros__parameters"]
+    assert cpu["device"] == "cpu"
+
+
+def test_launch_file_compiles_and_uses_the_argument_table(tmp_path):
+    source = ROOT / "launch" / "perception.launch.py"
+    py_compile.compile(str(source), cfile=str(tmp_path / "launch.pyc"), doraise=True)
+    text = source.read_text()
+    assert "launch_args.LAUNCH_ARGUMENTS" in text and "TRANSITION_CONFIGURE" in text and "TRANSITION_ACTIVATE" in text
+    assert "ParameterValue(value, value_type=str)" in text
+
+
+def test_rviz_view_shows_camera_semantics_and_depth():
+    view = yaml.safe_load((ROOT / "rviz" / "hydranet.rviz").read_text())
+    displays = view["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
+    assert {"/camera/image_raw", "/" + outputs.OUTPUTS["color"].topic, "/" + outputs.OUTPUTS["depth"].topic} <= topics
+    camera = launch_args.input_topics("camera", "image_raw", "camera_info")[0]
+    assert camera in topics

@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+import torch
+
+from hydranet_ros.model import get_preset
+from hydranet_ros.model.random_init import realistic_model
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, parse_size
+from support import KITTI_FRAME, normalised, read_rgb
+
+
+@pytest.fixture(scope="module")
+def kitti_model():
+    return realistic_model(get_preset("kitti"), seed=7, calibration=[read_rgb(KITTI_FRAME)])
+
+
+def make(model, preset="kitti", **cfg):
+    return Pipeline.from_model(model, get_preset(preset), PipelineConfig(**cfg))
+
+
+def test_result_types_shapes_and_ranges(kitti_model):
+    frame = read_rgb(KITTI_FRAME)
+    result = make(kitti_model, input_size=(320, 96)).process(frame)
+    assert result.labels.dtype == np.uint8 and result.labels.shape == (96, 320)
+    assert result.depth_m.dtype == np.float32 and result.depth_m.shape == (96, 320)
+    assert result.labels.max() < 6
+    assert np.all(np.isnan(result.depth_m) | (result.depth_m >= 0))
+    assert result.normals is None
+    assert set(result.timings_ms) == {"preprocess", "inference", "postprocess", "total"}
+    assert result.timings_ms["total"] >= result.timings_ms["inference"] > 0
+
+
+def test_matches_notebook_style_computation(kitti_model):
+    """Same labels and depth as normalising in numpy and upsampling logits by hand."""
+    import cv2
+
+    size = (256, 80)
+    frame = cv2.resize(read_rgb(KITTI_FRAME), size, interpolation=cv2.INTER_AREA)  # no resize inside
+    result = make(kitti_model, input_size=size, output_size="input").process(frame)
+    with torch.inference_mode():
+        raw = kitti_model(normalised(frame, size))
+    logits = torch.nn.functional.interpolate(raw["segm"], size=(80, 256), mode="bilinear", align_corners=False)
+    depth = torch.nn.functional.interpolate(raw["depth"], size=(80, 256), mode="bilinear", align_corners=False).abs()
+    agree = (logits.argmax(1)[0].numpy() == result.labels).mean()
+    assert agree > 0.999  # only near-ties may flip between folded and unfolded arithmetic
+    np.testing.assert_allclose(result.depth_m, depth[0, 0].numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_bgr_frame_gives_the_same_result(kitti_model):
+    frame = read_rgb(KITTI_FRAME)
+    pipe = make(kitti_model, input_size=(160, 64))
+    a = pipe.process(frame, color_order="rgb")
+    b = pipe.process(np.ascontiguousarray(frame[..., ::-1]), color_order="bgr")
+    c = pipe.process(frame[..., ::-1], color_order="bgr")  # a negative-stride view is fine too
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.labels, c.labels)
+    np.testing.assert_array_equal(a.depth_m, b.depth_m)
+
+
+@pytest.mark.parametrize("frame_size", [(1226, 370), (641, 479), (32, 32)])
+def test_output_size_input_and_native_network_size(kitti_model, frame_size):
+    w, h = frame_size
+    frame = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    pipe = make(kitti_model, input_size=None, output_size="input")
+    result = pipe.process(frame)
+    assert result.labels.shape == (h, w) == result.depth_m.shape
+    assert pipe.output_size_for(w, h) == (w, h)
+    net = make(kitti_model, input_size=(64, 32), output_size="network")
+    assert net.process(frame).labels.shape == (32, 64)
+    assert net.output_size_for(w, h) == (64, 32)
+
+
+def test_labels_come_from_upsampled_logits_not_blocks(kitti_model):
+    """Upsampled 4x, label boundaries are not confined to the network's 4x4 output grid."""
+    frame = read_rgb(KITTI_FRAME)
+    labels = make(kitti_model, input_size=(320, 96)).process(frame).labels
+    edges_x = np.nonzero(labels[:, 1:] != labels[:, :-1])[1] + 1
+    assert edges_x.size and np.any(edges_x % 4 != 0)
+
+
+def test_normals_are_unit_vectors():
+    preset = get_preset("nyud_three")
+    model = realistic_model(preset, seed=8)
+    result = make(model, "nyud_three", input_size=(64, 48)).process(np.full((48, 64, 3), 100, np.uint8))
+    assert result.normals.shape == (48, 64, 3) and result.normals.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(result.normals, axis=2), 1.0, atol=1e-4)
+    assert result.labels.max() < 40
+
+
+def test_non_finite_depth_becomes_nan(kitti_model):
+    pipe = make(kitti_model, input_size=(64, 32))
+    original = pipe.engine.model.heads["depth"].out.bias.clone()
+    with torch.no_grad():
+        pipe.engine.model.heads["depth"].out.bias.fill_(float("inf"))
+    try:
+        depth = pipe.process(np.zeros((32, 64, 3), np.uint8)).depth_m
+    finally:
+        with torch.no_grad():
+            pipe.engine.model.heads["depth"].out.bias.copy_(original)
+    assert np.isnan(depth).all()
+
+
+def test_skipped_outputs_are_not_computed(kitti_model):
+    result = make(kitti_model, input_size=(64, 32)).process(np.zeros((32, 64, 3), np.uint8), outputs=frozenset({"depth"}))
+    assert result.labels is None and result.depth_m is not None
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10, 4), np.uint8)])
+def test_bad_frames_are_refused(kitti_model, bad):
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        make(kitti_model, input_size=(64, 32)).process(bad)
+
+
+@pytest.mark.parametrize("cfg,message", [
+    ({"input_size": (0, 480)}, "impossible"),
+    ({"input_size": (100000, 480)}, "impossible"),
+    ({"output_size": "huge"}, "output_size"),
+    ({"backend": "magic"}, "backend"),
+    ({"precision": "fp8"}, "precision"),
+    ({"device": "tpu"}, "device"),
+])
+def test_config_is_validated(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig(**cfg)
+
+
+def test_parse_size():
+    assert parse_size("640x480") == (640, 480)
+    assert parse_size("input") is None
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        parse_size("640by480")
+
+
+def test_fp16_on_cpu_falls_back_with_warning_or_refuses_when_strict(kitti_model, caplog):
+    from hydranet_ros.runtime.fallback import FallbackRefused
+
+    pipe = make(kitti_model, input_size=(64, 32), device="cpu", precision="fp16")
+    assert pipe.info["precision"] == "fp32" and any("fp16 needs CUDA" in w for w in pipe.warnings)
+    assert "fp16 needs CUDA" in caplog.text
+    with pytest.raises(FallbackRefused):
+        make(kitti_model, input_size=(64, 32), device="cpu", precision="fp16", strict=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(kitti_model):
+    frame = read_rgb(KITTI_FRAME)
+    cpu = make(kitti_model, input_size=(320, 96), device="cpu").process(frame)
+    gpu = make(kitti_model, input_size=(320, 96), device="cuda").process(frame)
+    assert (cpu.labels == gpu.labels).mean() > 0.995
+    np.testing.assert_allclose(gpu.depth_m, cpu.depth_m, rtol=1e-3, atol=1e-3)

@@ -1,0 +1,158 @@
+"""Synthetic streets: deterministic, and their depth and labels are exact geometry."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hydranet_ros.train.street_raycast import PinholeCamera, ZBuffer
+from hydranet_ros.train.synthetic import IGNORE, ROAD, SKY, SyntheticStreets, render_scene
+
+SIZE = (320, 96)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    ds = SyntheticStreets(size=SIZE, length=8, seed=1)
+    return [ds[i] for i in range(len(ds))]
+
+
+def test_frame_contract(frames):
+    w, h = SIZE
+    for f in frames:
+        assert set(f) == {"image", "labels", "depth_m", "camera_k"}
+        assert f["image"].shape == (h, w, 3) and f["image"].dtype == np.uint8
+        assert f["labels"].shape == (h, w) and f["labels"].dtype == np.uint8
+        assert f["depth_m"].shape == (h, w) and f["depth_m"].dtype == np.float32
+        assert f["camera_k"].shape == (3, 3) and f["camera_k"].dtype == np.float64
+        assert set(np.unique(f["labels"])) <= {0, 1, 2, 3, 4, 5, IGNORE}
+        assert f["image"].std() > 10  # a picture, not a flat fill
+
+
+def test_kitti_like_intrinsics():
+    k = SyntheticStreets(size=(640, 192), length=1)[0]["camera_k"]
+    assert k[0, 0] == pytest.approx(721.5377 / 1242 * 640) and k[0, 0] == k[1, 1]
+    assert (k[0, 2], k[1, 2]) == (319.5, 95.5)
+
+
+def test_deterministic_and_independent_of_access_order():
+    a = SyntheticStreets(size=(96, 32), length=5, seed=7)
+    b = SyntheticStreets(size=(96, 32), length=5, seed=7)
+    forward = [a[i] for i in range(5)]
+    backward = [b[i] for i in reversed(range(5))][::-1]
+    for x, y in zip(forward, backward):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+    assert not np.array_equal(a[0]["image"], a[1]["image"])
+    other = SyntheticStreets(size=(96, 32), length=5, seed=8)[0]
+    assert not np.array_equal(other["image"], a[0]["image"])
+    np.testing.assert_array_equal(a[-1]["labels"], a[4]["labels"])
+
+
+def test_every_class_appears(frames):
+    present = set()
+    for f in frames:
+        present |= set(np.unique(f["labels"]).tolist())
+    assert {0, 1, 2, 3, 4, 5} <= present
+
+
+def test_sky_is_exactly_the_pixels_without_depth(frames):
+    for f in frames:
+        depth = f["depth_m"]
+        assert np.isfinite(depth).all() and (depth >= 0).all()
+        np.testing.assert_array_equal(depth == 0, f["labels"] == SKY)
+        assert depth.max() < 300
+
+
+def _check_road_is_the_ground_plane(frame):
+    k, labels, depth = frame["camera_k"], frame["labels"], frame["depth_m"]
+    v, _ = np.nonzero(labels == ROAD)
+    assert v.size > 0
+    expected = k[1, 1] * 1.65 / (v - k[1, 2])
+    np.testing.assert_allclose(depth[labels == ROAD], expected, rtol=1e-3)
+
+
+def test_road_depth_follows_the_pinhole_model(frames):
+    for f in frames:
+        _check_road_is_the_ground_plane(f)
+
+
+def test_road_gets_farther_towards_the_horizon(frames):
+    for f in frames:
+        labels, depth = f["labels"], f["depth_m"]
+        rows = [r for r in range(labels.shape[0]) if (labels[r] == ROAD).any()]
+        medians = [np.median(depth[r][labels[r] == ROAD]) for r in rows]
+        assert all(np.diff(medians) < 0)  # rows further down are nearer
+        assert min(rows) > f["camera_k"][1, 2]  # the road is below the horizon
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_any_seed_gives_consistent_ground_truth(seed):
+    f = render_scene(np.random.default_rng(seed), size=(96, 32))
+    np.testing.assert_array_equal(f["depth_m"] == 0, f["labels"] == SKY)
+    if (f["labels"] == ROAD).any():
+        _check_road_is_the_ground_plane(f)
+
+
+def test_bad_requests_are_refused():
+    ds = SyntheticStreets(size=(64, 48), length=3)
+    with pytest.raises(IndexError):
+        ds[3]
+    with pytest.raises(ValueError):
+        render_scene(np.random.default_rng(0), size=(64, 48), camera=PinholeCamera.kitti_like((96, 48)))
+    with pytest.raises(ValueError):
+        SyntheticStreets(size=(4, 4))
+
+
+# -- the ray caster on its own, against hand-computed geometry --------------------------------
+
+def _zbuffer(size=(101, 61)):
+    # Odd sizes put the principal point on a pixel centre, so the centre ray is the optical axis.
+    cam = PinholeCamera.kitti_like(size)
+    return cam, ZBuffer(cam, yaw_rad=0.0, camera_l=0.0)
+
+
+def test_box_front_face_depth_is_its_distance():
+    cam, zb = _zbuffer()
+    zb.boxes(np.array([3]), np.array([[-1.0, 1.0, 10.0, 14.0, 0.0, 3.0]]))
+    hit = zb.prim == 3
+    assert hit[int(cam.cy), int(cam.cx)]
+    np.testing.assert_allclose(zb.z[hit], 10.0, rtol=1e-6)
+    # Its image edges follow the projection of its corners: u = cx + f * l / s.
+    cols = np.flatnonzero(hit.any(axis=0))
+    assert cols[0] == int(np.ceil(cam.cx - cam.fx * 1.0 / 10.0))
+    assert cols[-1] == int(np.floor(cam.cx + cam.fx * 1.0 / 10.0))
+    rows = np.flatnonzero(hit.any(axis=1))
+    assert rows[-1] == int(np.floor(cam.cy + cam.fy * 1.65 / 10.0))  # bottom edge on the ground
+
+
+def test_nearer_box_occludes_farther_box():
+    _, zb = _zbuffer()
+    zb.boxes(np.array([1, 2]), np.array([[-3.0, 3.0, 20.0, 22.0, 0.0, 3.0], [-0.5, 0.5, 8.0, 9.0, 0.0, 2.0]]))
+    assert (zb.prim == 2).any() and (zb.prim == 1).any()
+    np.testing.assert_allclose(zb.z[zb.prim == 2], 8.0, rtol=1e-6)
+    np.testing.assert_allclose(zb.z[zb.prim == 1], 20.0, rtol=1e-6)
+
+
+def test_sphere_on_the_optical_axis():
+    cam, zb = _zbuffer()
+    zb.ellipsoid(4, (0.0, 12.0, 1.65), (2.0, 2.0, 2.0))
+    assert zb.prim[int(cam.cy), int(cam.cx)] == 4
+    assert zb.z[int(cam.cy), int(cam.cx)] == pytest.approx(10.0, rel=1e-5)
+    assert zb.z[zb.prim == 4].min() == pytest.approx(10.0, rel=1e-5)  # nearest point faces us
+
+
+def test_ground_plane_and_wall():
+    cam, zb = _zbuffer()
+    zb.ground(lambda lat: np.zeros(lat.shape, np.int16))
+    zb.wall_across(5, 30.0, np.array([-100.0, 100.0]), np.array([10.0, 10.0]))
+    v = np.arange(cam.height)
+    below = v > cam.cy
+    ground_z = cam.fy * 1.65 / (v[below] - cam.cy)
+    col = zb.z[:, int(cam.cx)]
+    np.testing.assert_allclose(col[below], np.minimum(ground_z, 30.0), rtol=1e-5)
+    assert (zb.prim[below][ground_z < 30.0] == 0).all()
+    # Above the horizon the wall reaches up to 10 m: rows whose ray is below 10 m at 30 m.
+    top_row = int(np.ceil(cam.cy - cam.fy * (10.0 - 1.65) / 30.0))
+    assert zb.prim[top_row, int(cam.cx)] == 5 and zb.prim[top_row - 1, int(cam.cx)] == -1

@@ -1,0 +1,180 @@
+"""Configuration, schedule, samplers, checkpoints and encoder initialisation of the trainer."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from train_fakes import FakeStreets
+
+from hydranet_ros.commands import train as train_command
+from hydranet_ros.model import HydraNet, get_preset
+from hydranet_ros.train.checkpointing import CheckpointError, CheckpointStore, init_encoder_from_published
+from hydranet_ros.train.config import ConfigError, ScheduleConfig, config_from_dict, load_config, parse_override
+from hydranet_ros.train.data import ShuffledSampler, SkipFirst, WeightedEpochSampler
+from hydranet_ros.train.logs import CsvLog
+from hydranet_ros.train.optim import lr_factor
+from hydranet_ros.train.trainer import Trainer
+
+torch.set_num_threads(1)
+
+
+def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
+    with pytest.raises(ConfigError, match=r"optim: unknown key\(s\) \['encoder_lrr'\]"):
+        config_from_dict({"optim": {"encoder_lrr": 1e-3}})
+    with pytest.raises(ConfigError, match="schedule.steps"):
+        config_from_dict({"schedule": {"steps": "many"}})
+    with pytest.raises(ConfigError, match="tasks"):
+        config_from_dict({"tasks": ["segm", "colour"]})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    path = tmp_path / "c.yaml"
+    path.write_text("schedule: {steps: 10, warmup_steps: 2}\n")
+    config = load_config(path, overrides=dict([parse_override("schedule.steps=20"), parse_override("optim.amp=false")]))
+    assert config.schedule.steps == 20 and config.optim.amp is False
+    assert isinstance(config_from_dict({"optim": {"encoder_lr": 1}}).optim.encoder_lr, float)
+
+
+def test_shipped_configs_load():
+    for name in ("smoke", "synthetic_kitti6"):
+        config = load_config(f"config/train/{name}.yaml")
+        assert config.data.val is not None and config.tasks == ["segm", "depth"]
+
+
+def test_learning_rate_schedule_by_hand():
+    poly = ScheduleConfig(steps=104, warmup_steps=4, kind="poly", power=1.0)
+    assert [lr_factor(s, poly) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(54, poly) == pytest.approx(0.5)  # halfway through the decay, power 1
+    assert lr_factor(104, poly) == pytest.approx(0.0)
+    cosine = ScheduleConfig(steps=100, warmup_steps=0, kind="cosine", min_lr_factor=0.1)
+    assert lr_factor(0, cosine) == pytest.approx(1.0)
+    assert lr_factor(50, cosine) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(100, cosine) == pytest.approx(0.1)
+
+
+def test_resumed_sampler_continues_the_same_permutation():
+    full = ShuffledSampler(20, seed=3)
+    full.set_epoch(2)
+    skipped = SkipFirst(ShuffledSampler(20, seed=3), skip=8)
+    skipped.set_epoch(2)
+    assert list(skipped) == list(full)[8:] and len(skipped) == 12
+    other_epoch = ShuffledSampler(20, seed=3)
+    other_epoch.set_epoch(3)
+    assert list(other_epoch) != list(full) and sorted(other_epoch) == list(range(20))
+
+
+def test_weighted_sampler_prefers_heavy_frames_and_shards_by_rank():
+    weights = np.array([1.0, 1.0, 1.0, 97.0])
+    draws = list(WeightedEpochSampler(weights, seed=0))
+    assert len(draws) == 4
+    many = np.concatenate([list(WeightedEpochSampler(weights, seed=s)) for s in range(50)])
+    assert (many == 3).mean() > 0.8
+    ranks = [list(WeightedEpochSampler(weights, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == sorted(WeightedEpochSampler(weights, seed=1))
+    odd = [WeightedEpochSampler(np.ones(5), seed=1, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(list(s)) for s in odd] == [len(s) for s in odd] == [2, 2]  # equal shares or DDP hangs
+
+
+def test_checkpoint_store_keeps_the_newest_pairs(tmp_path):
+    preset = get_preset("kitti")
+    store = CheckpointStore(folder=tmp_path, keep=2)
+    tensor = {"w": torch.arange(3.0)}
+    for step in (10, 20, 30):
+        store.save(step=step, model_state=tensor, training_state={"x": torch.tensor(step)}, preset=preset,
+                   metadata={})
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == [
+        "step_0000020.safetensors", "step_0000020.state.pt", "step_0000030.safetensors", "step_0000030.state.pt"]
+    weights, state, step = store.latest()
+    assert step == 30 and weights.name == "step_0000030.safetensors"
+    # A crash mid-write leaves a temporary file behind; latest still names the last complete pair.
+    (tmp_path / ".step_0000040.safetensors.tmp-123").write_bytes(b"partial")
+    assert store.latest()[2] == 30
+    (tmp_path / "latest.json").write_text(json.dumps({"step": 40, "weights": "gone.safetensors", "state": "x"}))
+    with pytest.raises(CheckpointError, match="gone"):
+        store.latest()
+    (tmp_path / "latest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="damaged"):
+        store.latest()
+
+
+def test_csv_log_truncates_rows_after_a_resume_point(tmp_path):
+    log = CsvLog(path=tmp_path / "log.csv")
+    for step in (5, 10, 15):
+        log.append({"step": step, "loss": 1.0 / step})
+    log.truncate_after(10)
+    reopened = CsvLog(path=tmp_path / "log.csv")
+    reopened.append({"step": 15, "loss": 0.5})
+    assert [r["step"] for r in reopened.read()] == [5, 10, 15]
+
+
+def test_encoder_initialisation_from_a_published_style_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    source = HydraNet(get_preset("nyud"))  # other classes: only the encoder is taken
+    published = {"state_dict": {f"module.{k.removeprefix('encoder.stages.')}" if k.startswith("encoder.") else
+                                f"module.{k}": v for k, v in source.state_dict().items()}}
+    path = tmp_path / "ExpNYUD_joint.ckpt"
+    torch.save(published, path)
+    target = HydraNet(get_preset("kitti"))
+    count = init_encoder_from_published(target, path)
+    assert count == len(source.encoder.state_dict())
+    for key, value in source.encoder.state_dict().items():
+        assert torch.equal(target.encoder.state_dict()[key], value), key
+    assert not torch.equal(target.decoder.conv8.weight, source.decoder.conv8.weight)
+
+    broken = {"state_dict": dict(published["state_dict"])}
+    broken["state_dict"]["module.layer1.0.weight"] = torch.zeros(3, 3, 3, 3)
+    torch.save(broken, tmp_path / "broken.ckpt")
+    with pytest.raises(CheckpointError, match="other shapes"):
+        init_encoder_from_published(target, tmp_path / "broken.ckpt")
+
+
+def test_encoder_initialisation_refuses_pickled_code(tmp_path):
+    torch.save({"state_dict": {}, "hook": argparse.Namespace(a=1)}, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match="weights-only"):
+        init_encoder_from_published(HydraNet(get_preset("kitti")), tmp_path / "evil.ckpt")
+
+
+def test_trainer_with_augmentation_balancing_and_learned_weights(tmp_path):
+    config = config_from_dict({
+        "name": "features", "device": "cpu", "out_dir": str(tmp_path),
+        "data": {"batch_size": 2, "augment": {"crop_size": [48, 32], "scale_range": [1.0, 1.3]},
+                 "balanced_sampling": True},
+        "schedule": {"steps": 2, "warmup_steps": 1}, "log_every": 1,
+        "loss": {"depth": "silog", "class_weights": "median_frequency", "weighting": "uncertainty"},
+    })
+    trainer = Trainer(config=config, train_dataset=FakeStreets(size=(64, 32), length=6), progress=False)
+    weights = trainer.class_weights
+    assert weights is not None and weights.shape == (6,) and float(weights.max()) > float(weights.min()) > 0
+    assert trainer.sample_weights is not None and trainer.sample_weights.mean() == pytest.approx(1.0)
+    batch = next(iter(trainer._loader(epoch=0, skip_batches=0)))
+    assert batch["image"].shape == (2, 3, 32, 48)  # the augmentation's crop
+    summary = trainer.run()
+    assert summary.steps == 2
+    row = trainer.train_log.read()[-1]
+    assert row["log_var_segm"] != 0.0 and np.isfinite(row["loss"])
+
+
+def test_train_command_reports_bad_config_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schedule: {stepz: 3}\n")
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    assert train_command.run(parser.parse_args(["--config", str(bad)])) == 2
+    assert "stepz" in capsys.readouterr().err
+
+
+def test_restart_discards_the_previous_run(tmp_path):
+    def config(steps):
+        return config_from_dict({"name": "restart", "device": "cpu", "out_dir": str(tmp_path), "data": {"batch_size": 2},
+                                 "schedule": {"steps": steps, "warmup_steps": 0}, "log_every": 1,
+                                 "checkpoint_every": 1, "loss": {"depth": "l1"}})
+
+    frames = FakeStreets(size=(64, 32), length=4)
+    Trainer(config=config(3), train_dataset=frames, progress=False).run()
+    again = Trainer(config=config(1), train_dataset=frames, progress=False)
+    summary = again.run(resume=False)
+    assert summary.resumed_from is None and summary.steps == 1
+    assert again.checkpoints.latest()[2] == 1
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.safetensors")) == ["step_0000001.safetensors"]
+    assert [r["step"] for r in again.train_log.read()] == [1]
