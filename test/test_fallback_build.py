@@ -115,3 +115,10 @@ def test_engine_options_are_validated():
         PipelineConfig(engine_options=[("compile", True)])
     with pytest.raises(EngineError, match="has no option turbo"):
         Pipeline.from_model(MODEL, PRESET, PipelineConfig(device="cpu", input_size=(64, 48), engine_options={"turbo": 1}))
+
+
+def test_misspelt_option_is_an_error_not_a_fallback():
+    create = Recorder(set())
+    with pytest.raises(EngineError, match="has no option calibraton"):
+        build(RuntimeChoice("tensorrt", "cuda", "int8"), create=create, options={"calibraton": "/frames"})
+    assert create.calls == []

@@ -98,9 +98,12 @@ def build_engine(
 
     create = create or create_engine
     options = dict(options or {})
+    accepted = set(inspect.signature(engine_class(choice.backend).build).parameters)
     if choice.backend != requested_backend:
-        accepted = set(inspect.signature(engine_class(choice.backend).build).parameters)
         options = {k: v for k, v in options.items() if k in accepted}
+    elif unknown := sorted(set(options) - accepted):
+        # A misspelt option is a configuration error, not a build failure to fall back from.
+        raise EngineError(f"backend {choice.backend} has no option {', '.join(unknown)}")
     try:
         engine = create(choice.backend, model, device=device, precision=choice.precision, input_size=input_size,
                         weights_sha256=weights_sha256, options=options)
