@@ -156,7 +156,8 @@ class Pipeline:
     # --- the frame path -----------------------------------------------------------------------
     def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> Result:
         """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
-        (a skipped output is None in the Result)."""
+        (a skipped output is None in the Result). One frame at a time per Pipeline: on CUDA it
+        reuses its staging buffer and the engine's static outputs (FrameWorker runs one thread)."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
         if color_order not in ("rgb", "bgr"):
