@@ -1,9 +1,11 @@
 """Eager PyTorch on CPU or CUDA: BN folded, channels-last where it pays, inference mode.
 
 ``compile=True`` wraps the folded model in ``torch.compile`` (inductor), traced once at the fixed
-input size. Off by default: on CPU (2-core VM, 640x480) it saved ~12 % per frame (1.88 s vs
-2.14 s) for ~65 s of compilation at start-up; on CUDA the cuda-graph backend removes the launch
-overhead that compile would otherwise target. A compile that fails falls back to eager with a warning.
+input size. Off by default: on CPU (shared 2-core VM, 640x480, 1 thread, 2026-11-25) compiled
+runs took 621-624 ms against 586-778 ms eager over three alternating rounds, i.e. no gain beyond
+the noise, for ~50 s of compilation at start-up. On CUDA the cuda-graph backend removes the launch
+overhead that compile would mostly target; its effect there is unmeasured (no GPU here). A compile
+that fails falls back to eager with a warning.
 """
 
 from __future__ import annotations
