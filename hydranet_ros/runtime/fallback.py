@@ -7,7 +7,15 @@ an error.
 
 from __future__ import annotations
 
+import inspect
+import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:
+    from hydranet_ros.runtime.engines.base import Engine
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "cuda-graph", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
@@ -68,3 +76,46 @@ def choose_runtime(
         step_down("fp16 needs CUDA (CPU half-precision convolutions are slow); running fp32")
         precision = "fp32"
     return RuntimeChoice(backend=backend, device=device, precision=precision, warnings=tuple(warnings))
+
+
+# Backends whose *build* can fail on a machine that has what they need (a TensorRT build runs out
+# of memory or meets an unsupported layer; a graph capture fails): they step down to eager torch.
+ACCELERATED = ("tensorrt", "cuda-graph")
+
+
+def build_engine(
+    choice: RuntimeChoice, model, *, device, input_size, weights_sha256: str, strict: bool,
+    requested_backend: str, options: Mapping[str, object] | None = None, create: Callable | None = None,
+) -> tuple[Engine, tuple[str, ...]]:
+    """The engine for ``choice``; if an accelerated backend fails to build, eager torch on the same
+    device (fp16 on CUDA for tensorrt, as when TensorRT is missing) with a warning, or
+    FallbackRefused with ``strict``. Returns the engine and the warnings it added.
+
+    ``options`` are for ``requested_backend``: when choose_runtime already moved to another
+    backend they are dropped, since they belong to the backend that is not running.
+    """
+    from hydranet_ros.runtime.engines.base import EngineError, create_engine, engine_class
+
+    create = create or create_engine
+    options = dict(options or {})
+    accepted = set(inspect.signature(engine_class(choice.backend).build).parameters)
+    if choice.backend != requested_backend:
+        options = {k: v for k, v in options.items() if k in accepted}
+    elif unknown := sorted(set(options) - accepted):
+        # A misspelt option is a configuration error, not a build failure to fall back from.
+        raise EngineError(f"backend {choice.backend} has no option {', '.join(unknown)}")
+    try:
+        engine = create(choice.backend, model, device=device, precision=choice.precision, input_size=input_size,
+                        weights_sha256=weights_sha256, options=options)
+        return engine, ()
+    except EngineError as exc:
+        if choice.backend not in ACCELERATED:
+            raise
+        precision = "fp16" if choice.backend == "tensorrt" and device.type == "cuda" else choice.precision
+        message = f"backend {choice.backend} could not be built ({exc}); running torch on {device.type} in {precision}"
+        if strict:
+            raise FallbackRefused(message + " (strict: not falling back)") from exc
+        log.warning(message)
+        engine = create("torch", model, device=device, precision=precision, input_size=input_size,
+                        weights_sha256=weights_sha256, options={})
+        return engine, (message,)

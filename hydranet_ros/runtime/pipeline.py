@@ -7,10 +7,12 @@ and the float depth come back to the host.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -19,8 +21,8 @@ import torch.nn.functional as F
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import Preset
-from hydranet_ros.runtime.engines.base import Engine, create_engine
-from hydranet_ros.runtime.fallback import BACKENDS, DEVICES, PRECISIONS, choose_runtime
+from hydranet_ros.runtime.engines.base import Engine
+from hydranet_ros.runtime.fallback import BACKENDS, DEVICES, PRECISIONS, build_engine, choose_runtime
 from hydranet_ros.runtime.result import Result
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ class PipelineConfig:
     input_size: tuple[int, int] | None = (640, 480)
     output_size: str = "network"
     strict: bool = False
+    # Backend-specific build options, e.g. {"compile": True} for torch, {"calibration": "frames/",
+    # "cache_dir": "/opt/engines"} for tensorrt; dropped when a fallback runs another backend.
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = validate_config(self)
@@ -64,6 +69,8 @@ def validate_config(cfg: PipelineConfig) -> list[str]:
         problems.append(f"device {cfg.device!r} is not one of {', '.join(DEVICES)}")
     if cfg.precision not in PRECISIONS:
         problems.append(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if not isinstance(cfg.engine_options, Mapping) or not all(isinstance(k, str) for k in cfg.engine_options):
+        problems.append(f"engine_options must map option names to values, not {cfg.engine_options!r}")
     if cfg.output_size not in OUTPUT_SIZES:
         problems.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
     if cfg.input_size is not None:
@@ -104,6 +111,15 @@ class Pipeline:
         self._scale = 1.0 / (255.0 * std)
         self._shift = -mean / std
         self._is_cuda = device.type == "cuda"
+        self._stream: torch.cuda.Stream | None = None
+        self._staging: torch.Tensor | None = None  # pinned host copy of the camera frame, reused
+        self._staging_np: np.ndarray | None = None
+        self._staging_free: torch.cuda.Event | None = None
+        if self._is_cuda:
+            # The frame path gets its own stream so it neither waits for nor blocks other CUDA
+            # work in the process (a second camera's pipeline, visualisation) on the default one.
+            self._stream = torch.cuda.Stream(device)
+            self._stream.wait_stream(torch.cuda.current_stream(device))  # the engine's weights were uploaded there
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -121,10 +137,14 @@ class Pipeline:
         for warning in choice.warnings:
             log.warning(warning)
         device = torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device)
-        engine = create_engine(choice.backend, model.eval(), device=device, precision=choice.precision,
-                               input_size=config.input_size, weights_sha256=weights_sha256)
+        # A backend that exists but fails to build (TensorRT out of memory, unsupported version)
+        # steps down to eager torch like a missing one, unless strict.
+        engine, build_warnings = build_engine(
+            choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
+            strict=config.strict, requested_backend=config.backend, options=config.engine_options,
+        )
         return cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
-                   weights_sha256=weights_sha256, warnings=choice.warnings)
+                   weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings)
 
     # --- sizes --------------------------------------------------------------------------------
     def network_size_for(self, width: int, height: int) -> tuple[int, int]:
@@ -136,20 +156,22 @@ class Pipeline:
     # --- the frame path -----------------------------------------------------------------------
     def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> Result:
         """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
-        (a skipped output is None in the Result)."""
+        (a skipped output is None in the Result). One frame at a time per Pipeline: on CUDA it
+        reuses its staging buffer and the engine's static outputs (FrameWorker runs one thread)."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
         if color_order not in ("rgb", "bgr"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
         height, width = frame.shape[:2]
-        t0 = time.perf_counter()
-        image = self._preprocess(frame, color_order, self.network_size_for(width, height))
-        t1 = self._mark()
-        raw = self.engine(image)
-        t2 = self._mark()
-        out_w, out_h = self.output_size_for(width, height)
-        result = self._postprocess(raw, (out_h, out_w), outputs)
-        t3 = time.perf_counter()
+        with torch.cuda.stream(self._stream) if self._is_cuda else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            image = self._preprocess(frame, color_order, self.network_size_for(width, height))
+            t1 = self._mark()
+            raw = self.engine(image)
+            t2 = self._mark()
+            out_w, out_h = self.output_size_for(width, height)
+            result = self._postprocess(raw, (out_h, out_w), outputs)
+            t3 = time.perf_counter()
         result.timings_ms = {
             "preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
             "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3,
@@ -158,16 +180,16 @@ class Pipeline:
 
     def _mark(self) -> float:
         if self._is_cuda:  # stage timings are meaningless while kernels are still queued
-            torch.cuda.synchronize(self.engine.device)
+            self._stream.synchronize()
         return time.perf_counter()
 
     def _preprocess(self, frame: np.ndarray, color_order: str, size: tuple[int, int]) -> torch.Tensor:
-        if not frame.flags.c_contiguous or any(s < 0 for s in frame.strides):
-            frame = np.ascontiguousarray(frame)
-        host = torch.from_numpy(frame)
         if self._is_cuda:
-            host = host.pin_memory()
-        pixels = host.to(self.engine.device, non_blocking=True)
+            pixels = self._upload(frame)
+        else:
+            if not frame.flags.c_contiguous or any(s < 0 for s in frame.strides):
+                frame = np.ascontiguousarray(frame)
+            pixels = torch.from_numpy(frame)
         # HWC viewed as NCHW is already channels-last: no copy until the float conversion.
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
@@ -180,6 +202,35 @@ class Pipeline:
         x = torch.addcmul(self._shift, x, self._scale)
         memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
         return x.to(dtype=self.engine.dtype, memory_format=memory_format)
+
+    def _upload(self, frame: np.ndarray) -> torch.Tensor:
+        """uint8 frame -> device, through one pinned buffer reused frame after frame (pinning
+        memory costs far more than the copy); the copy to the GPU does not block the host."""
+        if self._staging is None or tuple(self._staging.shape) != frame.shape:
+            if self._staging_free is not None:
+                self._staging_free.synchronize()
+            self._staging = torch.empty(frame.shape, dtype=torch.uint8, pin_memory=True)
+            self._staging_np = self._staging.numpy()
+            self._staging_free = torch.cuda.Event()
+        else:
+            self._staging_free.synchronize()  # the previous frame's upload has finished reading it
+        np.copyto(self._staging_np, frame)  # also gathers strided views (rgba8 without alpha, flipped)
+        pixels = self._staging.to(self.engine.device, non_blocking=True)
+        self._staging_free.record(self._stream)
+        return pixels
+
+    def _download(self, tensors: dict[str, torch.Tensor | None]) -> dict[str, np.ndarray | None]:
+        """Device results -> numpy. On CUDA: non-blocking copies into pinned blocks from torch's
+        caching host allocator (reused once a Result is dropped, never re-pinned), one sync."""
+        if not self._is_cuda:
+            return {k: None if t is None else t.numpy() for k, t in tensors.items()}
+        host = {}
+        for name, t in tensors.items():
+            if t is not None:
+                host[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                host[name].copy_(t, non_blocking=True)
+        self._stream.synchronize()
+        return {k: host[k].numpy() if k in host else None for k in tensors}
 
     def _postprocess(self, raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> Result:
         with torch.inference_mode():
@@ -198,11 +249,8 @@ class Pipeline:
             if "normals" in outputs and "normals" in raw:
                 n = _upsample(raw["normals"], size)[0]
                 normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
-            return Result(
-                labels=None if labels is None else labels.cpu().numpy(),
-                depth_m=None if depth is None else depth.cpu().numpy(),
-                normals=None if normals is None else normals.cpu().numpy(),
-            )
+            host = self._download({"labels": labels, "depth": depth, "normals": normals})
+            return Result(labels=host["labels"], depth_m=host["depth"], normals=host["normals"])
 
 
 def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -7,8 +7,9 @@ TensorRT or onnxruntime (they are large, and absent on most machines).
 from __future__ import annotations
 
 import importlib
+import inspect
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import torch
 
@@ -20,6 +21,8 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 # backend name -> "module:Class"; adding a backend touches only this table and its own module.
 ENGINE_MODULES: dict[str, str] = {
     "torch": "hydranet_ros.runtime.engines.torch_engine:TorchEngine",
+    "cuda-graph": "hydranet_ros.runtime.engines.cuda_graph_engine:CudaGraphEngine",
+    "tensorrt": "hydranet_ros.runtime.engines.tensorrt_engine:TensorRTEngine",
 }
 
 
@@ -71,9 +74,17 @@ def engine_class(name: str) -> type[Engine]:
 def create_engine(
     name: str, model: HydraNet, *, device: torch.device, precision: str,
     input_size: tuple[int, int] | None = None, weights_sha256: str = "",
+    options: Mapping[str, object] | None = None,
 ) -> Engine:
+    """``options``: backend-specific keyword arguments of its ``build`` (e.g. torch's ``compile``,
+    tensorrt's ``calibration``); an option the backend does not have is an EngineError."""
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return engine_class(name).build(
-        model, device=device, precision=precision, input_size=input_size, weights_sha256=weights_sha256
+    cls = engine_class(name)
+    options = dict(options or {})
+    known = set(inspect.signature(cls.build).parameters) - {"model", "device", "precision", "input_size", "weights_sha256"}
+    if unknown := sorted(set(options) - known):
+        raise EngineError(f"backend {name} has no option {', '.join(unknown)} (it has: {', '.join(sorted(known)) or 'none'})")
+    return cls.build(
+        model, device=device, precision=precision, input_size=input_size, weights_sha256=weights_sha256, **options
     )

@@ -1,0 +1,246 @@
+"""Every available backend x precision x resolution, from a uint8 frame in host memory to labels
+and depth in host memory, against the notebook-style baseline in the same run.
+
+    python benchmarks/bench_gpu.py [--json PATH] [--quick] [--weights W] [--sizes 640x480,...]
+                                   [--calibration FRAMES_DIR]   # adds tensorrt int8 rows
+
+Rows: torch (eager, folded, channels-last), cuda-graph and tensorrt where they can run; fp32 and
+fp16 (CUDA only), int8 (tensorrt, with --calibration). Each row times Pipeline.process on a frame
+of that resolution with the network at the same resolution and outputs at the input size
+(median, p90, p99 latency; throughput = frames / total time of the sequential loop) and the peak
+GPU memory of the run (torch.cuda.max_memory_allocated from before the engine is built; TensorRT
+allocates its activations outside torch, so its rows also give the device memory in use).
+
+Baseline: the published architecture run eagerly in fp32 from its state dict (the functional
+reference in hydranet_ros/model/reference.py: no BN folding, planar layout) on the same device,
+with notebook-style host processing: numpy normalise, upload, forward, download, cv2 cubic resize
+of the logits and depth to the frame size, argmax and abs in numpy.
+
+Without CUDA it still runs: CPU rows only (torch fp32 and the baseline), and the table says so.
+Targets (H100): 640x480 <= 2 ms median in the fastest mode, >= 8x the baseline, <= 500 MB peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hydranet_ros.model.checkpoints import WeightsError, load_weights, ours_to_published  # noqa: E402
+from hydranet_ros.model.presets import get_preset  # noqa: E402
+from hydranet_ros.model.random_init import realistic_model  # noqa: E402
+from hydranet_ros.model.reference import reference_forward  # noqa: E402
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
+
+SIZES = ((640, 480), (1226, 370), (1280, 720), (1920, 1080))
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti" / "000099.png"
+TARGET_MS, TARGET_SPEEDUP, TARGET_MB = 2.0, 8.0, 500.0
+RESULTS = frozenset({"labels", "depth"})
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",") if item]
+
+
+def plan(*, cuda: bool, tensorrt: bool, int8: bool) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """(backend, device, precision) rows that can run here, and why the others cannot."""
+    rows, skipped = [("torch", "cpu", "fp32")], []
+    if cuda:
+        rows += [("torch", "cuda", "fp32"), ("torch", "cuda", "fp16"),
+                 ("cuda-graph", "cuda", "fp32"), ("cuda-graph", "cuda", "fp16")]
+        if tensorrt:
+            rows += [("tensorrt", "cuda", "fp32"), ("tensorrt", "cuda", "fp16")]
+            if int8:
+                rows.append(("tensorrt", "cuda", "int8"))
+            else:
+                skipped.append("tensorrt int8: pass --calibration FRAMES to calibrate")
+        else:
+            skipped.append("tensorrt: torch-tensorrt is not installed")
+    else:
+        skipped.append("cuda-graph, tensorrt and every fp16 row: no CUDA device on this machine (CPU rows only)")
+    return rows, skipped
+
+
+def latency_stats(ms: list[float]) -> dict[str, float]:
+    total_s = sum(ms) / 1e3
+    return {
+        "median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+        "fps": len(ms) / total_s if total_s > 0 else float("inf"), "frames": len(ms),
+    }
+
+
+def timed(fn, *, frames: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        fn()  # ends with results in host memory: the pipeline and the baseline both synchronise
+        out.append((time.perf_counter() - start) * 1e3)
+    return out
+
+
+class NotebookBaseline:
+    """The authors' way: host pre/post-processing around an eager fp32 forward."""
+
+    def __init__(self, model, preset, device: torch.device) -> None:
+        self.state = {ours_to_published(k): v.to(device) for k, v in model.state_dict().items()}
+        self.mean, self.std, self.device = np.array(preset.mean), np.array(preset.std), device
+
+    def __call__(self, frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        height, width = frame_rgb.shape[:2]
+        x = (frame_rgb / 255.0 - self.mean) / self.std
+        image = torch.tensor(x.transpose(2, 0, 1)[None], dtype=torch.float32).to(self.device)
+        with torch.no_grad():
+            out = reference_forward(self.state, image)
+        segm = out["segm"][0].cpu().numpy().transpose(1, 2, 0)
+        depth = out["depth"][0, 0].cpu().numpy()
+        segm = cv2.resize(segm, (width, height), interpolation=cv2.INTER_CUBIC)
+        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_CUBIC)
+        return segm.argmax(axis=2).astype(np.uint8), np.abs(depth)
+
+
+def memory_mb(device: str) -> dict[str, float]:
+    if device != "cuda":
+        return {}
+    free, total = torch.cuda.mem_get_info()
+    return {"peak_torch_mb": torch.cuda.max_memory_allocated() / 2**20, "device_used_mb": (total - free) / 2**20}
+
+
+def reset_memory(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def run_row(model, preset, backend, device, precision, size, frame, *, frames, warmup, calibration) -> dict:
+    reset_memory(device)
+    options = {"calibration": calibration} if precision == "int8" else {}
+    config = PipelineConfig(backend=backend, device=device, precision=precision, input_size=size,
+                            output_size="input", strict=True, engine_options=options)
+    started = time.perf_counter()
+    pipe = Pipeline.from_model(model, preset, config)
+    build_s = time.perf_counter() - started
+    ms = timed(lambda: pipe.process(frame, outputs=RESULTS), frames=frames, warmup=warmup)
+    row = {"kind": "pipeline", "backend": backend, "device": device, "precision": precision,
+           "size": f"{size[0]}x{size[1]}", "build_s": build_s, **latency_stats(ms), **memory_mb(device)}
+    del pipe
+    return row
+
+
+def run_baseline(model, preset, device, size, frame, *, frames, warmup) -> dict:
+    reset_memory(device)
+    baseline = NotebookBaseline(model, preset, torch.device(device))
+    ms = timed(lambda: baseline(frame), frames=frames, warmup=warmup)
+    return {"kind": "baseline", "backend": "notebook", "device": device, "precision": "fp32",
+            "size": f"{size[0]}x{size[1]}", **latency_stats(ms), **memory_mb(device)}
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'kind':8s} {'backend':10s} {'dev':4s} {'prec':4s} {'size':>9s} | {'median':>8s} {'p90':>8s} {'p99':>8s} ms | {'fps':>7s} | {'peak MB':>7s} | {'vs base':>7s}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        peak = f"{r['peak_torch_mb']:7.0f}" if "peak_torch_mb" in r else f"{'-':>7s}"
+        speed = f"{r['speedup_vs_baseline']:6.1f}x" if r.get("speedup_vs_baseline") else f"{'-':>7s}"
+        print(f"{r['kind']:8s} {r['backend']:10s} {r['device']:4s} {r['precision']:4s} {r['size']:>9s} | "
+              f"{r['median_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f}    | {r['fps']:7.1f} | {peak} | {speed}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="write every row and the machine facts here")
+    parser.add_argument("--quick", action="store_true", help="few iterations (a smoke run; CPU-only machines)")
+    parser.add_argument("--frames", type=int, help="timed frames per row (default: 200 on CUDA, 10 on CPU; --quick: 20 / 2)")
+    parser.add_argument("--weights", default="default", help="weights to run (default: 'default', else random realistic-scale)")
+    parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES), help="comma-separated WxH list")
+    parser.add_argument("--calibration", help="frames folder/video/bag for tensorrt int8 rows")
+    parser.add_argument("--no-cpu", action="store_true", help="skip the CPU rows on a CUDA machine (they are slow)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; use 1 on a shared machine)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="bench_gpu: %(levelname)s: %(message)s")
+
+    cuda = torch.cuda.is_available()
+    tensorrt = importlib.util.find_spec("torch_tensorrt") is not None
+    try:
+        weights = load_weights(args.weights)
+        model, preset, source = weights.build_model(), weights.preset, weights.source
+    except WeightsError:
+        preset = get_preset("kitti")
+        model, source = realistic_model(preset, seed=0), "random realistic-scale weights (kitti preset)"
+    image = cv2.imread(str(SAMPLE))[..., ::-1] if SAMPLE.is_file() else np.random.default_rng(0).integers(0, 256, (370, 1226, 3), np.uint8)
+    rows_plan, skipped = plan(cuda=cuda, tensorrt=tensorrt, int8=bool(args.calibration))
+    if args.no_cpu and cuda:
+        rows_plan = [r for r in rows_plan if r[1] != "cpu"]
+
+    rows = []
+    for size in parse_sizes(args.sizes):
+        frame = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+        for device in dict.fromkeys(d for _, d, _ in rows_plan):
+            gpu = device == "cuda"
+            frames = args.frames or ((20 if args.quick else 200) if gpu else (2 if args.quick else 10))
+            warmup = (10 if gpu else 1) if args.quick else (30 if gpu else 2)
+            base = run_baseline(model, preset, device, size, frame, frames=max(2, frames // 2 if not gpu else frames), warmup=warmup)
+            rows.append(base)
+            for backend, row_device, precision in rows_plan:
+                if row_device != device:
+                    continue
+                try:
+                    row = run_row(model, preset, backend, device, precision, size, frame, frames=frames, warmup=warmup,
+                                  calibration=args.calibration)
+                except Exception as exc:  # one backend failing must not lose the other rows
+                    skipped.append(f"{backend} {precision} {size[0]}x{size[1]}: {type(exc).__name__}: {exc}")
+                    continue
+                row["speedup_vs_baseline"] = base["median_ms"] / row["median_ms"]
+                rows.append(row)
+
+    gpu_name = torch.cuda.get_device_name() if cuda else None
+    print(f"bench_gpu  {datetime.date.today()}  {platform.node()}  {os.cpu_count()} CPUs ({torch.get_num_threads()} threads)  torch {torch.__version__}  "
+          f"GPU: {gpu_name or 'none (CPU rows only)'}  weights: {source}")
+    print_table(rows)
+    for line in skipped:
+        print(f"not run: {line}")
+    verdict = {}
+    fastest = min((r for r in rows if r["kind"] == "pipeline" and r["device"] == "cuda" and r["size"] == "640x480"),
+                  key=lambda r: r["median_ms"], default=None)
+    if fastest:
+        verdict = {
+            "fastest_640x480": f"{fastest['backend']} {fastest['precision']}",
+            "median_ms": fastest["median_ms"], "median_ok": fastest["median_ms"] <= TARGET_MS,
+            "speedup_vs_baseline": fastest["speedup_vs_baseline"], "speedup_ok": fastest["speedup_vs_baseline"] >= TARGET_SPEEDUP,
+            "peak_torch_mb": fastest.get("peak_torch_mb"), "memory_ok": fastest.get("peak_torch_mb", 0) <= TARGET_MB,
+        }
+        print(f"targets at 640x480 ({verdict['fastest_640x480']}): median {fastest['median_ms']:.2f} ms (<= {TARGET_MS}: "
+              f"{'ok' if verdict['median_ok'] else 'MISSED'}), {fastest['speedup_vs_baseline']:.1f}x baseline (>= {TARGET_SPEEDUP}: "
+              f"{'ok' if verdict['speedup_ok'] else 'MISSED'}), peak {fastest.get('peak_torch_mb', 0):.0f} MB (<= {TARGET_MB:.0f}: "
+              f"{'ok' if verdict['memory_ok'] else 'MISSED'})")
+    else:
+        print("targets: not checked (they are for CUDA; this machine has none)")
+    if args.json:
+        report = {
+            "date": str(datetime.date.today()), "machine": platform.node(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda, "gpu": gpu_name, "weights": source,
+            "quick": args.quick, "rows": rows, "not_run": skipped, "targets": verdict,
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

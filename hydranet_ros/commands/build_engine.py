@@ -1,0 +1,59 @@
+"""`hydranet build-engine`: build a TensorRT engine (or an ONNX export) into the engine cache
+ahead of time, e.g. while making a deployment image, and print where it went.
+
+A TensorRT build takes minutes on a Jetson; the node then starts in seconds because it finds the
+engine in the cache (same weights, size, precision, GPU and library versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hydranet_ros.runtime.pipeline import parse_size
+
+BUILD_BACKENDS = ("tensorrt", "onnx")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default="default",
+                        help="a .safetensors file, a published .ckpt, a downloaded preset name, or 'default'")
+    parser.add_argument("--backend", default="tensorrt", choices=BUILD_BACKENDS, help="what to build (default: tensorrt)")
+    parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
+                        help="engine precision (default: fp16; int8 needs --calibration; onnx is always fp32)")
+    parser.add_argument("--size", default="640x480", help="network input size WIDTHxHEIGHT (default: 640x480; "
+                                                          "'input' = dynamic, ONNX only)")
+    parser.add_argument("--device", default="cuda", help="GPU to build for: cuda or cuda:N (default: cuda)")
+    parser.add_argument("--calibration", help="int8: folder of frames, a video or a rosbag2 from the robot's camera")
+    parser.add_argument("--calibration-frames", type=int, default=64, help="int8: frames to calibrate on (default: 64)")
+    parser.add_argument("--cache-dir", help="engine cache directory (default: $HYDRANET_ENGINE_CACHE or "
+                                            "$XDG_CACHE_HOME/hydranet_ros/engines)")
+    parser.add_argument("--opset", type=int, default=17, help="onnx: opset version (default: 17)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hydranet_ros.model.checkpoints import load_weights
+    from hydranet_ros.runtime.engine_cache import EngineCache
+    from hydranet_ros.runtime.engines.base import EngineError, create_engine
+
+    size = parse_size(args.size)
+    weights = load_weights(args.weights)
+    model = weights.build_model()
+    if args.backend == "onnx":
+        from hydranet_ros.runtime.engines.onnx_export import cached_onnx
+
+        if args.precision != "fp32":
+            print(f"note: ONNX exports are fp32; --precision {args.precision} applies when a runtime builds from it")
+        path = cached_onnx(model, weights_sha256=weights.sha256, input_size=size, opset=args.opset,
+                           cache=EngineCache(directory=args.cache_dir))
+        print(path)
+        return 0
+    if size is None:
+        raise EngineError("a TensorRT engine is built for one input size: pass --size WIDTHxHEIGHT")
+    device = torch.device(args.device)
+    options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames}
+    engine = create_engine("tensorrt", model, device=device, precision=args.precision, input_size=size,
+                           weights_sha256=weights.sha256, options=options)
+    print(engine.engine_path)
+    return 0

@@ -1,0 +1,60 @@
+"""`hydranet export-onnx`: the network as an ONNX file (opset >= 17), checked against PyTorch.
+
+The file takes the normalised image (1,3,H,W) float32 named 'image' and returns the heads
+('segm', 'depth'[, 'normals']) at 1/4 resolution; the preset and weights hash are in its metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from hydranet_ros.runtime.pipeline import parse_size
+
+TOLERANCE = 1e-4  # relative to the largest output value: fp32 exporters agree far closer than this
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("output", help="where to write the .onnx file")
+    parser.add_argument("--weights", default="default",
+                        help="a .safetensors file, a published .ckpt, a downloaded preset name, or 'default'")
+    parser.add_argument("--size", default="640x480", help="input size WIDTHxHEIGHT, or 'input' for dynamic height "
+                                                          "and width (default: 640x480)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: 17)")
+    parser.add_argument("--exporter", default="auto", choices=("auto", "torchscript", "dynamo"),
+                        help="torch.onnx exporter (default: auto = torchscript where available)")
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch comparison")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hydranet_ros.model.checkpoints import load_weights
+    from hydranet_ros.runtime.calibration import prepare
+    from hydranet_ros.runtime.engines.onnx_export import compare_with_eager, export_onnx
+
+    if not args.output.endswith(".onnx"):
+        raise ValueError(f"output {args.output!r} must end in .onnx")
+    size = parse_size(args.size)
+    weights = load_weights(args.weights)
+    model = weights.build_model()
+    path = export_onnx(model, args.output, input_size=size, opset=args.opset, weights_sha256=weights.sha256,
+                       exporter=args.exporter)
+    print(f"wrote {path} ({'dynamic size' if size is None else f'{size[0]}x{size[1]}'}, opset {args.opset}, "
+          f"preset {weights.preset.name}, weights sha256 {weights.sha256[:16]})")
+    if args.no_check:
+        return 0
+    width, height = size or (320, 240)
+    rng = np.random.default_rng(0)
+    # Smooth random scenes (upsampled noise): image-like statistics without shipping a sample.
+    frames = [np.ascontiguousarray(np.kron(rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3)),
+                                           np.ones((8, 8, 1)))[:height, :width].astype(np.uint8)) for _ in range(2)]
+    images = [prepare(f, size=(width, height), mean=weights.preset.mean, std=weights.preset.std) for f in frames]
+    worst = compare_with_eager(path, model, images)
+    with torch.no_grad():
+        scale = max(1.0, max(float(v.abs().max()) for v in model(images[0]).values()))
+    ok = max(worst.values()) <= TOLERANCE * scale
+    print("onnxruntime vs PyTorch, largest difference: " + ", ".join(f"{k} {v:.2e}" for k, v in worst.items())
+          + (" (ok)" if ok else f" (FAILED: above {TOLERANCE:g} x {scale:.1f})"))
+    return 0 if ok else 1

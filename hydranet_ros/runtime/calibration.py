@@ -1,0 +1,142 @@
+"""Frames for int8 calibration: from a folder of images, a video or a rosbag2, as network batches.
+
+TensorRT's int8 mode measures the range of every activation on real frames; they must look like
+what the robot will see and be prepared exactly as the pipeline prepares a camera frame, or the
+ranges (and so the quantisation) are wrong. So this module reuses the pipeline's arithmetic:
+bilinear resize (antialiased when shrinking) to the network size, then (x/255 - mean) / std.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hydranet_ros.runtime.engines.base import EngineError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRAMES = 64  # TensorRT's guidance is ~500 images for classifiers; ranges settle far sooner on video
+
+
+class CalibrationError(EngineError):
+    """Calibration frames cannot be read; the message names the source and the problem."""
+
+
+def is_bag(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix in (".db3", ".mcap")
+    return path.is_dir() and ((path / "metadata.yaml").is_file() or any(p.suffix in (".db3", ".mcap") for p in path.iterdir()))
+
+
+def _evenly(count: int, limit: int) -> list[int]:
+    """Indices of ``limit`` items spread over ``count``: calibration should see the whole drive."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({int(round(i * (count - 1) / (limit - 1))) for i in range(limit)}) if limit > 1 else [0]
+
+
+def calibration_frames(source: str | Path, *, limit: int = DEFAULT_FRAMES, topic: str | None = None) -> list[np.ndarray]:
+    """Up to ``limit`` RGB uint8 frames spread over ``source`` (image folder, video or bag)."""
+    if limit < 1:
+        raise CalibrationError(f"calibration needs at least one frame, not {limit}")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise CalibrationError(f"calibration source {path} does not exist")
+    frames = _bag_frames(path, limit, topic) if is_bag(path) else _media_frames(path, limit)
+    if not frames:
+        raise CalibrationError(f"{path}: no usable frames for calibration")
+    log.info("calibrating on %d frames from %s", len(frames), path)
+    return frames
+
+
+def _media_frames(path: Path, limit: int) -> list[np.ndarray]:
+    from hydranet_ros.io.media import MediaError, iter_frames, open_source, read_image_rgb
+
+    try:
+        source = open_source(path)
+        if not source.is_video:
+            return [np.ascontiguousarray(read_image_rgb(source.images[i])) for i in _evenly(len(source.images), limit)]
+        frames = [np.ascontiguousarray(frame) for _, frame in iter_frames(source)]
+    except MediaError as exc:
+        raise CalibrationError(str(exc)) from None
+    return [frames[i] for i in _evenly(len(frames), limit)]
+
+
+def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
+    from hydranet_ros.io.bag import COMPRESSED_IMAGE, BagError, _open_reader, _typestore, choose_camera
+    from hydranet_ros.io.ros_image import ImageRejected, compressed_to_frame, image_to_frame
+
+    try:
+        reader = _open_reader(path)
+    except BagError as exc:
+        raise CalibrationError(str(exc)) from None
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        try:
+            camera = choose_camera(topics, topic=topic)
+        except BagError:
+            camera = choose_camera(topics, topic=topic, compressed=True)  # a bag with only compressed images
+        store = _typestore(None)
+        connections = [c for c in reader.connections if c.topic == camera.image]
+        wanted = set(_evenly(sum(c.msgcount for c in connections), limit))
+        frames = []
+        for index, (_, _, raw) in enumerate(reader.messages(connections=connections)):
+            if index not in wanted:
+                continue
+            try:
+                msg = store.deserialize_cdr(raw, camera.image_type)
+                convert = compressed_to_frame if camera.image_type == COMPRESSED_IMAGE else image_to_frame
+                frame, order = convert(msg)
+            except ImageRejected as exc:
+                log.warning("calibration: skipping a frame of %s (%s)", camera.image, exc)
+                continue
+            except Exception as exc:  # a damaged message: CDR errors have no common base class
+                log.warning("calibration: skipping a damaged message of %s (%s)", camera.image, exc)
+                continue
+            frames.append(np.ascontiguousarray(frame[..., ::-1] if order == "bgr" else frame))
+        return frames
+    except BagError as exc:
+        raise CalibrationError(str(exc)) from None
+    finally:
+        reader.close()
+
+
+def prepare(frame: np.ndarray, *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """RGB uint8 HxWx3 -> normalised (1,3,H,W) float32 at ``size`` (width, height), as the pipeline does."""
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise CalibrationError(f"calibration frames must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0).float()
+    width, height = size
+    if (height, width) != tuple(frame.shape[:2]):
+        shrinking = height < frame.shape[0] or width < frame.shape[1]
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
+    scale = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+    shift = -torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return torch.addcmul(shift, x, scale)
+
+
+def calibration_batches(
+    frames: Sequence[np.ndarray], *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float], batch_size: int = 1,
+) -> list[torch.Tensor]:
+    """Frames -> list of (N,3,H,W) float32 batches; the last may be smaller.
+
+    The default batch of 1 matches the engine's fixed input shape (1,3,H,W)."""
+    if batch_size < 1:
+        raise CalibrationError(f"batch_size must be >= 1, not {batch_size}")
+    prepared = [prepare(f, size=size, mean=mean, std=std) for f in frames]
+    return [torch.cat(prepared[i:i + batch_size]) for i in range(0, len(prepared), batch_size)]
+
+
+def batches_digest(batches: Sequence[torch.Tensor]) -> str:
+    """Identity of the calibration data: part of an int8 engine's cache key."""
+    digest = hashlib.sha256()
+    for batch in batches:
+        digest.update(str(tuple(batch.shape)).encode())
+        digest.update(batch.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,289 @@
+"""TensorRT through torch-tensorrt: one serialized engine per (weights, size, precision, GPU, versions).
+
+Build: fold BN, export with torch.export at the fixed input size, convert the whole graph with
+``torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine`` into a plain TensorRT
+engine (bytes), and keep it in the engine cache. Run: TensorRT's own runtime deserialises it and
+executes on the current CUDA stream into static output buffers (name-based I/O, TensorRT >= 8.5).
+A raw engine (not a pickled module) is what the cache hashes and what TensorRT checks on load.
+
+Supported torch-tensorrt: >= 2.5 (first release with that conversion function and ``arg_inputs``)
+and < 2.14 (newest release read). Precision moved across those releases (read from their sources):
+
+- 2.5 .. 2.9: weak typing; precision via ``enabled_precisions`` ({fp16} or {fp16, int8}).
+- 2.10 .. 2.12: ``use_explicit_typing`` defaults to True and ``enabled_precisions`` other than
+  fp32 is an error; precision comes from the model's and input's dtype.
+- 2.13: both options removed; precision from dtypes only.
+
+So the model is always converted in the dtype the engine should run (fp16 for fp16 and int8),
+and ``enabled_precisions`` is passed only below 2.10. int8 needs NVIDIA ModelOpt: its quantiser
+inserts Q/DQ nodes calibrated on frames (see runtime/calibration.py) before export.
+
+Imports of torch_tensorrt, tensorrt and modelopt happen inside ``build`` only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from hydranet_ros.runtime.engines.base import Engine, EngineError
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_RANGE = ((2, 5), (2, 14))  # [min, max) of torch-tensorrt (major, minor)
+EXPLICIT_TYPING_FROM = (2, 10)
+ENGINE_SUFFIX = ".engine"
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """'2.5.0a0+872d972e41.nv24.08' or '2.10.0.dev20250101+cu128' -> (2, 5, 0) / (2, 10, 0)."""
+    match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not match:
+        raise EngineError(f"cannot read the torch-tensorrt version {text!r}")
+    return int(match[1]), int(match[2]), int(match[3] or 0)
+
+
+def check_supported(version: str) -> tuple[int, int, int]:
+    parsed = parse_version(version)
+    (lo_major, lo_minor), (hi_major, hi_minor) = SUPPORTED_RANGE
+    if not (lo_major, lo_minor) <= parsed[:2] < (hi_major, hi_minor):
+        raise EngineError(
+            f"torch-tensorrt {version} is not supported: hydranet_ros supports >={lo_major}.{lo_minor},"
+            f"<{hi_major}.{hi_minor} (their precision API changed across releases)"
+        )
+    return parsed
+
+
+def engine_dtype(precision: str) -> torch.dtype:
+    """The dtype the model and its input are converted in: int8 keeps fp16 where not quantised."""
+    return {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.float16}[precision]
+
+
+def compile_kwargs(version: str, precision: str) -> dict:
+    """The precision-related keyword arguments of the conversion call for this torch-tensorrt."""
+    if precision not in ("fp32", "fp16", "int8"):
+        raise EngineError(f"tensorrt runs fp32, fp16 or int8, not {precision}")
+    parsed = check_supported(version)
+    kwargs: dict = {"min_block_size": 1}
+    if parsed[:2] < EXPLICIT_TYPING_FROM:
+        kwargs["enabled_precisions"] = {
+            "fp32": {torch.float32}, "fp16": {torch.float16}, "int8": {torch.float16, torch.int8},
+        }[precision]
+    # From 2.10 on: nothing to pass. Explicit typing is the default (and from 2.13 the only mode);
+    # the dtypes of the weights and of the example input set the precision.
+    return kwargs
+
+
+class _TupleOutputs(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(image)
+        return tuple(out[name] for name in self.names)
+
+
+def output_order(names: list[str]) -> list[str]:
+    """torch-tensorrt names engine outputs 'output0', 'output1', ... in the module's output order."""
+    def index(name: str) -> int:
+        match = re.fullmatch(r"output(\d+)", name)
+        if not match:
+            raise EngineError(f"unexpected TensorRT output name {name!r} (expected output<N>)")
+        return int(match[1])
+
+    return sorted(names, key=index)
+
+
+class TensorRTEngine(Engine):
+    name = "tensorrt"
+
+    def __init__(self, runner: "_TrtRunner", *, device: torch.device, precision: str, head_names: tuple[str, ...], engine_path: Path | None) -> None:
+        super().__init__(device=device, precision=precision, channels_last=False)  # TensorRT wants linear NCHW
+        self.runner = runner
+        self.head_names = head_names
+        self.engine_path = engine_path
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.runner.input_dtype
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "engine": str(self.engine_path) if self.engine_path else ""}
+
+    @classmethod
+    def build(cls, model, *, device, precision, input_size=None, weights_sha256="", calibration: str | None = None,
+              calibration_frames: int = 64, cache_dir: str | None = None):
+        if device.type != "cuda" or not torch.cuda.is_available():
+            raise EngineError("the tensorrt backend needs a CUDA device")
+        if input_size is None:
+            raise EngineError("the tensorrt backend builds for one input size: set input_size (e.g. 640x480)")
+        if precision == "int8" and not calibration:
+            raise EngineError("tensorrt int8 needs calibration frames: a folder of images, a video or a rosbag2")
+        try:
+            import tensorrt as trt
+            import torch_tensorrt
+        except ImportError as exc:
+            raise EngineError(f"torch-tensorrt/TensorRT cannot be imported ({exc})") from None
+        kwargs = compile_kwargs(torch_tensorrt.__version__, precision)  # refuses unsupported versions first
+
+        from hydranet_ros.model.checkpoints import weights_sha256 as hash_weights
+        from hydranet_ros.runtime.engine_cache import EngineCache, gpu_identity, make_key
+
+        width, height = input_size
+        preset = model.preset
+        batches = None
+        versions = {"torch": torch.__version__, "torch_tensorrt": torch_tensorrt.__version__, "tensorrt": trt.__version__}
+        if precision == "int8":
+            from hydranet_ros.runtime.calibration import batches_digest, calibration_batches
+            from hydranet_ros.runtime.calibration import calibration_frames as read_frames
+
+            batches = calibration_batches(read_frames(calibration, limit=calibration_frames), size=input_size,
+                                          mean=preset.mean, std=preset.std)
+            versions["int8_calibration"] = batches_digest(batches)[:16]
+            versions["modelopt"] = _modelopt_version()
+        gpu_name, capability = gpu_identity(device)
+        key = make_key(weights_sha256=weights_sha256 or hash_weights(model.state_dict()), input_size=input_size,
+                       precision=precision, backend=cls.name, library_versions=versions, gpu_name=gpu_name,
+                       compute_capability=capability)
+        cache = EngineCache(directory=cache_dir)
+        head_names = tuple(model.heads.keys())
+
+        def build_engine(tmp: Path) -> None:
+            log.warning("building a TensorRT %s engine for %dx%d on %s; this takes minutes on a Jetson "
+                        "(`hydranet build-engine` does it ahead of time)", precision, width, height, gpu_name)
+            data = convert(model, device=device, precision=precision, input_size=input_size, kwargs=kwargs,
+                           head_names=head_names, calibration=batches)
+            tmp.write_bytes(data)
+
+        for attempt in range(2):
+            entry = cache.get_or_build(key, suffix=ENGINE_SUFFIX, build=build_engine, what="TensorRT engine")
+            try:
+                runner = _TrtRunner(trt, entry.path.read_bytes(), device=device)
+                runner.check(shape=(1, 3, height, width), outputs=len(head_names))
+            except EngineError as exc:
+                if entry.built or attempt:
+                    raise
+                # Passed the file checks but TensorRT refuses it: rebuild once, never trust it.
+                cache.invalidate(key, ENGINE_SUFFIX, str(exc))
+                continue
+            return cls(runner, device=device, precision=precision, head_names=head_names, engine_path=entry.path)
+        raise AssertionError("unreachable")
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.runner(image)
+        return dict(zip(self.head_names, outputs))
+
+
+def _modelopt_version() -> str:
+    try:
+        from importlib import metadata
+
+        return metadata.version("nvidia-modelopt")
+    except Exception:
+        return "absent"
+
+
+def convert(model, *, device, precision, input_size, kwargs, head_names, calibration) -> bytes:
+    """Folded model -> serialized TensorRT engine bytes (needs torch_tensorrt)."""
+    import torch_tensorrt
+
+    from hydranet_ros.model.fold import fold_batchnorm
+
+    width, height = input_size
+    dtype = engine_dtype(precision)
+    folded = fold_batchnorm(copy.deepcopy(model).float().eval()).to(device=device, dtype=dtype)
+    wrapper = _TupleOutputs(folded, head_names).eval()
+    example = torch.zeros(1, 3, height, width, device=device, dtype=dtype)
+    try:
+        with torch.no_grad():
+            if precision == "int8":
+                program = _quantize_and_export(wrapper, example, calibration, device=device, dtype=dtype)
+            else:
+                program = torch.export.export(wrapper, (example,))
+            return torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
+                program, arg_inputs=[example], device=device, **kwargs,
+            )
+    except EngineError:
+        raise
+    except Exception as exc:  # TensorRT/torch-tensorrt raise many unrelated types
+        raise EngineError(f"TensorRT build failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+
+def _quantize_and_export(wrapper, example, batches, *, device, dtype):
+    try:
+        import modelopt.torch.quantization as mtq
+        from modelopt.torch.quantization.utils import export_torch_mode
+    except ImportError:
+        raise EngineError("tensorrt int8 needs NVIDIA ModelOpt (pip install nvidia-modelopt)") from None
+
+    def forward_loop(model):
+        for batch in batches:
+            model(batch.to(device=device, dtype=dtype))
+
+    mtq.quantize(wrapper, mtq.INT8_DEFAULT_CFG, forward_loop=forward_loop)
+    with export_torch_mode():
+        return torch.export.export(wrapper, (example,), strict=False)
+
+
+class _TrtRunner:
+    """A deserialised engine, its execution context and static output buffers."""
+
+    def __init__(self, trt, data: bytes, *, device: torch.device) -> None:
+        self.device = device
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        engine = self._runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise EngineError("TensorRT cannot deserialise the engine (built by another TensorRT or GPU, or damaged)")
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if len(inputs) != 1:
+            raise EngineError(f"TensorRT engine has {len(inputs)} inputs, expected 1")
+        self.input_name = inputs[0]
+        self.input_shape = tuple(engine.get_tensor_shape(self.input_name))
+        self.input_dtype = _torch_dtype(trt, engine.get_tensor_dtype(self.input_name))
+        self.output_names = output_order([n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT])
+        self.outputs = []
+        for name in self.output_names:
+            shape = tuple(engine.get_tensor_shape(name))
+            buffer = torch.empty(shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(name)), device=device)
+            self.context.set_tensor_address(name, buffer.data_ptr())
+            self.outputs.append(buffer)
+
+    def check(self, *, shape: tuple[int, ...], outputs: int) -> None:
+        """The engine's own metadata against what we asked for: a mismatch is a stale engine."""
+        if self.input_shape != shape:
+            raise EngineError(f"TensorRT engine takes {self.input_shape}, expected {shape}")
+        if len(self.outputs) != outputs:
+            raise EngineError(f"TensorRT engine has {len(self.outputs)} outputs, expected {outputs}")
+
+    def __call__(self, image: torch.Tensor) -> list[torch.Tensor]:
+        if tuple(image.shape) != self.input_shape:
+            raise EngineError(f"TensorRT engine built for {self.input_shape}, got {tuple(image.shape)}")
+        image = image.to(device=self.device, dtype=self.input_dtype).contiguous()
+        self.context.set_tensor_address(self.input_name, image.data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise EngineError("TensorRT execution failed")
+        # The input must stay alive until the kernels consumed it; the caller's stream order does that
+        # as long as the tensor is not freed: keep a reference until the next call.
+        self._last_input = image
+        return self.outputs
+
+
+def _torch_dtype(trt, dtype) -> torch.dtype:
+    table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT8: torch.int8,
+             trt.DataType.INT32: torch.int32, trt.DataType.BOOL: torch.bool}
+    if hasattr(trt.DataType, "BF16"):
+        table[trt.DataType.BF16] = torch.bfloat16
+    try:
+        return table[dtype]
+    except KeyError:
+        raise EngineError(f"TensorRT engine uses an unsupported I/O type {dtype}") from None
