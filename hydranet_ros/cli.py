@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("weights", "download and verify published weights, or list the cache"),
     "bench": ("bench", "per-stage latency of the pipeline"),
     "bag": ("bag", "replay a rosbag2 through the network into a new bag with the node's outputs"),
+    "build-engine": ("build_engine", "build a TensorRT engine (or ONNX file) ahead of time into the engine cache"),
+    "export-onnx": ("export_onnx", "export the network to ONNX and check it against PyTorch with onnxruntime"),
     "train": ("train", "train or resume training from a YAML config (config/train/)"),
     "eval": ("evaluate", "metrics of weights on a dataset: table, JSON, confusion matrix, depth errors"),
     "affinity": ("affinity", "which tasks help each other: single- vs multi-task training for a fixed budget"),
