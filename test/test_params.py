@@ -133,7 +133,7 @@ def test_pipeline_kwargs():
     kwargs = params.pipeline_kwargs(values)
     assert kwargs == {"weights": "default", "backend": "torch", "device": "auto", "precision": "fp16",
                       "input_size": (640, 480), "output_size": "input", "strict": True}
-    assert params.pipeline_kwargs(params.defaults())["input_size"] is None
+    assert params.pipeline_kwargs(params.defaults())["input_size"] == "auto"  # training size, else frame size
 
 
 def test_live_settings():

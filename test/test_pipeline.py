@@ -146,3 +146,17 @@ def test_cuda_matches_cpu(kitti_model):
     gpu = make(kitti_model, input_size=(320, 96), device="cuda").process(frame)
     assert (cpu.labels == gpu.labels).mean() > 0.995
     np.testing.assert_allclose(gpu.depth_m, cpu.depth_m, rtol=1e-3, atol=1e-3)
+
+
+def test_auto_size_is_the_training_size_recorded_in_the_weights(tmp_path, kitti_model):
+    from hydranet_ros.model.checkpoints import save_safetensors
+
+    path = tmp_path / "trained.safetensors"
+    save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"), extra={"input_size": "96x64"})
+    pipe = Pipeline.create(PipelineConfig(weights=str(path), input_size="auto"))
+    assert pipe.network_size_for(1226, 370) == (96, 64)
+    save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"))  # nothing recorded
+    assert Pipeline.create(PipelineConfig(weights=str(path), input_size="auto")).network_size_for(1226, 370) == (1226, 370)
+    assert parse_size("auto") == "auto"
+    with pytest.raises(ValueError, match="auto"):
+        PipelineConfig(input_size="huge")

@@ -11,7 +11,7 @@ from hydranet_ros.runtime.pipeline import OUTPUT_SIZES, Pipeline, PipelineConfig
 log = logging.getLogger("hydranet")
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str = "640x480") -> None:
+def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str = "auto") -> None:
     group = parser.add_argument_group("network")
     group.add_argument("--weights", default="default",
                        help="a .safetensors file, a published .ckpt, a preset name whose weights were downloaded "
@@ -20,9 +20,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     group.add_argument("--precision", default="fp32", choices=PRECISIONS, help="numeric precision (default: fp32)")
     group.add_argument("--size", default=default_size,
-                       help=f"network input size WIDTHxHEIGHT, or 'input' for each frame's own size (default: {default_size})")
-    group.add_argument("--output-size", default="network", choices=OUTPUT_SIZES,
-                       help="outputs at the network's size or at the input frame's size (default: network)")
+                       help="network input size WIDTHxHEIGHT, 'input' for each frame's own size, or 'auto': the size "
+                            f"the weights were trained at if they record it, else the frame's (default: {default_size})")
+    group.add_argument("--output-size", default="input", choices=OUTPUT_SIZES,
+                       help="outputs at the input frame's size or at the network's size (default: input)")
     group.add_argument("--strict", action="store_true", help="fail instead of falling back to another backend/device")
 
 

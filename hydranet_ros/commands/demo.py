@@ -36,7 +36,7 @@ def sample_frames(preset_name: str, data_dir: Path | None) -> list[Path]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="hydranet_demo", help="folder for the results (default: hydranet_demo)")
-    add_pipeline_arguments(parser, default_size="input")
+    add_pipeline_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -253,6 +253,15 @@ class LoadedWeights:
     source: str
     metadata: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def trained_input_size(self) -> tuple[int, int] | None:
+        """(width, height) the weights were trained at, when their metadata records it."""
+        try:
+            w, h = (int(v) for v in self.metadata.get("input_size", "").split("x"))
+        except ValueError:
+            return None
+        return (w, h) if w > 0 and h > 0 else None
+
     def build_model(self) -> HydraNet:
         model = HydraNet(self.preset)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}, strict=True)

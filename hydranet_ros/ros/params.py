@@ -73,10 +73,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", str, "auto", "Where inference runs; auto picks CUDA when available.", choices=DEVICES),
     ParamSpec("precision", str, "fp32", "Numeric precision of the engine.", choices=PRECISIONS),
     ParamSpec("input_width", int, 0,
-              f"Network input width in pixels; 0 = the camera frame's width. Otherwise >= {MIN_INPUT_SIDE}; "
+              f"Network input width in pixels; 0 (with input_height 0) = the size the weights were trained at, else the frame's. Otherwise >= {MIN_INPUT_SIDE}; "
               "set together with input_height.", range=(0, MAX_INPUT_SIDE)),
     ParamSpec("input_height", int, 0,
-              f"Network input height in pixels; 0 = the camera frame's height. Otherwise >= {MIN_INPUT_SIDE}; "
+              f"Network input height in pixels; 0 (with input_width 0) = the size the weights were trained at, else the frame's. Otherwise >= {MIN_INPUT_SIDE}; "
               "set together with input_width.", range=(0, MAX_INPUT_SIDE)),
     ParamSpec("output_size", str, "input",
               "Resolution of the published images: 'input' = the camera frame's, 'network' = the network "
@@ -168,7 +168,7 @@ def validate(name: str, value: Any) -> str | None:
     if name == "weights":
         return _weights_reason(value)
     if name in ("input_width", "input_height") and 0 < value < MIN_INPUT_SIDE:
-        return f"{name} must be 0 (frame size) or at least {MIN_INPUT_SIDE}; got {value}"
+        return f"{name} must be 0 (automatic size) or at least {MIN_INPUT_SIDE}; got {value}"
     return None
 
 
@@ -182,7 +182,7 @@ def validate_all(values: Mapping[str, Any]) -> dict[str, str]:
     width, height = merged["input_width"], merged["input_height"]
     if "input_width" not in reasons and "input_height" not in reasons and (width == 0) != (height == 0):
         reasons["input_height" if width else "input_width"] = (
-            f"input_width and input_height are 0 together (frame size) or set together; got {width}x{height}"
+            f"input_width and input_height are 0 together (automatic size) or set together; got {width}x{height}"
         )
     return reasons
 
@@ -217,7 +217,8 @@ def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
         "backend": values["backend"],
         "device": values["device"],
         "precision": values["precision"],
-        "input_size": (width, height) if width and height else None,
+        # 0 x 0: the size the weights were trained at if they record it, else the frame's own.
+        "input_size": (width, height) if width and height else "auto",
         "output_size": values["output_size"],
         "strict": bool(values["strict"]),
     }

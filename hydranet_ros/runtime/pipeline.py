@@ -8,6 +8,7 @@ and the float depth come back to the host.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import warnings
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 OUTPUT_SIZES = ("network", "input")
+AUTO_SIZE = "auto"
 MAX_SIDE = 8192  # beyond this a single frame would not fit in a Jetson's memory anyway
 ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 
@@ -40,7 +42,9 @@ ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 class PipelineConfig:
     """What to run and at which size.
 
-    input_size: (width, height) the network sees; None runs each frame at its own size.
+    input_size: (width, height) the network sees; None runs each frame at its own size; "auto"
+        the size the weights were trained at when their metadata says, else the frame's size
+        (depth is learned in pixels: a network run at another scale misjudges distances).
     output_size: 'network' gives outputs at input_size; 'input' at the camera frame's size.
     """
 
@@ -48,7 +52,7 @@ class PipelineConfig:
     backend: str = "torch"
     device: str = "auto"
     precision: str = "fp32"
-    input_size: tuple[int, int] | None = (640, 480)
+    input_size: tuple[int, int] | None | str = (640, 480)
     output_size: str = "network"
     strict: bool = False
     # Backend-specific build options, e.g. {"compile": True} for torch, {"calibration": "frames/",
@@ -73,7 +77,10 @@ def validate_config(cfg: PipelineConfig) -> list[str]:
         problems.append(f"engine_options must map option names to values, not {cfg.engine_options!r}")
     if cfg.output_size not in OUTPUT_SIZES:
         problems.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
-    if cfg.input_size is not None:
+    if isinstance(cfg.input_size, str):
+        if cfg.input_size != AUTO_SIZE:
+            problems.append(f"input_size {cfg.input_size!r} must be (width, height), None or {AUTO_SIZE!r}")
+    elif cfg.input_size is not None:
         if len(cfg.input_size) != 2 or not all(isinstance(v, (int, np.integer)) for v in cfg.input_size):
             problems.append(f"input_size {cfg.input_size!r} must be (width, height) integers")
         elif not all(32 <= v <= MAX_SIDE for v in cfg.input_size):
@@ -81,14 +88,16 @@ def validate_config(cfg: PipelineConfig) -> list[str]:
     return problems
 
 
-def parse_size(text: str) -> tuple[int, int] | None:
-    """'640x480' -> (640, 480); 'input' or 'frame' -> None (the frame's own size)."""
+def parse_size(text: str) -> tuple[int, int] | None | str:
+    """'640x480' -> (640, 480); 'input' or 'frame' -> None (the frame's own size); 'auto'."""
     if text.lower() in ("input", "frame", "native"):
         return None
+    if text.lower() == AUTO_SIZE:
+        return AUTO_SIZE
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 640x480) or 'input'") from None
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 640x480), 'input' or 'auto'") from None
     return w, h
 
 
@@ -126,10 +135,14 @@ class Pipeline:
     def create(cls, config: PipelineConfig) -> "Pipeline":
         """Load weights and build the engine; raises WeightsError, EngineError or FallbackRefused."""
         weights = load_weights(config.weights)
+        if config.input_size == AUTO_SIZE:
+            config = dataclasses.replace(config, input_size=weights.trained_input_size)
         return cls.from_model(weights.build_model(), weights.preset, config, weights_source=weights.source, weights_sha256=weights.sha256)
 
     @classmethod
     def from_model(cls, model: HydraNet, preset: Preset, config: PipelineConfig, *, weights_source: str = "<in memory>", weights_sha256: str = "") -> "Pipeline":
+        if config.input_size == AUTO_SIZE:  # an in-memory model records no training size
+            config = dataclasses.replace(config, input_size=None)
         choice = choose_runtime(
             backend=config.backend, device=config.device, precision=config.precision, strict=config.strict,
             cuda_available=torch.cuda.is_available(), tensorrt_available=_tensorrt_available(),
