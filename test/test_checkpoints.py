@@ -190,3 +190,11 @@ def test_hash_ignores_memory_format():
     state = realistic_model(get_preset("kitti"), seed=6).state_dict()
     channels_last = {k: (v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v) for k, v in state.items()}
     assert weights_sha256(channels_last) == weights_sha256(state)
+
+
+def test_text_file_named_ckpt_is_a_weights_error(tmp_path):
+    path = tmp_path / "notes.ckpt"
+    path.write_text("these are my notes, not a checkpoint\n" * 10)
+    with pytest.raises(WeightsError) as info:
+        load_weights(str(path))
+    assert str(path) in str(info.value)

@@ -233,3 +233,41 @@ def test_two_processes_build_the_same_key_once(tmp_path):
     assert path.read_bytes() == builders[0].encode() * 4096 * 20
     assert EngineCache(directory=tmp_path).load(KEY, SUFFIX) is not None
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_read_only_cache_serves_valid_entries_and_refuses_builds_with_one_line(tmp_path):
+    """A deployment image may mount the cache read-only: valid engines load, a build is a CacheError."""
+    import os
+    import stat
+
+    from hydranet_ros.runtime.engine_cache import CacheError
+    from hydranet_ros.runtime.engines.base import EngineError
+
+    cache = EngineCache(directory=tmp_path / "cache")
+    key = make_key(**BASE)
+    built = cache.get_or_build(key, suffix=".bin", build=lambda p: p.write_bytes(b"engine"))
+    for path in [cache.directory, *cache.directory.iterdir()]:
+        os.chmod(path, stat.S_IRUSR | stat.S_IXUSR if path.is_dir() else stat.S_IRUSR)
+    try:
+        again = cache.get_or_build(key, suffix=".bin", build=lambda p: pytest.fail("must not rebuild"))
+        assert again.path == built.path and not again.built
+        if os.geteuid() != 0:  # root ignores permission bits: the write refusal can only be seen as a user
+            with pytest.raises(CacheError) as info:
+                cache.get_or_build(make_key(**{**BASE, "precision": "fp32"}), suffix=".bin", build=lambda p: p.write_bytes(b"x"))
+            assert isinstance(info.value, EngineError) and "engine cache" in str(info.value)
+    finally:
+        for path in [cache.directory, *cache.directory.iterdir()]:
+            os.chmod(path, stat.S_IRWXU)
+
+
+def test_cache_write_failure_is_a_cache_error(tmp_path, monkeypatch):
+    from hydranet_ros.runtime.engine_cache import CacheError
+
+    cache = EngineCache(directory=tmp_path / "cache")
+
+    def full_disk(path):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(CacheError, match="No space left on device"):
+        cache.get_or_build(make_key(**BASE), suffix=".bin", build=full_disk)
+    assert not [p for p in cache.directory.iterdir() if p.suffix == ".bin"]

@@ -362,3 +362,14 @@ def test_disk_full_on_a_fresh_output_leaves_no_folder(tmp_path, pipeline, monkey
     with pytest.raises(BagError, match="disk full"):
         replay_bag(source, tmp_path / "out", pipeline, progress=False)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_tensorrt_engine_is_not_stepped_down_to_a_size_it_was_not_built_for():
+    """A fixed-shape TensorRT engine cannot run a smaller input: a clear refusal, not a broken node."""
+    from types import SimpleNamespace
+
+    from hydranet_ros.runtime.memory_fallback import FirstFrameOutOfMemory, same_engine_at
+
+    fake = SimpleNamespace(engine=SimpleNamespace(name="tensorrt"), config=SimpleNamespace(input_size=(640, 480)))
+    with pytest.raises(FirstFrameOutOfMemory, match="built for one input size"):
+        same_engine_at(fake, (480, 352))

@@ -82,7 +82,8 @@ def test_remappings_cover_raw_compressed_and_camera_info():
 
 
 def test_overrides_only_what_was_given():
-    assert node_overrides() == {"compressed": False, "use_sim_time": False}
+    assert node_overrides() == {"use_sim_time": False}  # compressed: the config file's value stands
+    assert node_overrides(compressed="false")["compressed"] is False
     overrides = node_overrides(resolution="640x480", precision="fp16", backend="tensorrt", device="cuda",
                                weights="/models/hydra.safetensors", compressed="true", use_sim_time="true")
     assert overrides == {

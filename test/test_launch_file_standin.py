@@ -178,7 +178,7 @@ def test_defaults_start_a_lifecycle_node_and_bring_it_to_active(launch_module):
     assert node.kwargs["name"] == "perception_node" and node.kwargs["namespace"] == ""
     config, overrides = node.kwargs["parameters"]
     assert config == str(share / "config" / "hydranet.yaml")
-    assert overrides == {"compressed": False, "use_sim_time": False}  # nothing else overrides the YAML
+    assert overrides == {"use_sim_time": False}  # nothing else overrides the YAML
     assert node.kwargs["remappings"] == [("image", "/camera/image_raw"),
                                          ("image/compressed", "/camera/image_raw/compressed"),
                                          ("camera_info", "/camera/camera_info")]

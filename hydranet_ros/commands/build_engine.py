@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from hydranet_ros.runtime.pipeline import parse_size
+from hydranet_ros.runtime.pipeline import PipelineConfig, parse_size
 
 BUILD_BACKENDS = ("tensorrt", "onnx")
 
@@ -39,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size)
     weights = load_weights(args.weights)
+    if size == "auto":
+        size = weights.trained_input_size
+    if size is not None:  # the same checks as any pipeline: a clear line for an impossible size
+        PipelineConfig(input_size=size)
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise ValueError(f"device {args.device!r} is not cpu, cuda or cuda:N")
     model = weights.build_model()
     if args.backend == "onnx":
         from hydranet_ros.runtime.engines.onnx_export import cached_onnx

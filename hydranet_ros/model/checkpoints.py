@@ -136,6 +136,8 @@ def read_published_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(path, "permission denied") from None
     except OSError as exc:
         raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # a damaged pickle can fail in any way inside the unpickler
+        raise WeightsError(path, f"not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

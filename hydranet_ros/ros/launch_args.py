@@ -41,8 +41,9 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    "compressed:=true the node reads <image_topic>/compressed."),
     LaunchArgument("camera_info_topic", "camera_info",
                    "CameraInfo topic, relative to the camera namespace or absolute."),
-    LaunchArgument("compressed", "false", "Read sensor_msgs/CompressedImage (JPEG/PNG) instead of raw images.",
-                   ("true", "false")),
+    LaunchArgument("compressed", "", "Read sensor_msgs/CompressedImage (JPEG/PNG) instead of raw images; "
+                   f"{_FROM_CONFIG}.",
+                   ("", "true", "false")),
     LaunchArgument("resolution", "",
                    f"Network input size WIDTHxHEIGHT, e.g. 640x480; 0x0 = the camera's size; {_FROM_CONFIG}."),
     LaunchArgument("precision", "", f"Engine precision: fp32, fp16 or int8; {_FROM_CONFIG}.",
@@ -123,7 +124,7 @@ def node_overrides(
     backend: str = "",
     device: str = "",
     weights: str = "",
-    compressed: str = "false",
+    compressed: str = "",
     use_sim_time: str = "false",
 ) -> dict[str, Any]:
     """Parameter values the launch arguments set on top of the config file (later wins).
@@ -131,10 +132,9 @@ def node_overrides(
     Empty strings leave the config's value. Values are checked with the node's own rules so a
     typo fails at launch with the argument named, not later in configure.
     """
-    overrides: dict[str, Any] = {
-        "compressed": parse_bool(compressed, name="compressed"),
-        "use_sim_time": parse_bool(use_sim_time, name="use_sim_time"),
-    }
+    overrides: dict[str, Any] = {"use_sim_time": parse_bool(use_sim_time, name="use_sim_time")}
+    if compressed.strip():  # empty: the config file's value stands
+        overrides["compressed"] = parse_bool(compressed, name="compressed")
     size = parse_resolution(resolution)
     if size is not None:
         overrides["input_width"], overrides["input_height"] = size

@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+from hydranet_ros.runtime.engines.base import EngineError
+
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "hydranet_ros-engine-cache/1"
@@ -128,8 +130,10 @@ class CacheEntry:
     metadata: dict = field(default_factory=dict)
 
 
-class CacheError(RuntimeError):
-    """The cache directory cannot be used (permissions, disk full); the message says which."""
+class CacheError(EngineError):
+    """The cache directory cannot be used (permissions, disk full); the message says which.
+
+    An EngineError, so a backend whose cache fails steps down like one whose build fails."""
 
 
 def file_sha256(path: Path) -> str:
@@ -193,11 +197,22 @@ class EngineCache:
     ) -> CacheEntry:
         """The cached artifact for ``key``, or ``build(tmp_path)`` it (writing the file at
         ``tmp_path``) and cache it. Concurrent callers for the same slot build once."""
+        # A valid entry is used without the lock, so a read-only deployment cache still serves.
+        path, _ = self.check(key, suffix)
+        if path is not None:
+            log.info("using cached %s %s", what, path)
+            return CacheEntry(path=path, built=False, key=key, metadata=json.loads(self.metadata_path(path).read_text()))
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(f"cannot create engine cache directory {self.directory}: {exc}") from None
         artifact = self.artifact_path(key, suffix)
+        try:
+            return self._build_locked(key, suffix, artifact, build, what)
+        except OSError as exc:  # read-only folder, disk full: one clear line, and a fallback
+            raise CacheError(f"cannot write {what} into the engine cache {self.directory}: {exc.strerror or exc}") from None
+
+    def _build_locked(self, key: EngineKey, suffix: str, artifact: Path, build: Callable[[Path], None], what: str) -> CacheEntry:
         with self._locked(artifact):
             path, why = self.check(key, suffix)
             if path is not None:

@@ -54,9 +54,14 @@ def smaller_input_size(size: tuple[int, int]) -> tuple[int, int] | None:
 def same_engine_at(pipeline: Pipeline, size: tuple[int, int]) -> Pipeline:
     """``pipeline`` with another network input size and the same engine.
 
-    Right for engines that take any input shape (torch eager). An engine built for one shape (a
-    TensorRT engine) must be rebuilt instead: pass a ``resize`` that does so.
+    Right for engines that take any input shape (torch eager; a CUDA graph re-captures at the new
+    size). A TensorRT engine is built for one shape: stepping it down would fail on every later
+    frame, so it is refused here with the reason instead.
     """
+    if pipeline.engine.name == "tensorrt":
+        raise FirstFrameOutOfMemory(
+            f"out of GPU memory on the first frame at {pipeline.config.input_size}; a TensorRT engine is built for "
+            "one input size: rebuild it smaller (hydranet build-engine --size WxH) or set a smaller input size")
     return Pipeline(
         engine=pipeline.engine, preset=pipeline.preset, config=replace(pipeline.config, input_size=size),
         weights_source=pipeline.info.get("weights", ""), weights_sha256=pipeline.info.get("weights_sha256", ""),

@@ -150,6 +150,9 @@ class Pipeline:
         for warning in choice.warnings:
             log.warning(warning)
         device = torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device)
+        if device.type == "cuda" and device.index is None:
+            # Tensors live on "cuda:N", and torch.device("cuda") != torch.device("cuda:0").
+            device = torch.device("cuda", torch.cuda.current_device())
         # A backend that exists but fails to build (TensorRT out of memory, unsupported version)
         # steps down to eager torch like a missing one, unless strict.
         engine, build_warnings = build_engine(
