@@ -96,9 +96,49 @@ def test_needs_a_fixed_size(pretend_cuda):
         create_engine("tensorrt", MODEL, device=torch.device("cuda"), precision="fp16", input_size=None)
 
 
-def test_int8_needs_calibration_frames(pretend_cuda):
-    with pytest.raises(EngineError, match="calibration frames"):
-        create_engine("tensorrt", MODEL, device=torch.device("cuda"), precision="int8", input_size=(64, 48))
+@pytest.fixture
+def fake_tensorrt(pretend_cuda, monkeypatch):
+    """A supported torch-tensorrt and a GPU identity, enough to reach the cache decisions."""
+    from hydranet_ros.runtime import engine_cache
+
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", types.SimpleNamespace(__version__="2.5.0"))
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    monkeypatch.setattr(engine_cache, "gpu_identity", lambda device: ("Orin", "8.7"))
+
+
+def test_int8_needs_calibration_frames_or_a_prebuilt_engine(fake_tensorrt, tmp_path):
+    with pytest.raises(EngineError, match="calibration frames.*hydranet build-engine --precision int8"):
+        create_engine("tensorrt", MODEL, device=torch.device("cuda"), precision="int8", input_size=(64, 48),
+                      options={"cache_dir": str(tmp_path)})
+
+
+def test_int8_without_frames_finds_the_engine_built_ahead(fake_tensorrt, tmp_path, monkeypatch):
+    """The node has no calibration frames: it must find what build-engine made with them."""
+    from hydranet_ros.model.checkpoints import weights_sha256
+    from hydranet_ros.runtime import engine_cache
+    from hydranet_ros.runtime.engines import tensorrt_engine
+
+    versions = {"torch": torch.__version__, "torch_tensorrt": "2.5.0", "tensorrt": "10.3.0",
+                "modelopt": tensorrt_engine._modelopt_version(), "int8_calibration": "feedbeef00112233"}
+    key = engine_cache.make_key(weights_sha256=weights_sha256(MODEL.state_dict()), input_size=(64, 48), precision="int8",
+                                backend="tensorrt", library_versions=versions, gpu_name="Orin", compute_capability="8.7")
+    built = engine_cache.EngineCache(directory=tmp_path).get_or_build(
+        key, suffix=tensorrt_engine.ENGINE_SUFFIX, build=lambda p: p.write_bytes(b"int8 engine"))
+    loaded = []
+
+    class Runner:
+        input_dtype = torch.float32
+
+        def __init__(self, trt, data, *, device):
+            loaded.append(data)
+
+        def check(self, *, shape, outputs):
+            pass
+
+    monkeypatch.setattr(tensorrt_engine, "_TrtRunner", Runner)
+    engine = create_engine("tensorrt", MODEL, device=torch.device("cuda"), precision="int8", input_size=(64, 48),
+                           options={"cache_dir": str(tmp_path)})
+    assert loaded == [b"int8 engine"] and engine.engine_path == built.path
 
 
 def test_missing_torch_tensorrt_is_an_engine_error(pretend_cuda, monkeypatch):

@@ -185,6 +185,16 @@ class EngineCache:
             return None, "corrupt: SHA-256 of the artifact does not match its metadata"
         return artifact, ""
 
+    def recorded_key(self, key: EngineKey, suffix: str) -> dict | None:
+        """The full key stored in the metadata of ``key``'s slot (same backend, weights, size and
+        precision; possibly other versions or calibration), or None. For finding what was built
+        ahead of time; the artifact is still checked against the complete key before use."""
+        try:
+            meta = json.loads(self.metadata_path(self.artifact_path(key, suffix)).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta.get("key") if isinstance(meta, dict) and isinstance(meta.get("key"), dict) else None
+
     def load(self, key: EngineKey, suffix: str) -> CacheEntry | None:
         path, _ = self.check(key, suffix)
         if path is None:

@@ -122,8 +122,6 @@ class TensorRTEngine(Engine):
             raise EngineError("the tensorrt backend needs a CUDA device")
         if input_size is None:
             raise EngineError("the tensorrt backend builds for one input size: set input_size (e.g. 640x480)")
-        if precision == "int8" and not calibration:
-            raise EngineError("tensorrt int8 needs calibration frames: a folder of images, a video or a rosbag2")
         try:
             import tensorrt as trt
             import torch_tensorrt
@@ -138,19 +136,34 @@ class TensorRTEngine(Engine):
         preset = model.preset
         batches = None
         versions = {"torch": torch.__version__, "torch_tensorrt": torch_tensorrt.__version__, "tensorrt": trt.__version__}
-        if precision == "int8":
-            from hydranet_ros.runtime.calibration import batches_digest, calibration_batches
-            from hydranet_ros.runtime.calibration import calibration_frames as read_frames
-
-            batches = calibration_batches(read_frames(calibration, limit=calibration_frames), size=input_size,
-                                          mean=preset.mean, std=preset.std)
-            versions["int8_calibration"] = batches_digest(batches)[:16]
-            versions["modelopt"] = _modelopt_version()
         gpu_name, capability = gpu_identity(device)
-        key = make_key(weights_sha256=weights_sha256 or hash_weights(model.state_dict()), input_size=input_size,
-                       precision=precision, backend=cls.name, library_versions=versions, gpu_name=gpu_name,
-                       compute_capability=capability)
         cache = EngineCache(directory=cache_dir)
+
+        def key_with(library_versions: dict[str, str]):
+            return make_key(weights_sha256=weights_sha256 or hash_weights(model.state_dict()), input_size=input_size,
+                            precision=precision, backend=cls.name, library_versions=library_versions,
+                            gpu_name=gpu_name, compute_capability=capability)
+
+        if precision == "int8":
+            versions["modelopt"] = _modelopt_version()
+            if calibration:
+                from hydranet_ros.runtime.calibration import batches_digest, calibration_batches
+                from hydranet_ros.runtime.calibration import calibration_frames as read_frames
+
+                batches = calibration_batches(read_frames(calibration, limit=calibration_frames), size=input_size,
+                                              mean=preset.mean, std=preset.std)
+                versions["int8_calibration"] = batches_digest(batches)[:16]
+            else:
+                # The node has no frames to calibrate with: it uses the int8 engine that
+                # `hydranet build-engine --calibration ...` built ahead, if one fits everything else.
+                recorded = cache.recorded_key(key_with(versions), ENGINE_SUFFIX) or {}
+                digest = recorded.get("library_versions", {}).get("int8_calibration")
+                entry = cache.load(key_with({**versions, "int8_calibration": digest}), ENGINE_SUFFIX) if digest else None
+                if entry is None:
+                    raise EngineError("tensorrt int8 needs calibration frames (a folder of images, a video or a rosbag2), "
+                                      "or an int8 engine built ahead: hydranet build-engine --precision int8 --calibration DIR")
+                versions["int8_calibration"] = digest
+        key = key_with(versions)
         head_names = tuple(model.heads.keys())
 
         def build_engine(tmp: Path) -> None:
