@@ -35,3 +35,11 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
     pipe = Pipeline.create(config)
     log.info("running %s %s on %s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"], pipe.info["weights"])
     return pipe
+
+
+def standalone_main(prog: str, description: str | None, add_arguments, run, argv: list[str] | None = None) -> int:
+    """Run one subcommand module on its own (``python -m hydranet_ros.commands.train``), as torchrun does."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

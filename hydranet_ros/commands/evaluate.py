@@ -70,12 +70,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m hydranet_ros.commands.evaluate``), e.g. under torchrun."""
-    import logging
+    from hydranet_ros.commands.common import standalone_main
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="hydranet eval", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return standalone_main("hydranet eval", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -238,6 +238,7 @@ def save_safetensors(path: str | os.PathLike, state: dict[str, torch.Tensor], pr
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a node running as another user must read it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
