@@ -138,8 +138,7 @@ def run_row(model, preset, backend, device, precision, size, frame, *, frames, w
     ms = timed(lambda: pipe.process(frame, outputs=RESULTS), frames=frames, warmup=warmup)
     row = {"kind": "pipeline", "backend": backend, "device": device, "precision": precision,
            "size": f"{size[0]}x{size[1]}", "build_s": build_s, **latency_stats(ms), **memory_mb(device)}
-    del pipe
-    return row
+    return row  # the pipeline goes with this frame, before the next row resets the memory counters
 
 
 def run_baseline(model, preset, device, size, frame, *, frames, warmup) -> dict:
