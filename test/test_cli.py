@@ -12,7 +12,7 @@ from hydranet_ros.cli import main
 from hydranet_ros.model import HydraNet, get_preset
 from hydranet_ros.model.checkpoints import save_safetensors
 from hydranet_ros.model.random_init import realistic_model
-from support import KITTI_FRAME, REPO, SHARED_DATA, save_published
+from support import KITTI_FRAME, REPO, save_published
 
 
 @pytest.fixture(scope="module")

@@ -237,7 +237,6 @@ def test_two_processes_build_the_same_key_once(tmp_path):
 
 def test_read_only_cache_serves_valid_entries_and_refuses_builds_with_one_line(tmp_path):
     """A deployment image may mount the cache read-only: valid engines load, a build is a CacheError."""
-    import os
     import stat
 
     from hydranet_ros.runtime.engine_cache import CacheError
