@@ -270,3 +270,21 @@ def test_cache_write_failure_is_a_cache_error(tmp_path, monkeypatch):
     with pytest.raises(CacheError, match="No space left on device"):
         cache.get_or_build(make_key(**BASE), suffix=".bin", build=full_disk)
     assert not [p for p in cache.directory.iterdir() if p.suffix == ".bin"]
+
+
+def test_cache_deleted_mid_run_is_rebuilt_not_an_error(tmp_path, caplog):
+    """Someone wipes the cache while a node runs: the loaded engine lives in memory, and the next
+    build (a reconfigure) finds nothing and builds again, whether the artifact, its metadata or
+    the whole folder went."""
+    import shutil
+
+    cache = EngineCache(directory=tmp_path / "cache")
+    key = make_key(**BASE)
+    first = cache.get_or_build(key, suffix=SUFFIX, build=lambda p: p.write_bytes(b"engine v1"))
+    for remove in (lambda: first.path.unlink(), lambda: cache.metadata_path(first.path).unlink(),
+                   lambda: shutil.rmtree(cache.directory)):
+        remove()
+        with caplog.at_level("WARNING"):
+            again = cache.get_or_build(key, suffix=SUFFIX, build=lambda p: p.write_bytes(b"engine v1"))
+        assert again.built and again.path.read_bytes() == b"engine v1"
+        assert cache.check(key, SUFFIX)[0] == again.path
