@@ -241,7 +241,12 @@ class TestPerceptionLaunch(unittest.TestCase):
             self.assertAlmostEqual(info.k[2], (K_IN[2] + 0.5) * scale_x - 0.5, places=6)
             self.assertAlmostEqual(info.p[0], P_IN[0] * scale_x, places=6)
 
-        fused = self.received["fused"][-1]
+        # The first frame may reach the node before its first CameraInfo (best effort, no sync):
+        # that fused message rightly has no camera_info; the frame that produced the CameraInfo
+        # outputs published one with it, which may still be on its way.
+        self.assertTrue(self.spin_until(lambda: any(m.has_camera_info for m in self.received["fused"]), 10.0),
+                        "no fused message with camera_info")
+        fused = next(m for m in reversed(self.received["fused"]) if m.has_camera_info)
         self.assertEqual(fused.labels.header.frame_id, FRAME_ID)
         self.assertEqual((fused.labels.width, fused.labels.height), (labels.width, labels.height))
         self.assertTrue(fused.has_camera_info)
@@ -256,8 +261,10 @@ class TestPerceptionLaunch(unittest.TestCase):
             self.assertEqual(label_info.header.frame_id, FRAME_ID)
             self.assertEqual([c.class_name for c in label_info.class_map], list(fused.class_names))
 
-        self.assertTrue(self.spin_until(lambda: "backend" in self.latest_diagnostic_values(), 10.0),
-                        "no /diagnostics from perception_node")
+        # A report sent before the worker counted the frame says frames_processed=0: wait for a later one.
+        self.assertTrue(self.spin_until(
+            lambda: int(self.latest_diagnostic_values().get("frames_processed", "0")) >= 1, 10.0),
+            "no /diagnostics from perception_node counting the processed frame")
         values = self.latest_diagnostic_values()
         self.assertEqual(values["device"], "cpu")
         self.assertGreaterEqual(int(values["frames_processed"]), 1)

@@ -7,6 +7,7 @@ not exist in the rclpy of Humble and Jazzy.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
@@ -27,6 +28,9 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C (Humble raises KeyboardInterrupt; Jazzy shuts the context down first)
     finally:
+        # A second Ctrl-C (launch forwards SIGINT to the group, a user presses again) must not cut
+        # the release of the engine short; launch escalates to SIGTERM if cleanup hangs.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.release()
             node.destroy_node()
