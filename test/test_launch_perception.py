@@ -56,9 +56,10 @@ P_IN = [721.5, 0.0, 609.6, 0.0, 0.0, 721.5, 172.9, 0.0, 0.0, 0.0, 1.0, 0.0]
 
 
 def _shared_frame() -> Path | None:
-    """../shared/data relative to the repository, looked for in every parent directory."""
-    override = os.environ.get("HYDRANET_SHARED_DATA")
-    candidates = [Path(override) / KITTI_FRAME] if override else []
+    """$HYDRANET_SAMPLE_DATA (the data folder, as for `hydranet demo`), else ../shared/data
+    looked for in every parent directory (a colcon build copies the test elsewhere)."""
+    override = os.environ.get("HYDRANET_SAMPLE_DATA")
+    candidates = [Path(override).parent / KITTI_FRAME] if override else []
     candidates += [parent / "shared" / KITTI_FRAME for parent in Path(__file__).resolve().parents]
     return next((path for path in candidates if path.is_file()), None)
 
@@ -109,7 +110,7 @@ class TestPerceptionLaunch(unittest.TestCase):
     def setUpClass(cls):
         frame_path = _shared_frame()
         if frame_path is None:
-            raise unittest.SkipTest("shared/data/kitti/000099.png not found (set HYDRANET_SHARED_DATA)")
+            raise unittest.SkipTest("shared/data/kitti/000099.png not found (set HYDRANET_SAMPLE_DATA to the data folder)")
         bgr = cv2.imread(str(frame_path), cv2.IMREAD_COLOR)
         cls.rgb = np.ascontiguousarray(bgr[..., ::-1])
         rclpy.init()
