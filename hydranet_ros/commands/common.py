@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hydranet_ros.runtime.fallback import BACKENDS, PRECISIONS
-from hydranet_ros.runtime.pipeline import OUTPUT_SIZES, Pipeline, PipelineConfig, parse_size
+from hydranet_ros.runtime.choices import BACKENDS, OUTPUT_SIZES, PRECISIONS
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, parse_size
 
 log = logging.getLogger("hydranet")
 

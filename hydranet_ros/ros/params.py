@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping
 
+from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
+    BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
+)
+
 __all__ = [
     "ParamSpec",
     "PARAMETERS",
@@ -32,18 +36,12 @@ __all__ = [
     "describe",
 ]
 
-BACKENDS = ("torch", "tensorrt", "cuda-graph")
-DEVICES = ("auto", "cuda", "cpu")
-PRECISIONS = ("fp32", "fp16", "int8")
-OUTPUT_SIZES = ("network", "input")
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
 # The names of hydranet_ros.model.presets.PRESETS (a test keeps them equal). Importing that module
 # would import torch into the launch process, which only needs the names.
 PRESET_NAMES = ("kitti", "nyud", "nyud_kitti", "nyud_three")
-MIN_INPUT_SIDE = 32  # the encoder downsamples 32x; anything smaller has no feature map left
-MAX_INPUT_SIDE = 8192
 MAX_PIXELS_LIMIT = 1 << 28
 
 

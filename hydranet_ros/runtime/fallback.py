@@ -17,9 +17,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "cuda-graph", "tensorrt")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "int8")
+from hydranet_ros.runtime.choices import BACKENDS, DEVICES, PRECISIONS
 
 
 class FallbackRefused(RuntimeError):

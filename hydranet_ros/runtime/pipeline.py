@@ -23,7 +23,10 @@ from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import Preset
 from hydranet_ros.runtime.engines.base import Engine
-from hydranet_ros.runtime.fallback import BACKENDS, DEVICES, PRECISIONS, build_engine, choose_runtime
+from hydranet_ros.runtime.choices import (
+    BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
+)
+from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.result import Result
 
 log = logging.getLogger(__name__)
@@ -32,9 +35,7 @@ log = logging.getLogger(__name__)
 # them, so torch's warning about non-writable arrays says nothing useful here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-OUTPUT_SIZES = ("network", "input")
 AUTO_SIZE = "auto"
-MAX_SIDE = 8192  # beyond this a single frame would not fit in a Jetson's memory anyway
 ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 
 
@@ -83,8 +84,9 @@ def validate_config(cfg: PipelineConfig) -> list[str]:
     elif cfg.input_size is not None:
         if len(cfg.input_size) != 2 or not all(isinstance(v, (int, np.integer)) for v in cfg.input_size):
             problems.append(f"input_size {cfg.input_size!r} must be (width, height) integers")
-        elif not all(32 <= v <= MAX_SIDE for v in cfg.input_size):
-            problems.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: each side must be 32..{MAX_SIDE}")
+        elif not all(MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in cfg.input_size):
+            problems.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: "
+                            f"each side must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
     return problems
 
 
