@@ -41,7 +41,7 @@ def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha
             colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
             depth_rgb = visuals.colorize_depth(result.depth_m, pipe.preset.depth_range_m)
             preview = visuals.side_by_side(
-                visuals.overlay(frame, result.labels, pipe.preset.palette, alpha=alpha), depth_rgb)
+                visuals.blend(frame, colour, alpha=alpha), depth_rgb)
             media.write_png(out_dir / f"{stem}_labels.png", result.labels)
             media.write_png(out_dir / f"{stem}_depth.png", media.depth_to_millimetres(result.depth_m))
             media.write_png(out_dir / f"{stem}_color.png", colour, rgb=True)

@@ -336,8 +336,9 @@ class _Replay:
         labels_msg = Image(header=header, **image_fields(labels, "mono8"))
         depth_msg = Image(header=header, **image_fields(np.asarray(result.depth_m, dtype=np.float32), "32FC1"))
         yield "labels", labels_msg
-        yield "color", Image(header=header, **image_fields(visuals.colorize_labels(labels, preset.palette), "rgb8"))
-        yield "overlay", Image(header=header, **image_fields(visuals.overlay(frame_rgb, labels, preset.palette, alpha=self.alpha), "rgb8"))
+        colour = visuals.colorize_labels(labels, preset.palette)
+        yield "color", Image(header=header, **image_fields(colour, "rgb8"))
+        yield "overlay", Image(header=header, **image_fields(visuals.blend(frame_rgb, colour, alpha=self.alpha), "rgb8"))
         yield "depth", depth_msg
         scaled = self._scaled_camera_info(header, info, labels.shape[1], labels.shape[0])
         if scaled is not None:

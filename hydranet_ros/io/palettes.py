@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 Palette = tuple[tuple[int, int, int], ...]
@@ -42,9 +44,14 @@ def pascal_voc(n: int = 256) -> Palette:
 NYU40: Palette = pascal_voc(41)[1:]
 
 
+@functools.lru_cache(maxsize=32)
 def as_lut(palette: Palette, size: int = 256, fill: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
-    """A 256x3 uint8 lookup table: ids past the palette (void, 255 = ignore) are drawn in ``fill``."""
+    """A 256x3 uint8 lookup table: ids past the palette (void, 255 = ignore) are drawn in ``fill``.
+
+    Made once per palette (frames reuse it), so it is read-only.
+    """
     lut = np.empty((size, 3), np.uint8)
     lut[:] = fill
     lut[: len(palette)] = np.asarray(palette, np.uint8)
+    lut.setflags(write=False)
     return lut

@@ -15,11 +15,17 @@ def colorize_labels(labels: np.ndarray, palette: Palette) -> np.ndarray:
 
 def overlay(frame_rgb: np.ndarray, labels: np.ndarray, palette: Palette, *, alpha: float = 0.5) -> np.ndarray:
     """Class colours blended over the camera frame (resized to the labels' size if needed)."""
+    return blend(frame_rgb, colorize_labels(labels, palette), alpha=alpha)
+
+
+def blend(frame_rgb: np.ndarray, colour_rgb: np.ndarray, *, alpha: float = 0.5) -> np.ndarray:
+    """Already drawn class colours blended over the camera frame (resized to their size if needed);
+    for callers that publish the colour image too and should not draw it twice."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"overlay alpha must be within [0, 1], got {alpha}")
-    if frame_rgb.shape[:2] != labels.shape:
-        frame_rgb = cv2.resize(frame_rgb, (labels.shape[1], labels.shape[0]), interpolation=cv2.INTER_AREA)
-    return cv2.addWeighted(colorize_labels(labels, palette), alpha, np.ascontiguousarray(frame_rgb), 1.0 - alpha, 0.0)
+    if frame_rgb.shape[:2] != colour_rgb.shape[:2]:
+        frame_rgb = cv2.resize(frame_rgb, (colour_rgb.shape[1], colour_rgb.shape[0]), interpolation=cv2.INTER_AREA)
+    return cv2.addWeighted(colour_rgb, alpha, np.ascontiguousarray(frame_rgb), 1.0 - alpha, 0.0)
 
 
 def colorize_depth(depth_m: np.ndarray, depth_range_m: tuple[float, float]) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
 from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
-from hydranet_ros.io.visuals import colorize_labels, overlay
+from hydranet_ros.io.visuals import blend, colorize_labels
 from hydranet_ros.ros import outputs
 from hydranet_ros.runtime.frame_worker import FrameWorker
 
@@ -102,12 +102,12 @@ def render(pipeline: Any, frame: Frame, plan: outputs.FramePlan, *, depth_encodi
         rendered.images["labels"] = message_fields(result.labels, "mono8")
     if plan.depth_image:
         rendered.images["depth"] = message_fields(outputs.depth_image(result.depth_m, depth_encoding), depth_encoding)
+    colour = colorize_labels(result.labels, preset.palette) if plan.color or plan.overlay else None
     if plan.color:
-        rendered.images["color"] = message_fields(colorize_labels(result.labels, preset.palette), "rgb8")
-    if plan.overlay:
+        rendered.images["color"] = message_fields(colour, "rgb8")
+    if plan.overlay:  # blended over the colour image drawn once for both outputs
         base = outputs.overlay_base(frame.pixels, frame.color_order, (width, height))
-        rendered.images["overlay"] = message_fields(
-            overlay(base, result.labels, preset.palette, alpha=overlay_alpha), "rgb8")
+        rendered.images["overlay"] = message_fields(blend(base, colour, alpha=overlay_alpha), "rgb8")
     if plan.camera_info and frame.camera_info is not None:
         try:
             rendered.camera_info = outputs.camera_info_for_ros(scale_camera_info(frame.camera_info, width, height))

@@ -262,8 +262,10 @@ class Pipeline:
                 logits = _upsample(raw["segm"].contiguous(memory_format=torch.channels_last), size)
                 labels = logits.argmax(dim=1)[0].to(torch.uint8)
             if "depth" in outputs:
-                d = _upsample(raw["depth"], size)[0, 0].abs()
-                depth = torch.where(torch.isfinite(d), d, torch.full_like(d, float("nan")))
+                # A fresh tensor: mark +/-inf invalid in place (NaN already is) instead of
+                # allocating a whole NaN frame to select from.
+                depth = _upsample(raw["depth"], size)[0, 0].abs()
+                depth.masked_fill_(torch.isinf(depth), float("nan"))
             if "normals" in outputs and "normals" in raw:
                 n = _upsample(raw["normals"], size)[0]
                 normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
