@@ -83,11 +83,15 @@ def iter_frames(source: Source) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
-    """float metres -> uint16 millimetres with 0 = invalid (NaN, non-positive, or beyond 65.535 m)."""
-    mm = np.nan_to_num(depth_m * MM_PER_M, nan=0.0, posinf=0.0, neginf=0.0)
-    mm = np.rint(mm)
-    mm[(mm <= 0) | (mm > np.iinfo(np.uint16).max)] = 0
-    return mm.astype(np.uint16)
+    """float metres -> uint16 millimetres with 0 = invalid (NaN, Inf, non-positive, or beyond
+    65.535 m: saturating would report a false distance; 0 is REP 118's "invalid")."""
+    # float32 is exact for every integer millimetre below 2**24, so it loses nothing here and
+    # runs several times faster than float64 on a 1080p frame.
+    with np.errstate(invalid="ignore", over="ignore"):
+        mm = np.rint(np.asarray(depth_m).astype(np.float32, copy=False) * np.float32(MM_PER_M))
+        # NaN and +/-Inf fail both comparisons, so they land in the invalid (0) set as well.
+        valid = (mm > 0) & (mm <= np.iinfo(np.uint16).max)
+    return np.where(valid, mm, 0).astype(np.uint16)
 
 
 def write_png(path: Path, image: np.ndarray, *, rgb: bool = False) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from hydranet_ros.io.media import depth_to_millimetres
 from hydranet_ros.runtime.frame_worker import WorkerStats
 
 __all__ = [
@@ -129,7 +130,6 @@ def plan_frame(publish: Mapping[str, bool], subscribers: Mapping[str, int], *, h
 
 # -- images ---------------------------------------------------------------------------------
 
-_MM_MAX = np.iinfo(np.uint16).max
 
 
 def depth_image(depth_m: np.ndarray, encoding: str) -> np.ndarray:
@@ -146,13 +146,7 @@ def depth_image(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "32FC1":
         return np.ascontiguousarray(depth, dtype=np.float32)
     if encoding == "16UC1":
-        # float32 is exact for every integer millimetre below 2**24, so it loses nothing here and
-        # runs several times faster than float64 on a 1080p frame.
-        with np.errstate(invalid="ignore", over="ignore"):
-            millimetres = np.rint(depth.astype(np.float32, copy=False) * np.float32(1000.0))
-            # NaN and +/-Inf fail both comparisons, so they land in the invalid (0) set as well.
-            valid = (millimetres > 0) & (millimetres <= _MM_MAX)
-        return np.where(valid, millimetres, 0).astype(np.uint16)
+        return depth_to_millimetres(depth)
     raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
 
 
