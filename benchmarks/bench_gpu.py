@@ -7,8 +7,9 @@ and depth in host memory, against the notebook-style baseline in the same run.
 Rows: torch (eager, folded, channels-last), cuda-graph and tensorrt where they can run; fp32 and
 fp16 (CUDA only), int8 (tensorrt, with --calibration). Each row times Pipeline.process on a frame
 of that resolution with the network at the same resolution and outputs at the input size
-(median, p90, p99 latency; throughput = frames / total time of the sequential loop) and the peak
-GPU memory of the run (torch.cuda.max_memory_allocated from before the engine is built; TensorRT
+(median, p90, p99 latency; throughput = frames / total time of the sequential loop; queued
+throughput = the same frames through pipeline.in_order, two in flight, as `hydranet bag` and
+`hydranet infer` run them: one frame's copies overlap the next one's compute) and the peak GPU memory of the run (torch.cuda.max_memory_allocated from before the engine is built; TensorRT
 allocates its activations outside torch, so its rows also give the device memory in use).
 
 Baseline: the published architecture run eagerly in fp32 from its state dict (the functional
@@ -43,7 +44,7 @@ from hydranet_ros.model.checkpoints import WeightsError, load_weights, ours_to_p
 from hydranet_ros.model.presets import get_preset  # noqa: E402
 from hydranet_ros.model.random_init import realistic_model  # noqa: E402
 from hydranet_ros.model.reference import reference_forward  # noqa: E402
-from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order  # noqa: E402
 
 SIZES = ((640, 480), (1226, 370), (1280, 720), (1920, 1080))
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti" / "000099.png"
@@ -137,8 +138,17 @@ def run_row(model, preset, backend, device, precision, size, frame, *, frames, w
     build_s = time.perf_counter() - started
     ms = timed(lambda: pipe.process(frame, outputs=RESULTS), frames=frames, warmup=warmup)
     row = {"kind": "pipeline", "backend": backend, "device": device, "precision": precision,
-           "size": f"{size[0]}x{size[1]}", "build_s": build_s, **latency_stats(ms), **memory_mb(device)}
+           "size": f"{size[0]}x{size[1]}", "build_s": build_s, **latency_stats(ms),
+           "queued_fps": queued_fps(pipe, frame, frames), **memory_mb(device)}
     return row  # the pipeline goes with this frame, before the next row resets the memory counters
+
+
+def queued_fps(pipe: Pipeline, frame, frames: int) -> float:
+    """Frames per second with two frames in flight (results in host memory, in order)."""
+    started = time.perf_counter()
+    for _ in in_order(pipe, ((i, frame, "rgb") for i in range(frames)), outputs=RESULTS):
+        pass
+    return frames / (time.perf_counter() - started)
 
 
 def run_baseline(model, preset, device, size, frame, *, frames, warmup) -> dict:
@@ -150,14 +160,15 @@ def run_baseline(model, preset, device, size, frame, *, frames, warmup) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'kind':8s} {'backend':10s} {'dev':4s} {'prec':4s} {'size':>9s} | {'median':>8s} {'p90':>8s} {'p99':>8s} ms | {'fps':>7s} | {'peak MB':>7s} | {'vs base':>7s}"
+    head = f"{'kind':8s} {'backend':10s} {'dev':4s} {'prec':4s} {'size':>9s} | {'median':>8s} {'p90':>8s} {'p99':>8s} ms | {'fps':>7s} {'queued':>7s} | {'peak MB':>7s} | {'vs base':>7s}"
     print(head)
     print("-" * len(head))
     for r in rows:
         peak = f"{r['peak_torch_mb']:7.0f}" if "peak_torch_mb" in r else f"{'-':>7s}"
         speed = f"{r['speedup_vs_baseline']:6.1f}x" if r.get("speedup_vs_baseline") else f"{'-':>7s}"
+        queued = f"{r['queued_fps']:7.1f}" if "queued_fps" in r else f"{'-':>7s}"
         print(f"{r['kind']:8s} {r['backend']:10s} {r['device']:4s} {r['precision']:4s} {r['size']:>9s} | "
-              f"{r['median_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f}    | {r['fps']:7.1f} | {peak} | {speed}")
+              f"{r['median_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f}    | {r['fps']:7.1f} {queued} | {peak} | {speed}")
 
 
 def main(argv: list[str] | None = None) -> int:

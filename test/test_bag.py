@@ -394,13 +394,35 @@ def test_a_failure_mid_replay_leaves_neither_output_nor_staging(tmp_path, pipeli
         def __init__(self):
             self.calls = 0
 
-        def process(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"})):
+        def submit(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"})):
             self.calls += 1
             if self.calls == 2:
                 raise RuntimeError("engine lost")
-            return pipeline.process(frame, color_order=color_order, outputs=outputs)
+            return pipeline.submit(frame, color_order=color_order, outputs=outputs)
 
     source = write_bag(tmp_path / "in", "mcap", frames=3)
     with pytest.raises(RuntimeError):
         replay_bag(source, tmp_path / "out", FailsOnSecondFrame(), progress=False)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_outputs_are_written_right_after_their_image_although_frames_are_queued_ahead(tmp_path, pipeline):
+    """The replay keeps the next frame on the pipeline while it writes this one's messages; the
+    output bag still holds every message in the order a frame-by-frame replay writes them."""
+    import sqlite3
+
+    source = write_bag(tmp_path / "in", "sqlite3", frames=4, corrupt={1})
+    replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    (db,) = (tmp_path / "out").glob("*.db3")
+    with sqlite3.connect(db) as conn:
+        written = [name for (name,) in conn.execute(
+            "SELECT topics.name FROM messages JOIN topics ON topics.id = messages.topic_id ORDER BY messages.id")]
+    per_frame = len(OUTPUTS) + len(EXTRA) - 1  # LabelInfo only once, with the first frame
+    inputs = ["/chatter", "/cam/image_raw"]
+    expected = []
+    for index in range(4):
+        expected += inputs
+        if index != 1:  # the corrupt message is copied but yields no outputs
+            expected += ["out"] * (per_frame + (index == 0))
+        expected.append("/cam/camera_info")
+    assert ["out" if name not in {*inputs, "/cam/camera_info"} else name for name in written] == expected

@@ -373,3 +373,16 @@ def test_tensorrt_engine_is_not_stepped_down_to_a_size_it_was_not_built_for():
     fake = SimpleNamespace(engine=SimpleNamespace(name="tensorrt"), config=SimpleNamespace(input_size=(640, 480)))
     with pytest.raises(FirstFrameOutOfMemory, match="built for one input size"):
         same_engine_at(fake, (480, 352))
+
+
+def test_first_frame_submitted_ahead_still_steps_down_on_out_of_memory():
+    """Offline tools submit frames ahead (pipeline.in_order); the first one still runs to the end
+    inside the guard, so its out-of-memory is caught before anything else is queued."""
+    from hydranet_ros.runtime.pipeline import in_order
+
+    inner, engine = fake_pipeline(limit_pixels=300 * 200)
+    guarded = MemoryFallbackPipeline(inner, strict=False)
+    out = list(in_order(guarded, [(i, FRAME, "rgb") for i in range(3)]))
+    assert [tag for tag, _ in out] == [0, 1, 2]
+    assert all(result.labels.shape == (192, 256) for _, result in out)
+    assert engine.sizes == [(640, 480), (480, 352), (352, 256), (256, 192), (256, 192), (256, 192)]

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from hydranet_ros.commands.common import add_pipeline_arguments, log, pipeline_from_args
 from hydranet_ros.io import media, visuals
-from hydranet_ros.runtime.pipeline import Pipeline
+from hydranet_ros.runtime.pipeline import Pipeline, in_order
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +36,10 @@ def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha
     preview_video = media.PreviewVideo(out_dir / f"{source.path.stem}_preview.mp4", source.fps) if source.is_video else None
     count = 0
     try:
-        for stem, frame in tqdm(media.iter_frames(source), total=source.frame_count, unit="frame", disable=None, desc="infer"):
-            result = pipe.process(frame, color_order="rgb")
+        frames = tqdm(media.iter_frames(source), total=source.frame_count, unit="frame", disable=None, desc="infer")
+        # Frames go in ahead: on a GPU the next frame is read, uploaded and run while this one's
+        # pictures are encoded and written.
+        for (stem, frame), result in in_order(pipe, (((stem, frame), frame, "rgb") for stem, frame in frames)):
             colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
             depth_rgb = visuals.colorize_depth(result.depth_m, pipe.preset.depth_range_m)
             preview = visuals.side_by_side(

@@ -8,7 +8,9 @@ input message's bag timestamp, as the node does under ``ros2 bag play --clock``.
 
 from __future__ import annotations
 
+import collections
 import errno
+import functools
 import logging
 import os
 import shutil
@@ -17,7 +19,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -72,11 +74,24 @@ class FramePipeline(Protocol):
 
     preset: Any
 
-    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ...) -> Any: ...
+    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ...) -> Any:
+        """Queue the frame; the returned object's ``result()`` gives the pipeline's Result."""
 
 
 # The bag holds no normals topic, so the pipeline need not post-process them.
 _PUBLISHED_RESULTS = frozenset({"labels", "depth"})
+# Frames queued on the pipeline before the oldest one's messages are written (see _Replay.run).
+FRAMES_IN_FLIGHT = 2
+
+
+class _FrameWrite:
+    """A queued write of one frame's output messages (told apart from plain copies in the queue)."""
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        self._write = write
+
+    def __call__(self) -> None:
+        self._write()
 
 
 @dataclass(frozen=True)
@@ -292,34 +307,63 @@ class _Replay:
         image_connections = [c for c in self.reader.connections if c.topic == self.camera.image]
         total = sum(c.msgcount for c in image_connections)
         bar = tqdm(total=total, unit="frame", desc="bag", disable=None if self.progress else True)
+        # Writes wait in order behind the frame before them, so that the next frame is on the GPU
+        # while this one's messages are made and written, and the output bag holds every message
+        # in the input's order all the same.
+        writes: collections.deque[Callable[[], None]] = collections.deque()
+        frames_waiting = 0
         try:
             for connection, bag_time, raw in _messages(self.reader, []):
                 copy = self.copies.get(connection.id)
                 if copy is not None:
-                    self.writer.write(copy, bag_time, raw)
-                    self.report.copied += 1
+                    writes.append(functools.partial(self._copy, copy, bag_time, raw))
                 if connection.topic == self.camera.image:
                     self.report.frames += 1
-                    self._frame(bag_time, raw, infos)
                     bar.update(1)
+                    finish = self._submit(bag_time, raw, infos)
+                    if finish is not None:
+                        writes.append(finish)
+                        frames_waiting += 1
+                while frames_waiting >= FRAMES_IN_FLIGHT:
+                    frames_waiting -= self._write_through_one_frame(writes)
+            while writes:
+                writes.popleft()()
         finally:
             bar.close()
 
-    def _frame(self, bag_time: int, raw: bytes, infos: _CameraInfos) -> None:
+    @staticmethod
+    def _write_through_one_frame(writes: collections.deque) -> int:
+        """Run queued writes up to and including the first frame's; returns 1."""
+        while True:
+            write = writes.popleft()
+            write()
+            if isinstance(write, _FrameWrite):
+                return 1
+
+    def _copy(self, connection: Any, bag_time: int, raw: bytes) -> None:
+        self.writer.write(connection, bag_time, raw)
+        self.report.copied += 1
+
+    def _submit(self, bag_time: int, raw: bytes, infos: _CameraInfos) -> "_FrameWrite | None":
+        """Decode and queue one image message; None when it is dropped (counted by reason)."""
         try:
             msg = self.store.deserialize_cdr(raw, self.camera.image_type)
         except Exception:  # a damaged message must not end the replay
             self.report.rejected["corrupt_message"] += 1
-            return
+            return None
         try:
             frame, order = message_to_frame(msg, compressed=self.camera.image_type == COMPRESSED_IMAGE,
                                             max_pixels=self.max_pixels)
         except ImageRejected as rejected:
             self.report.rejected[rejected.reason] += 1
             log.debug("frame at %d ns dropped: %s", bag_time, rejected)
-            return
-        result = self.pipeline.process(frame, color_order=order, outputs=_PUBLISHED_RESULTS)
-        for key, message in self._frame_outputs(msg.header, frame, order, result, infos.for_frame(bag_time, _stamp(msg.header))):
+            return None
+        pending = self.pipeline.submit(frame, color_order=order, outputs=_PUBLISHED_RESULTS)
+        info = infos.for_frame(bag_time, _stamp(msg.header))
+        return _FrameWrite(lambda: self._write_frame(bag_time, msg, frame, order, pending.result(), info))
+
+    def _write_frame(self, bag_time: int, msg: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> None:
+        for key, message in self._frame_outputs(msg.header, frame, order, result, info):
             connection = self.outputs[key]
             self.writer.write(connection, bag_time, self.store.serialize_cdr(message, connection.msgtype))
         self.report.processed += 1

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hydranet_ros.runtime.engines.base import EngineError
-from hydranet_ros.runtime.pipeline import Pipeline
+from hydranet_ros.runtime.pipeline import PendingResult, Pipeline
 from hydranet_ros.runtime.result import Result
 
 __all__ = ["FirstFrameOutOfMemory", "MemoryFallbackPipeline", "smaller_input_size", "same_engine_at"]
@@ -117,6 +117,13 @@ class MemoryFallbackPipeline:
 
     def output_size_for(self, width: int, height: int) -> tuple[int, int]:
         return self._pipeline.output_size_for(width, height)
+
+    def submit(self, frame: np.ndarray, **kwargs: Any) -> PendingResult:
+        """Pipeline.submit, except that the first frame runs to the end here, so that an
+        out-of-memory on it is caught and stepped down before anything else is queued."""
+        if self._proven:
+            return self._pipeline.submit(frame, **kwargs)
+        return PendingResult(result=self.process(frame, **kwargs))
 
     def process(self, frame: np.ndarray, **kwargs: Any) -> Result:
         if self._proven:

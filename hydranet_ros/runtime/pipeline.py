@@ -7,13 +7,13 @@ and the float depth come back to the host.
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import dataclasses
 import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -122,14 +122,17 @@ class Pipeline:
         self._scale = 1.0 / (255.0 * std)
         self._shift = -mean / std
         self._is_cuda = device.type == "cuda"
-        self._stream: torch.cuda.Stream | None = None
-        self._staging: torch.Tensor | None = None  # pinned host copy of the camera frame, reused
-        self._staging_np: np.ndarray | None = None
-        self._staging_free: torch.cuda.Event | None = None
+        self._stream = self._upload_stream = self._download_stream = None
+        self._staging: list[_Staging | None] = [None] * STAGING_SLOTS
+        self._next_slot = 0
         if self._is_cuda:
-            # The frame path gets its own stream so it neither waits for nor blocks other CUDA
-            # work in the process (a second camera's pipeline, visualisation) on the default one.
+            # Three streams, so that one frame's copies overlap another frame's compute when frames
+            # are submitted ahead (see submit): uploads, compute, downloads. The compute stream is
+            # also the frame path's own: it neither waits for nor blocks other CUDA work in the
+            # process (a second camera's pipeline, visualisation) on the default stream.
             self._stream = torch.cuda.Stream(device)
+            self._upload_stream = torch.cuda.Stream(device)
+            self._download_stream = torch.cuda.Stream(device)
             self._stream.wait_stream(torch.cuda.current_stream(device))  # the engine's weights were uploaded there
 
     # --- construction -------------------------------------------------------------------------
@@ -174,36 +177,74 @@ class Pipeline:
     # --- the frame path -----------------------------------------------------------------------
     def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> Result:
         """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
-        (a skipped output is None in the Result). One frame at a time per Pipeline: on CUDA it
-        reuses its staging buffer and the engine's static outputs (FrameWorker runs one thread)."""
+        (a skipped output is None in the Result)."""
+        return self.submit(frame, color_order=color_order, outputs=outputs).result()
+
+    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> "PendingResult":
+        """Queue one frame and return at once on CUDA; ``.result()`` waits for it.
+
+        The frame is copied before this returns, so the caller may reuse its buffer. Frames
+        complete in the order submitted. Submitting frame N+1 before asking for N's result
+        keeps the GPU busy while the host finishes N (see ``in_order``). On CPU the work is
+        done here and the result is ready. One thread at a time per Pipeline (the engines'
+        static buffers and the staging ring are not shared between threads).
+        """
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
         if color_order not in ("rgb", "bgr"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
         height, width = frame.shape[:2]
-        with torch.cuda.stream(self._stream) if self._is_cuda else contextlib.nullcontext():
-            t0 = time.perf_counter()
-            image = self._preprocess(frame, color_order, self.network_size_for(width, height))
-            t1 = self._mark()
-            raw = self.engine(image)
-            t2 = self._mark()
-            out_w, out_h = self.output_size_for(width, height)
-            result = self._postprocess(raw, (out_h, out_w), outputs)
-            t3 = time.perf_counter()
+        out_w, out_h = self.output_size_for(width, height)
+        size = self.network_size_for(width, height)
+        if not self._is_cuda:
+            return self._run_on_cpu(frame, color_order, size, (out_h, out_w), outputs)
+        return self._queue_on_cuda(frame, color_order, size, (out_h, out_w), outputs)
+
+    def _run_on_cpu(self, frame, color_order, size, out_hw, outputs) -> "PendingResult":
+        t0 = time.perf_counter()
+        image = self._preprocess(frame, color_order, size)
+        t1 = time.perf_counter()
+        raw = self.engine(image)
+        t2 = time.perf_counter()
+        device_outputs = self._postprocess(raw, out_hw, outputs)
+        result = Result(**{k: None if t is None else t.numpy() for k, t in device_outputs.items()})
+        t3 = time.perf_counter()
         result.timings_ms = {
             "preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
             "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3,
         }
-        return result
+        return PendingResult(result=result)
 
-    def _mark(self) -> float:
-        if self._is_cuda:  # stage timings are meaningless while kernels are still queued
-            self._stream.synchronize()
-        return time.perf_counter()
+    def _queue_on_cuda(self, frame, color_order, size, out_hw, outputs) -> "PendingResult":
+        started = time.perf_counter()
+        marks = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+        with torch.cuda.stream(self._stream):
+            image = self._preprocess(frame, color_order, size, start=marks[0])
+            marks[1].record()
+            raw = self.engine(image)
+            marks[2].record()
+            device_outputs = self._postprocess(raw, out_hw, outputs)
+        # Downloads on their own stream: the next frame's compute, queued right after this
+        # returns, does not wait behind this frame's copies.
+        copies = self._download_stream
+        copies.wait_stream(self._stream)
+        host = {}
+        with torch.cuda.stream(copies):
+            for name, t in device_outputs.items():
+                if t is None:
+                    continue
+                t.record_stream(copies)  # the allocator must not hand t out again before the copy
+                # Pinned blocks come from torch's caching host allocator: reused once a Result is
+                # dropped, never re-pinned (pinning costs far more than the copy).
+                host[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                host[name].copy_(t, non_blocking=True)
+            done = torch.cuda.Event(enable_timing=True)
+            done.record()
+        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done, started=started)
 
-    def _preprocess(self, frame: np.ndarray, color_order: str, size: tuple[int, int]) -> torch.Tensor:
+    def _preprocess(self, frame: np.ndarray, color_order: str, size: tuple[int, int], *, start: torch.cuda.Event | None = None) -> torch.Tensor:
         if self._is_cuda:
-            pixels = self._upload(frame)
+            pixels = self._upload(frame, start)
         else:
             if not frame.flags.c_contiguous or any(s < 0 for s in frame.strides):
                 frame = np.ascontiguousarray(frame)
@@ -221,36 +262,38 @@ class Pipeline:
         memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
         return x.to(dtype=self.engine.dtype, memory_format=memory_format)
 
-    def _upload(self, frame: np.ndarray) -> torch.Tensor:
-        """uint8 frame -> device, through one pinned buffer reused frame after frame (pinning
-        memory costs far more than the copy); the copy to the GPU does not block the host."""
-        if self._staging is None or tuple(self._staging.shape) != frame.shape:
-            if self._staging_free is not None:
-                self._staging_free.synchronize()
-            self._staging = torch.empty(frame.shape, dtype=torch.uint8, pin_memory=True)
-            self._staging_np = self._staging.numpy()
-            self._staging_free = torch.cuda.Event()
-        else:
-            self._staging_free.synchronize()  # the previous frame's upload has finished reading it
-        np.copyto(self._staging_np, frame)  # also gathers strided views (rgba8 without alpha, flipped)
-        pixels = self._staging.to(self.engine.device, non_blocking=True)
-        self._staging_free.record(self._stream)
+    def _upload(self, frame: np.ndarray, start: torch.cuda.Event | None = None) -> torch.Tensor:
+        """uint8 frame -> device, through a ring of pinned buffers reused frame after frame
+        (pinning memory costs far more than the copy). The copy runs on the upload stream and
+        the current stream waits for it: the host never blocks, and with frames submitted ahead
+        it overlaps the compute of the frame before."""
+        slot = self._staging_slot(frame.shape)
+        slot.free.synchronize()  # the upload that last read this buffer (two frames ago) is over
+        np.copyto(slot.array, frame)  # also gathers strided views (rgba8 without alpha, flipped)
+        consumer = torch.cuda.current_stream(self.engine.device)
+        with torch.cuda.stream(self._upload_stream):
+            if start is not None:
+                start.record()
+            pixels = slot.tensor.to(self.engine.device, non_blocking=True)
+            slot.free.record()
+        consumer.wait_stream(self._upload_stream)
+        pixels.record_stream(consumer)  # allocated on the upload stream, read on the consumer's
         return pixels
 
-    def _download(self, tensors: dict[str, torch.Tensor | None]) -> dict[str, np.ndarray | None]:
-        """Device results -> numpy. On CUDA: non-blocking copies into pinned blocks from torch's
-        caching host allocator (reused once a Result is dropped, never re-pinned), one sync."""
-        if not self._is_cuda:
-            return {k: None if t is None else t.numpy() for k, t in tensors.items()}
-        host = {}
-        for name, t in tensors.items():
-            if t is not None:
-                host[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-                host[name].copy_(t, non_blocking=True)
-        self._stream.synchronize()
-        return {k: host[k].numpy() if k in host else None for k in tensors}
+    def _staging_slot(self, shape: tuple[int, ...]) -> "_Staging":
+        index = self._next_slot
+        self._next_slot = (index + 1) % STAGING_SLOTS
+        slot = self._staging[index]
+        if slot is None or slot.array.shape != shape:
+            if slot is not None:
+                slot.free.synchronize()  # its last upload must finish before the memory goes
+            tensor = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            slot = self._staging[index] = _Staging(tensor, tensor.numpy(), torch.cuda.Event())
+        return slot
 
-    def _postprocess(self, raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> Result:
+    def _postprocess(self, raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
+        """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` on the engine's device
+        (None where not asked for)."""
         with torch.inference_mode():
             labels = depth = normals = None
             if "labels" in outputs:
@@ -269,8 +312,66 @@ class Pipeline:
             if "normals" in outputs and "normals" in raw:
                 n = _upsample(raw["normals"], size)[0]
                 normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
-            host = self._download({"labels": labels, "depth": depth, "normals": normals})
-            return Result(labels=host["labels"], depth_m=host["depth"], normals=host["normals"])
+            return {"labels": labels, "depth_m": depth, "normals": normals}
+
+
+STAGING_SLOTS = 2  # one frame uploading while the one before is read: enough for in_order's two in flight
+
+
+@dataclass
+class _Staging:
+    tensor: torch.Tensor  # pinned host memory
+    array: np.ndarray  # the same memory as numpy, for np.copyto
+    free: "torch.cuda.Event"  # recorded after the upload that reads it
+
+
+class PendingResult:
+    """A submitted frame. ``result()`` waits until its outputs are in host memory (at once on CPU).
+
+    On CUDA the stage timings are GPU times between events: 'preprocess' from the start of the
+    upload, 'postprocess' to the end of the downloads; 'total' is host wall time from submit to
+    the Result. With frames submitted ahead, each includes waiting behind the frame before.
+    """
+
+    def __init__(self, *, result: Result | None = None, host=None, names=(), marks=(), done=None, started=0.0) -> None:
+        self._result = result
+        self._host, self._names, self._marks, self._done, self._started = host, names, marks, done, started
+
+    def done(self) -> bool:
+        return self._result is not None or self._done.query()
+
+    def result(self) -> Result:
+        if self._result is None:
+            self._done.synchronize()
+            result = Result(**{k: self._host[k].numpy() if k in self._host else None for k in self._names})
+            start, prepared, inferred = self._marks
+            result.timings_ms = {
+                "preprocess": start.elapsed_time(prepared), "inference": prepared.elapsed_time(inferred),
+                "postprocess": inferred.elapsed_time(self._done),
+                "total": (time.perf_counter() - self._started) * 1e3,
+            }
+            self._result, self._host, self._marks, self._done = result, None, (), None
+        return self._result
+
+
+def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]], *,
+             outputs: frozenset[str] = ALL_OUTPUTS, in_flight: int = 2) -> Iterator[tuple[Any, Result]]:
+    """(tag, frame, color_order) in -> (tag, Result) out, in the same order, with up to
+    ``in_flight`` frames queued on the device: while the GPU runs frame N, the host reads and
+    uploads N+1 and the caller writes N-1's outputs. For offline work (bags, videos, folders),
+    where every frame counts; a live camera wants the newest frame instead (FrameWorker).
+    On CPU every frame is done when submitted: plain sequential processing."""
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be >= 1, got {in_flight}")
+    queued: collections.deque[tuple[Any, PendingResult]] = collections.deque()
+    for tag, frame, color_order in items:
+        queued.append((tag, pipeline.submit(frame, color_order=color_order, outputs=outputs)))
+        if len(queued) >= in_flight:
+            tag, pending = queued.popleft()
+            yield tag, pending.result()
+    while queued:
+        tag, pending = queued.popleft()
+        yield tag, pending.result()
 
 
 def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
