@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 # name -> (module, one-line help). Modules are imported only when their subcommand runs, so
 # `hydranet --help` stays quick and a missing optional extra breaks only its own subcommand.
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen if chosen in SUBCOMMANDS else None).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="hydranet: %(levelname)s: %(message)s")
     module = importlib.import_module(f"hydranet_ros.commands.{args._module}")
+    previous = _unwind_on_sigterm()
     try:
         return module.run(args)
     except _expected_errors() as exc:
@@ -61,6 +64,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hydranet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"hydranet {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (systemd or docker stopping the job, a plain `kill`). A BaseException like
+    KeyboardInterrupt, so that `except Exception` never swallows it and every `finally` runs: a
+    bag replay removes its half-written output as it does on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _unwind_on_sigterm():
+    """Make SIGTERM unwind the command like Ctrl-C; returns the handler to restore, or None when
+    left alone (not the main thread, or someone already handles SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,20 @@ def test_sigint_mid_replay_leaves_the_input_untouched_and_no_output(big_bag, wei
     assert tree_digest(big_bag) == before
 
 
+def test_sigterm_mid_replay_cleans_up_like_ctrl_c(big_bag, weights, tmp_path):
+    """systemd, docker stop and a plain `kill` send SIGTERM: no half bag is left behind either."""
+    before = tree_digest(big_bag)
+    target = tmp_path / "out"
+    process = hydranet_bag(big_bag, target, weights)
+    wait_until_mid_way(process, target)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "terminated" in err and "Traceback" not in err
+    assert not target.exists() and staging_folders(target) == []
+    assert tree_digest(big_bag) == before
+
+
 def test_sigkill_mid_replay_leaves_nothing_that_looks_complete_and_the_next_run_cleans_up(
         big_bag, weights, tmp_path, pipeline):  # noqa: F811
     before = tree_digest(big_bag)

@@ -461,7 +461,7 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
 
     ``source`` is never written to. The new bag is built in a hidden folder beside ``target``
     and renamed into place only when complete, so an interrupted run leaves no half bag: after
-    Ctrl-C the hidden folder is removed at once; after a kill (SIGKILL, power loss) it stays, holds
+    Ctrl-C (or SIGTERM through the `hydranet` command) the hidden folder is removed at once; after a kill (SIGKILL, power loss) it stays, holds
     no metadata.yaml (rosbag2 does not take it for a bag), and the next replay to ``target``
     removes it. ``storage`` is 'sqlite3' or 'mcap'; None keeps the input's. Raises BagError; a
     full disk or a folder that cannot be written is ``write_failed``.
