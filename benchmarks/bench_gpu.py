@@ -9,8 +9,12 @@ fp16 (CUDA only), int8 (tensorrt, with --calibration). Each row times Pipeline.p
 of that resolution with the network at the same resolution and outputs at the input size
 (median, p90, p99 latency; throughput = frames / total time of the sequential loop; queued
 throughput = the same frames through pipeline.in_order, two in flight, as `hydranet bag` and
-`hydranet infer` run them: one frame's copies overlap the next one's compute) and the peak GPU memory of the run (torch.cuda.max_memory_allocated from before the engine is built; TensorRT
-allocates its activations outside torch, so its rows also give the device memory in use).
+`hydranet infer` run them: one frame's copies overlap the next one's compute) and the peak GPU
+memory while running (peak_mb: torch.cuda.max_memory_allocated after the build and warm-up, which
+still counts the weights, graph pools and buffers held; build_peak_torch_mb: the build's own peak;
+for tensorrt rows peak_mb also takes the device memory the row added, since TensorRT allocates its
+engine and activations outside torch's counter). On Ampere and newer GPUs, fp32 rows run their
+convolutions in TF32 (PyTorch's default).
 
 Baseline: the published architecture run eagerly in fp32 from its state dict (the functional
 reference in hydranet_ros/model/reference.py: no BN folding, planar layout) on the same device,
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import importlib.util
 import json
 import logging
@@ -114,15 +119,25 @@ class NotebookBaseline:
         return segm.argmax(axis=2).astype(np.uint8), np.abs(depth)
 
 
-def memory_mb(device: str) -> dict[str, float]:
+def device_used_mb() -> float:
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+
+
+def memory_mb(device: str, used_before_mb: float | None = None) -> dict[str, float]:
+    """Peak of torch's allocator since the last reset, and (given the device memory in use before
+    the build) what the row added to the device: TensorRT allocates outside torch's counter."""
     if device != "cuda":
         return {}
-    free, total = torch.cuda.mem_get_info()
-    return {"peak_torch_mb": torch.cuda.max_memory_allocated() / 2**20, "device_used_mb": (total - free) / 2**20}
+    out = {"peak_torch_mb": torch.cuda.max_memory_allocated() / 2**20}
+    if used_before_mb is not None:
+        out["device_added_mb"] = device_used_mb() - used_before_mb
+    return out
 
 
 def reset_memory(device: str) -> None:
     if device == "cuda":
+        gc.collect()  # the last row's pipeline, so that its blocks go back before the next row
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -133,13 +148,27 @@ def run_row(model, preset, backend, device, precision, size, frame, *, frames, w
     options = {"calibration": calibration} if precision == "int8" else {}
     config = PipelineConfig(backend=backend, device=device, precision=precision, input_size=size,
                             output_size="input", strict=True, engine_options=options)
+    used_before = device_used_mb() if device == "cuda" else None
     started = time.perf_counter()
     pipe = Pipeline.from_model(model, preset, config)
     build_s = time.perf_counter() - started
-    ms = timed(lambda: pipe.process(frame, outputs=RESULTS), frames=frames, warmup=warmup)
+    for _ in range(warmup):
+        pipe.process(frame, outputs=RESULTS)
+    # Building (export, calibration, warm-up runs before a graph capture) peaks higher than
+    # running; the target is about running, so the peak counter restarts here.
+    build_memory = {f"build_{k}": v for k, v in memory_mb(device).items()}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    ms = timed(lambda: pipe.process(frame, outputs=RESULTS), frames=frames, warmup=0)
     row = {"kind": "pipeline", "backend": backend, "device": device, "precision": precision,
            "size": f"{size[0]}x{size[1]}", "build_s": build_s, **latency_stats(ms),
-           "queued_fps": queued_fps(pipe, frame, frames), **memory_mb(device)}
+           "queued_fps": queued_fps(pipe, frame, frames), **memory_mb(device, used_before), **build_memory}
+    if backend == "tensorrt" and "device_added_mb" in row:
+        # TensorRT's engine and activations are invisible to torch's counter; the device's own
+        # count (which also holds torch's cached blocks) is the honest figure for these rows.
+        row["peak_mb"] = max(row["peak_torch_mb"], row["device_added_mb"])
+    elif "peak_torch_mb" in row:
+        row["peak_mb"] = row["peak_torch_mb"]
     return row  # the pipeline goes with this frame, before the next row resets the memory counters
 
 
@@ -164,7 +193,7 @@ def print_table(rows: list[dict]) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        peak = f"{r['peak_torch_mb']:7.0f}" if "peak_torch_mb" in r else f"{'-':>7s}"
+        peak = f"{r['peak_mb']:7.0f}" if "peak_mb" in r else f"{'-':>7s}"
         speed = f"{r['speedup_vs_baseline']:6.1f}x" if r.get("speedup_vs_baseline") else f"{'-':>7s}"
         queued = f"{r['queued_fps']:7.1f}" if "queued_fps" in r else f"{'-':>7s}"
         print(f"{r['kind']:8s} {r['backend']:10s} {r['device']:4s} {r['precision']:4s} {r['size']:>9s} | "
@@ -234,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             "fastest_640x480": f"{fastest['backend']} {fastest['precision']}",
             "median_ms": fastest["median_ms"], "median_ok": fastest["median_ms"] <= TARGET_MS,
             "speedup_vs_baseline": fastest["speedup_vs_baseline"], "speedup_ok": fastest["speedup_vs_baseline"] >= TARGET_SPEEDUP,
-            "peak_torch_mb": fastest.get("peak_torch_mb"), "memory_ok": fastest.get("peak_torch_mb", 0) <= TARGET_MB,
+            "peak_mb": fastest.get("peak_mb"), "memory_ok": fastest.get("peak_mb", 0) <= TARGET_MB,
         }
         print(f"targets at 640x480 ({verdict['fastest_640x480']}): median {fastest['median_ms']:.2f} ms (<= {TARGET_MS}: "
               f"{'ok' if verdict['median_ok'] else 'MISSED'}), {fastest['speedup_vs_baseline']:.1f}x baseline (>= {TARGET_SPEEDUP}: "
-              f"{'ok' if verdict['speedup_ok'] else 'MISSED'}), peak {fastest.get('peak_torch_mb', 0):.0f} MB (<= {TARGET_MB:.0f}: "
+              f"{'ok' if verdict['speedup_ok'] else 'MISSED'}), peak {fastest.get('peak_mb', 0):.0f} MB (<= {TARGET_MB:.0f}: "
               f"{'ok' if verdict['memory_ok'] else 'MISSED'})")
     else:
         print("targets: not checked (they are for CUDA; this machine has none)")

@@ -140,7 +140,9 @@ def test_fp16_on_cpu_falls_back_with_warning_or_refuses_when_strict(kitti_model,
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu(kitti_model):
+def test_cuda_matches_cpu(kitti_model, monkeypatch):
+    # IEEE fp32 on the GPU too: Ampere and newer run fp32 convolutions in TF32 by default.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     frame = read_rgb(KITTI_FRAME)
     cpu = make(kitti_model, input_size=(320, 96), device="cpu").process(frame)
     gpu = make(kitti_model, input_size=(320, 96), device="cuda").process(frame)

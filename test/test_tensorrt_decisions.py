@@ -89,6 +89,7 @@ def test_needs_cuda():
 def pretend_cuda(monkeypatch):
     """Get past the CUDA check on a machine without one (nothing reaches the GPU in these tests)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # engines hold 'cuda:0', not 'cuda'
 
 
 def test_needs_a_fixed_size(pretend_cuda):

@@ -73,6 +73,10 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
+class _OutOfMemory(Exception):
+    """An out-of-memory error's message, without the traceback that pins the failed frame's memory."""
+
+
 class MemoryFallbackPipeline:
     """A Pipeline whose first frame follows the out-of-memory policy above."""
 
@@ -130,18 +134,22 @@ class MemoryFallbackPipeline:
             return self._pipeline.process(frame, **kwargs)
         attempts = 0
         while True:
+            out_of_memory = None
             try:
                 result = self._pipeline.process(frame, **kwargs)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raised
                 if not _is_out_of_memory(exc):
                     raise
-                size = self._pipeline.network_size_for(frame.shape[1], frame.shape[0])
-                self._release_cached_memory()
-                self._step_down(size, attempts, exc)
-                attempts += 1
-                continue
-            self._proven = True
-            return result
+                # Only the message is kept: the exception's traceback holds the failed attempt's
+                # tensors, which must be gone before the cached memory is released.
+                out_of_memory = _OutOfMemory(str(exc).strip() or type(exc).__name__)
+            if out_of_memory is None:
+                self._proven = True
+                return result
+            size = self._pipeline.network_size_for(frame.shape[1], frame.shape[0])
+            self._release_cached_memory()
+            self._step_down(size, attempts, out_of_memory)
+            attempts += 1
 
     # -- policy ------------------------------------------------------------------------------------
 

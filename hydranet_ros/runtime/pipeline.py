@@ -8,6 +8,7 @@ and the float depth come back to the host.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import time
@@ -160,10 +161,13 @@ class Pipeline:
             device = torch.device("cuda", torch.cuda.current_device())
         # A backend that exists but fails to build (TensorRT out of memory, unsupported version)
         # steps down to eager torch like a missing one, unless strict.
-        engine, build_warnings = build_engine(
-            choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
-            strict=config.strict, requested_backend=config.backend, options=config.engine_options,
-        )
+        # Built with its device current: TensorRT and graph capture work on the current device,
+        # which for device "cuda:1" is not the one asked for.
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            engine, build_warnings = build_engine(
+                choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
+                strict=config.strict, requested_backend=config.backend, options=config.engine_options,
+            )
         return cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
                    weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings)
 

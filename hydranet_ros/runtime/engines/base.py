@@ -39,7 +39,7 @@ class Engine(ABC):
     name: ClassVar[str]
 
     def __init__(self, *, device: torch.device, precision: str, channels_last: bool) -> None:
-        self.device = device
+        self.device = indexed(device)
         self.precision = precision
         self.channels_last = channels_last
 
@@ -63,6 +63,15 @@ class Engine(ABC):
         return {"backend": self.name, "precision": self.precision, "device": str(self.device)}
 
 
+def indexed(device: torch.device) -> torch.device:
+    """'cuda' -> 'cuda:N' (the current device). Tensors always carry the index, and
+    torch.device('cuda') != torch.device('cuda:0'), so comparisons need the indexed form."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def engine_class(name: str) -> type[Engine]:
     try:
         module_name, class_name = ENGINE_MODULES[name].split(":")
@@ -81,6 +90,7 @@ def create_engine(
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     cls = engine_class(name)
+    device = indexed(device)
     options = dict(options or {})
     known = set(inspect.signature(cls.build).parameters) - {"model", "device", "precision", "input_size", "weights_sha256"}
     if unknown := sorted(set(options) - known):

@@ -35,6 +35,9 @@ class CudaGraphEngine(Engine):
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_input: torch.Tensor | None = None
         self._static_outputs: dict[str, torch.Tensor] = {}
+        # Our own capture stream, on our device: torch.cuda.graph's default is one stream per
+        # process, made on whichever device was current at the first capture.
+        self._capture_stream = torch.cuda.Stream(self.device)
         if input_size is not None:
             width, height = input_size
             self._capture((1, 3, height, width))
@@ -54,6 +57,25 @@ class CudaGraphEngine(Engine):
         return None if self._static_input is None else tuple(self._static_input.shape)
 
     def _capture(self, shape: tuple[int, ...]) -> None:
+        """Warm up and capture at ``shape``; a failure (out of memory, an op that cannot be
+        captured) is an EngineError, so the pipeline falls back to eager torch or says why."""
+        try:
+            # On our device even when another is current: kernels launched on a device other than
+            # the capture stream's are not captured, and the graph would replay nothing.
+            with torch.cuda.device(self.device):
+                self._capture_on_device(shape)
+        except torch.cuda.OutOfMemoryError as exc:
+            self._graph, self._static_outputs, self._static_input = None, {}, None
+            torch.cuda.empty_cache()
+            raise EngineError(f"CUDA graph capture at {_size(shape)} ran out of GPU memory: {_first_line(exc)}") from exc
+        except RuntimeError as exc:
+            self._graph, self._static_outputs, self._static_input = None, {}, None
+            raise EngineError(f"CUDA graph capture at {_size(shape)} failed: {_first_line(exc)}") from exc
+
+    def _capture_on_device(self, shape: tuple[int, ...]) -> None:
+        # Frames queued on the pipeline's stream may still read the old static input; wait for
+        # them before it is freed (a re-capture is rare and costs several forwards anyway).
+        torch.cuda.synchronize(self.device)
         # Drop the old graph first so its memory pool can be reused by the new one.
         self._graph, self._static_outputs, self._static_input = None, {}, None
         static_input = torch.zeros(shape, device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
@@ -67,7 +89,9 @@ class CudaGraphEngine(Engine):
                     self.model(static_input)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: CUDA work in other threads (a second camera's pipeline, the node
+            # freeing cached memory) does not break a re-capture in the frame worker's thread.
+            with torch.cuda.graph(graph, stream=self._capture_stream, capture_error_mode="thread_local"):
                 outputs = self.model(static_input)
         self._graph, self._static_input, self._static_outputs = graph, static_input, dict(outputs)
 
@@ -82,3 +106,12 @@ class CudaGraphEngine(Engine):
         self._static_input.copy_(image)
         self._graph.replay()
         return self._static_outputs
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return f"{shape[-1]}x{shape[-2]}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

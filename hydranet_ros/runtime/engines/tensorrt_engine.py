@@ -248,6 +248,12 @@ class _TrtRunner:
 
     def __init__(self, trt, data: bytes, *, device: torch.device) -> None:
         self.device = device
+        # Deserialise, make the context and its buffers on our device, not whichever is current.
+        with torch.cuda.device(device):
+            self._load(trt, data)
+
+    def _load(self, trt, data: bytes) -> None:
+        device = self.device
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         engine = self._runtime.deserialize_cuda_engine(data)
@@ -255,6 +261,8 @@ class _TrtRunner:
             raise EngineError("TensorRT cannot deserialise the engine (built by another TensorRT or GPU, or damaged)")
         self.engine = engine
         self.context = engine.create_execution_context()
+        if self.context is None:  # TensorRT could not allocate the activations
+            raise EngineError("TensorRT could not create an execution context (out of GPU memory?)")
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if len(inputs) != 1:
@@ -267,8 +275,12 @@ class _TrtRunner:
         for name in self.output_names:
             shape = tuple(engine.get_tensor_shape(name))
             buffer = torch.empty(shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(name)), device=device)
-            self.context.set_tensor_address(name, buffer.data_ptr())
+            self._bind(name, buffer)
             self.outputs.append(buffer)
+
+    def _bind(self, name: str, tensor: torch.Tensor) -> None:
+        if not self.context.set_tensor_address(name, tensor.data_ptr()):
+            raise EngineError(f"TensorRT refused the buffer for {name!r} ({tuple(tensor.shape)} {tensor.dtype})")
 
     def check(self, *, shape: tuple[int, ...], outputs: int) -> None:
         """The engine's own metadata against what we asked for: a mismatch is a stale engine."""
@@ -281,7 +293,7 @@ class _TrtRunner:
         if tuple(image.shape) != self.input_shape:
             raise EngineError(f"TensorRT engine built for {self.input_shape}, got {tuple(image.shape)}")
         image = image.to(device=self.device, dtype=self.input_dtype).contiguous()
-        self.context.set_tensor_address(self.input_name, image.data_ptr())
+        self._bind(self.input_name, image)
         stream = torch.cuda.current_stream(self.device)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise EngineError("TensorRT execution failed")
