@@ -6,6 +6,11 @@ runs took 621-624 ms against 586-778 ms eager over three alternating rounds, i.e
 the noise, for ~50 s of compilation at start-up. On CUDA the cuda-graph backend removes the launch
 overhead that compile would mostly target; its effect there is unmeasured (no GPU here). A compile
 that fails falls back to eager with a warning.
+
+On CUDA, ``cudnn_benchmark`` (on by default) lets cuDNN time its convolution algorithms once per
+input shape and keep the fastest: a camera's frames all have one shape, so the cost is paid on the
+first frame (or in the cuda-graph engine's warm-up) only. It is a process-wide torch setting.
+Its gain on the H100 / Orin is unmeasured (no GPU here); ``cudnn_benchmark=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ class TorchEngine(Engine):
         return {**super().describe(), **({"compiled": "torch.compile"} if self.compiled else {})}
 
     @classmethod
-    def build(cls, model, *, device, precision, input_size=None, weights_sha256="", compile: bool = False):
+    def build(cls, model, *, device, precision, input_size=None, weights_sha256="", compile: bool = False,
+              cudnn_benchmark: bool = True):
         if precision not in DTYPES:
             raise EngineError(f"the torch backend runs fp32 or fp16, not {precision} (int8 needs tensorrt)")
         if precision == "fp16" and device.type != "cuda":
             raise EngineError("fp16 needs CUDA: CPU convolutions in half precision are slower than fp32")
+        if device.type == "cuda" and cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
         # Copy so that folding never alters a model the caller keeps training or comparing with.
         folded = fold_batchnorm(copy.deepcopy(model).eval())
         # Channels-last (NHWC) suits depthwise convs on both oneDNN (CPU) and cuDNN (tensor cores).
