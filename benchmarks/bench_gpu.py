@@ -158,6 +158,7 @@ def run_row(model, preset, backend, device, precision, size, frame, *, frames, w
     # running; the target is about running, so the peak counter restarts here.
     build_memory = {f"build_{k}": v for k, v in memory_mb(device).items()}
     if device == "cuda":
+        torch.cuda.empty_cache()  # the build's cached blocks would count as the row's device memory
         torch.cuda.reset_peak_memory_stats()
     ms = timed(lambda: pipe.process(frame, outputs=RESULTS), frames=frames, warmup=0)
     row = {"kind": "pipeline", "backend": backend, "device": device, "precision": precision,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Terminated:
         print(f"hydranet {args.command}: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        _die_by_sigterm()
+        return 128 + signal.SIGTERM  # only if the signal did not end the process
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -79,7 +81,19 @@ class Terminated(BaseException):
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    # A second SIGTERM (a supervisor signalling the process group too) must not cut the clean-up
+    # short; the default comes back before the process ends (_die_by_sigterm).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
+
+
+def _die_by_sigterm() -> None:
+    """End by the signal itself, once cleaned up: systemd counts death by SIGTERM as a clean stop
+    (exit status 143 would be a failure), and shells still see 143."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _unwind_on_sigterm():

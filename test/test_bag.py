@@ -426,3 +426,46 @@ def test_outputs_are_written_right_after_their_image_although_frames_are_queued_
             expected += ["out"] * (per_frame + (index == 0))
         expected.append("/cam/camera_info")
     assert ["out" if name not in {*inputs, "/cam/camera_info"} else name for name in written] == expected
+
+
+def test_messages_are_not_held_back_without_frames_to_wait_for(tmp_path, pipeline, monkeypatch):
+    """Copies wait only behind a queued frame, and never more than MAX_QUEUED_WRITES of them: a
+    camera that stops while other sensors record on must not pile the bag up in memory."""
+    from hydranet_ros.io import bag as bag_module
+
+    replays = []
+    original_init = bag_module._Replay.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        replays.append(self)
+
+    monkeypatch.setattr(bag_module._Replay, "__init__", recording_init)
+    monkeypatch.setattr(bag_module, "MAX_QUEUED_WRITES", 8)
+    source = tmp_path / "in"
+    with Writer(source, version=8, storage_plugin=STORAGES["sqlite3"]) as writer:
+        image = writer.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=STORE)
+        chatter = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=STORE)
+        msg = T["sensor_msgs/msg/Image"](header=header(0), **image_fields(camera_frame(0), "rgb8"))
+        writer.write(image, bag_time(0), STORE.serialize_cdr(msg, msg.__msgtype__))
+        for i in range(200):  # the camera stopped; the rest of the drive is other sensors
+            writer.write(chatter, bag_time(1) + i, STORE.serialize_cdr(T["std_msgs/msg/String"](data=f"{i}"), "std_msgs/msg/String"))
+    report = replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert (report.processed, report.copied) == (1, 201)
+    assert replays[-1].peak_queued_writes <= 8 + 1
+
+    # Every image rejected: nothing to wait for, so every copy is written as it comes.
+    report = replay_bag(source, tmp_path / "out2", pipeline, progress=False, max_pixels=1)
+    assert (report.processed, report.copied) == (0, 201)
+    assert replays[-1].peak_queued_writes == 0
+
+
+def test_a_pipeline_with_only_process_still_replays(tmp_path, pipeline):
+    class ProcessOnly:
+        preset = pipeline.preset
+
+        def process(self, frame, **kwargs):
+            return pipeline.process(frame, **kwargs)
+
+    report = replay_bag(write_bag(tmp_path / "in", "sqlite3", frames=2), tmp_path / "out", ProcessOnly(), progress=False)
+    assert report.processed == 2

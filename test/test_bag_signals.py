@@ -113,7 +113,8 @@ def test_sigterm_mid_replay_cleans_up_like_ctrl_c(big_bag, weights, tmp_path):
     wait_until_mid_way(process, target)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM, err
+    # Ended by the signal after cleaning up (systemd counts that as a clean stop; shells see 143).
+    assert process.returncode == -signal.SIGTERM, err
     assert "terminated" in err and "Traceback" not in err
     assert not target.exists() and staging_folders(target) == []
     assert tree_digest(big_bag) == before

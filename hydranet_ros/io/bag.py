@@ -80,8 +80,26 @@ class FramePipeline(Protocol):
 
 # The bag holds no normals topic, so the pipeline need not post-process them.
 _PUBLISHED_RESULTS = frozenset({"labels", "depth"})
-# Frames queued on the pipeline before the oldest one's messages are written (see _Replay.run).
+# Frames queued on the pipeline before the oldest one's messages are written (see _Replay.run),
+# and the most writes (frames and copied messages behind them) held back at once.
 FRAMES_IN_FLIGHT = 2
+MAX_QUEUED_WRITES = 64
+
+
+def _submit(pipeline: Any, frame: np.ndarray, **kwargs: Any) -> Any:
+    """pipeline.submit; a pipeline-like object with only ``process`` runs the frame at once."""
+    submit = getattr(pipeline, "submit", None)
+    if submit is not None:
+        return submit(frame, **kwargs)
+    return _Done(pipeline.process(frame, **kwargs))
+
+
+class _Done:
+    def __init__(self, result: Any) -> None:
+        self._result = result
+
+    def result(self) -> Any:
+        return self._result
 
 
 class _FrameWrite:
@@ -264,6 +282,7 @@ class _Replay:
         self.outputs: dict[str, Any] = {}
         self.copies: dict[int, Any] = {}
         self.labelled_frames: set[str] = set()  # frame_ids whose LabelInfo was written
+        self.peak_queued_writes = 0  # most messages held back at once (bounded, see run)
 
     def add_connections(self) -> None:
         for connection in self.reader.connections:
@@ -324,21 +343,25 @@ class _Replay:
                     if finish is not None:
                         writes.append(finish)
                         frames_waiting += 1
-                while frames_waiting >= FRAMES_IN_FLIGHT:
-                    frames_waiting -= self._write_through_one_frame(writes)
-            while writes:
-                writes.popleft()()
+                frames_waiting -= self._write_ready(writes, frames_waiting)
+                self.peak_queued_writes = max(self.peak_queued_writes, len(writes))
+            self._write_ready(writes, frames_waiting, everything=True)
         finally:
             bar.close()
 
     @staticmethod
-    def _write_through_one_frame(writes: collections.deque) -> int:
-        """Run queued writes up to and including the first frame's; returns 1."""
-        while True:
+    def _write_ready(writes: collections.deque, frames_waiting: int, *, everything: bool = False) -> int:
+        """Run the queued writes that need not wait: copies with no frame before them, a frame
+        once the next is queued behind it, anything while the queue is over its bound (a camera
+        that stopped while the lidar records on must not pile the bag up in memory). Returns
+        the number of frames written."""
+        written = 0
+        while writes and (everything or not isinstance(writes[0], _FrameWrite)
+                          or frames_waiting - written >= FRAMES_IN_FLIGHT or len(writes) > MAX_QUEUED_WRITES):
             write = writes.popleft()
             write()
-            if isinstance(write, _FrameWrite):
-                return 1
+            written += isinstance(write, _FrameWrite)
+        return written
 
     def _copy(self, connection: Any, bag_time: int, raw: bytes) -> None:
         self.writer.write(connection, bag_time, raw)
@@ -358,7 +381,7 @@ class _Replay:
             self.report.rejected[rejected.reason] += 1
             log.debug("frame at %d ns dropped: %s", bag_time, rejected)
             return None
-        pending = self.pipeline.submit(frame, color_order=order, outputs=_PUBLISHED_RESULTS)
+        pending = _submit(self.pipeline, frame, color_order=order, outputs=_PUBLISHED_RESULTS)
         info = infos.for_frame(bag_time, _stamp(msg.header))
         return _FrameWrite(lambda: self._write_frame(bag_time, msg, frame, order, pending.result(), info))
 

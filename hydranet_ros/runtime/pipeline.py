@@ -220,7 +220,6 @@ class Pipeline:
         return PendingResult(result=result)
 
     def _queue_on_cuda(self, frame, color_order, size, out_hw, outputs) -> "PendingResult":
-        started = time.perf_counter()
         marks = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
         with torch.cuda.stream(self._stream):
             image = self._preprocess(frame, color_order, size, start=marks[0])
@@ -244,7 +243,7 @@ class Pipeline:
                 host[name].copy_(t, non_blocking=True)
             done = torch.cuda.Event(enable_timing=True)
             done.record()
-        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done, started=started)
+        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done)
 
     def _preprocess(self, frame: np.ndarray, color_order: str, size: tuple[int, int], *, start: torch.cuda.Event | None = None) -> torch.Tensor:
         if self._is_cuda:
@@ -273,11 +272,13 @@ class Pipeline:
         it overlaps the compute of the frame before."""
         slot = self._staging_slot(frame.shape)
         slot.free.synchronize()  # the upload that last read this buffer (two frames ago) is over
+        if start is not None:
+            # Recorded before the host copy: the idle upload stream passes it at once, so the
+            # frame's GPU-timed span starts when the host starts working on it.
+            start.record(self._upload_stream)
         np.copyto(slot.array, frame)  # also gathers strided views (rgba8 without alpha, flipped)
         consumer = torch.cuda.current_stream(self.engine.device)
         with torch.cuda.stream(self._upload_stream):
-            if start is not None:
-                start.record()
             pixels = slot.tensor.to(self.engine.device, non_blocking=True)
             slot.free.record()
         consumer.wait_stream(self._upload_stream)
@@ -332,14 +333,16 @@ class _Staging:
 class PendingResult:
     """A submitted frame. ``result()`` waits until its outputs are in host memory (at once on CPU).
 
-    On CUDA the stage timings are GPU times between events: 'preprocess' from the start of the
-    upload, 'postprocess' to the end of the downloads; 'total' is host wall time from submit to
-    the Result. With frames submitted ahead, each includes waiting behind the frame before.
+    On CUDA the timings come from CUDA events, so they need no synchronisation between stages:
+    'preprocess' from the host's copy into pinned memory to the normalised input, 'postprocess'
+    to the end of the downloads, 'total' the whole span. With frames submitted ahead each also
+    holds the wait behind the frame before (queueing is latency), but never the caller's own work
+    between submit and result().
     """
 
-    def __init__(self, *, result: Result | None = None, host=None, names=(), marks=(), done=None, started=0.0) -> None:
+    def __init__(self, *, result: Result | None = None, host=None, names=(), marks=(), done=None) -> None:
         self._result = result
-        self._host, self._names, self._marks, self._done, self._started = host, names, marks, done, started
+        self._host, self._names, self._marks, self._done = host, names, marks, done
 
     def done(self) -> bool:
         return self._result is not None or self._done.query()
@@ -351,8 +354,7 @@ class PendingResult:
             start, prepared, inferred = self._marks
             result.timings_ms = {
                 "preprocess": start.elapsed_time(prepared), "inference": prepared.elapsed_time(inferred),
-                "postprocess": inferred.elapsed_time(self._done),
-                "total": (time.perf_counter() - self._started) * 1e3,
+                "postprocess": inferred.elapsed_time(self._done), "total": start.elapsed_time(self._done),
             }
             self._result, self._host, self._marks, self._done = result, None, (), None
         return self._result
@@ -368,7 +370,20 @@ def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]],
     if in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {in_flight}")
     queued: collections.deque[tuple[Any, PendingResult]] = collections.deque()
-    for tag, frame, color_order in items:
+    source = iter(items)
+    while True:
+        try:
+            item = next(source, None)
+        except Exception:
+            # The source failed (an unreadable image, a broken video): the frames already queued
+            # are still delivered before the error, as they would be one frame at a time.
+            while queued:
+                tag, pending = queued.popleft()
+                yield tag, pending.result()
+            raise
+        if item is None:
+            break
+        tag, frame, color_order = item
         queued.append((tag, pipeline.submit(frame, color_order=color_order, outputs=outputs)))
         if len(queued) >= in_flight:
             tag, pending = queued.popleft()

@@ -16,8 +16,8 @@ class Result:
     labels:  uint8 HxW class ids.
     depth_m: float32 HxW metres along the optical axis; NaN where the network gave no valid value.
     normals: float32 HxWx3 unit vectors, or None when the weights have no normals head.
-    timings_ms: per-stage time ('preprocess', 'inference', 'postprocess', 'total'); on CUDA the stages
-        are GPU times between events and 'total' is host wall time (see PendingResult).
+    timings_ms: per-stage time ('preprocess', 'inference', 'postprocess', 'total'): host wall time on
+        CPU, CUDA event time on a GPU (see PendingResult).
     """
 
     labels: np.ndarray

@@ -9,7 +9,7 @@ that fails falls back to eager with a warning.
 
 On CUDA, ``cudnn_benchmark`` (on by default) lets cuDNN time its convolution algorithms once per
 input shape and keep the fastest: a camera's frames all have one shape, so the cost is paid on the
-first frame (or in the cuda-graph engine's warm-up) only. It is a process-wide torch setting.
+first frame (or in the cuda-graph engine's warm-up) only. It is a process-wide torch setting: each CUDA build sets it.
 Its gain on the H100 / Orin is unmeasured (no GPU here); ``cudnn_benchmark=False`` turns it off.
 """
 
@@ -45,8 +45,8 @@ class TorchEngine(Engine):
             raise EngineError(f"the torch backend runs fp32 or fp16, not {precision} (int8 needs tensorrt)")
         if precision == "fp16" and device.type != "cuda":
             raise EngineError("fp16 needs CUDA: CPU convolutions in half precision are slower than fp32")
-        if device.type == "cuda" and cudnn_benchmark:
-            torch.backends.cudnn.benchmark = True
+        if device.type == "cuda":  # set either way: the flag is process-wide and a build before may have set it
+            torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
         # Copy so that folding never alters a model the caller keeps training or comparing with.
         folded = fold_batchnorm(copy.deepcopy(model).eval())
         # Channels-last (NHWC) suits depthwise convs on both oneDNN (CPU) and cuDNN (tensor cores).
