@@ -46,6 +46,8 @@ def main() -> int:
     parser.add_argument("weights", help="model.safetensors of a training run")
     parser.add_argument("--output", default=str(shipped_default_path()))
     parser.add_argument("--eval-frames", type=int, default=200)
+    parser.add_argument("--trained-on", default="synthetic streets (hydranet_ros.train.synthetic), config/train/synthetic_kitti6.yaml",
+                        help="how the weights were trained, for the metadata (e.g. a fine-tuning run's recipe)")
     args = parser.parse_args()
 
     tensors = load_file(args.weights)
@@ -56,7 +58,7 @@ def main() -> int:
     if not report.ok:
         raise SystemExit(f"{args.weights}: {report}")
     extra = {k: meta[k] for k in ("input_size", "step", "config_name") if k in meta}
-    extra["trained_on"] = "synthetic streets (hydranet_ros.train.synthetic), config/train/synthetic_kitti6.yaml"
+    extra["trained_on"] = args.trained_on
     output = Path(args.output)
     digest = save_safetensors(output, tensors, preset, extra=extra, dtype=torch.float16)
     started = time.perf_counter()
