@@ -163,3 +163,18 @@ def test_frames_submitted_ahead_on_cuda_equal_one_at_a_time(kitti_model, backend
             np.testing.assert_allclose(result.depth_m, want[i].depth_m, rtol=1e-3, atol=1e-3)
             t = result.timings_ms
             assert t["preprocess"] > 0 and t["inference"] > 0 and t["postprocess"] > 0 and t["total"] > 0
+
+
+def test_staging_buffer_is_not_refilled_while_its_upload_waits(kitti_model):
+    """Hold the upload stream up with a long kernel, then queue three frames: the third reuses
+    the first one's pinned buffer and must wait for that upload, or the first frame would come
+    back with the third one's outputs."""
+    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(device="cuda", input_size=(160, 120)))
+    frames = [small_frame(name, (160, 120)) for name in SHARED_FRAMES]
+    want = [pipe.process(f) for f in frames]
+    with torch.cuda.stream(pipe._upload_stream):
+        torch.cuda._sleep(200_000_000)  # ~0.1 s of GPU clock cycles before any upload can start
+    pending = [pipe.submit(f) for f in frames]
+    for got, expected in zip((p.result() for p in pending), want):
+        assert (got.labels == expected.labels).mean() >= 0.9999
+        np.testing.assert_allclose(got.depth_m, expected.depth_m, rtol=1e-3, atol=1e-3)
