@@ -243,12 +243,22 @@ class Subscription:
 
 
 class Timer:
-    def __init__(self, period: float, callback: Any) -> None:
-        self.period, self.callback = period, callback
+    def __init__(self, period: float, callback: Any, clock: Any = None) -> None:
+        self.period, self.callback, self.clock = period, callback, clock
+
+
+class ClockType(enum.IntEnum):  # rclpy.clock_type.ClockType (re-exported by rclpy.clock)
+    UNINITIALIZED = 0
+    ROS_TIME = 1
+    SYSTEM_TIME = 2
+    STEADY_TIME = 3
 
 
 class Clock:
     _ticks = itertools.count(1)
+
+    def __init__(self, *, clock_type: ClockType = ClockType.SYSTEM_TIME) -> None:
+        self.clock_type = clock_type
 
     def now(self) -> "Clock":
         self._t = next(self._ticks)
@@ -356,8 +366,8 @@ class LifecycleNode:
     def destroy_subscription(self, subscription: Subscription) -> None:
         self._subscriptions.remove(subscription)
 
-    def create_timer(self, period: float, callback: Any) -> Timer:
-        timer = Timer(period, callback)
+    def create_timer(self, period: float, callback: Any, callback_group: Any = None, clock: Any = None) -> Timer:
+        timer = Timer(period, callback, clock)
         self._timers.append(timer)
         return timer
 
@@ -416,9 +426,11 @@ def modules(*, with_vision_msgs: bool = True) -> dict[str, types.ModuleType]:
     lifecycle = _module("rclpy.lifecycle", LifecycleNode=LifecycleNode, LifecycleState=LifecycleState,
                         TransitionCallbackReturn=TransitionCallbackReturn)
     exceptions = _module("rclpy.exceptions", ParameterException=ParameterException)
+    clock = _module("rclpy.clock", Clock=Clock, ClockType=ClockType)
     found = {
-        "rclpy": _module("rclpy", qos=qos, lifecycle=lifecycle, exceptions=exceptions),
+        "rclpy": _module("rclpy", qos=qos, lifecycle=lifecycle, exceptions=exceptions, clock=clock),
         "rclpy.qos": qos,
+        "rclpy.clock": clock,
         "rclpy.lifecycle": lifecycle,
         "rclpy.exceptions": exceptions,
         "rcl_interfaces": _module("rcl_interfaces"),

@@ -3,7 +3,9 @@
 Starts the launch file (CPU, small network input), publishes the shared KITTI frame with a
 CameraInfo, and checks that every output arrives with the input's header, that CameraInfo is
 scaled to the output size, and that malformed images are rejected while the next good frame is
-still processed. Run by `colcon test` (add_launch_test in CMakeLists.txt) or
+still processed. It runs twice: on the wall clock, and with use_sim_time:=true while the test
+publishes /clock as `ros2 bag play --clock` does (diagnostics then carry the recorded time and
+keep coming while the clock stands still, as when the bag is paused). Run by `colcon test` (add_launch_test in CMakeLists.txt) or
 `launch_test test/test_launch_perception.py` after sourcing the install space.
 
 Without ROS 2 (no rclpy / launch_testing) the module skips at import.
@@ -36,6 +38,7 @@ from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from lifecycle_msgs.msg import State  # noqa: E402
 from lifecycle_msgs.srv import GetState  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
@@ -49,6 +52,7 @@ except ImportError:  # the node skips LabelInfo then, with one warning
 CAMERA = "hydranet_test_cam"
 FRAME_ID = "hydranet_test_optical_frame"
 NODE = "/perception_node"
+CLOCK_SEC = 5000  # the recorded drive's time on /clock, far from the wall clock's ~1.7e9 s
 KITTI_FRAME = Path("data") / "kitti" / "000099.png"
 # KITTI-like intrinsics for the 1226x370 frame.
 K_IN = [721.5, 0.0, 609.6, 0.0, 721.5, 172.9, 0.0, 0.0, 1.0]
@@ -77,7 +81,8 @@ def _test_config() -> str:
 
 
 @pytest.mark.launch_test
-def generate_test_description():
+@launch_testing.parametrize("sim_time", [False, True])
+def generate_test_description(sim_time):
     launch_file = os.path.join(get_package_share_directory("hydranet_ros"), "launch", "perception.launch.py")
     perception = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(launch_file),
@@ -88,9 +93,10 @@ def generate_test_description():
             "device": "cpu",
             "weights": "default",
             "rviz": "false",
+            "use_sim_time": "true" if sim_time else "false",
         }.items(),
     )
-    return launch.LaunchDescription([perception, launch_testing.actions.ReadyToTest()])
+    return launch.LaunchDescription([perception, launch_testing.actions.ReadyToTest()]), {"sim_time": sim_time}
 
 
 OUTPUT_TOPICS = {
@@ -131,6 +137,8 @@ class TestPerceptionLaunch(unittest.TestCase):
             DiagnosticArray, "/diagnostics", cls.diagnostics.append, 10))
         cls.image_pub = cls.node.create_publisher(Image, f"/{CAMERA}/image_raw", qos_profile_sensor_data)
         cls.info_pub = cls.node.create_publisher(CameraInfo, f"/{CAMERA}/camera_info", qos_profile_sensor_data)
+        # Published in both runs; the node only listens with use_sim_time.
+        cls.clock_pub = cls.node.create_publisher(Clock, "/clock", 10)
 
     @classmethod
     def tearDownClass(cls):
@@ -184,6 +192,11 @@ class TestPerceptionLaunch(unittest.TestCase):
         finally:
             self.node.destroy_client(client)
 
+    def publish_clock(self):
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = CLOCK_SEC, 0
+        self.clock_pub.publish(msg)
+
     def stamps(self, key):
         return {(m.header.stamp.sec, m.header.stamp.nanosec) for m in self.received[key]}
 
@@ -199,6 +212,7 @@ class TestPerceptionLaunch(unittest.TestCase):
         wanted = (sec, 123456789)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.publish_clock()
             self.info_pub.publish(self.camera_info(sec))
             self.image_pub.publish(self.image(sec))
             if self.spin_until(lambda: all(wanted in self.stamps(k) for k in keys), 1.0):
@@ -297,6 +311,22 @@ class TestPerceptionLaunch(unittest.TestCase):
         values = self.latest_diagnostic_values()
         self.assertGreaterEqual(int(values["frames_rejected"]), 3)
         self.assertTrue(any(key.startswith("rejected.") for key in values), values)
+
+    def test_4_diagnostics_follow_ros_time_and_keep_coming_while_the_clock_stands_still(self, sim_time):
+        self.wait_active()
+        self.assertTrue(self.publish_until(600, ["labels"]), "no output for frame 600")
+        for _ in range(10):  # /clock is best effort for its subscriber: a few, like a playing bag
+            self.publish_clock()
+            self.spin_until(lambda: False, 0.1)
+        # Now the clock stands still (a paused bag): reports must keep coming all the same.
+        count = len(self.diagnostics)
+        self.assertTrue(self.spin_until(lambda: len(self.diagnostics) >= count + 3, 15.0),
+                        "/diagnostics stopped while /clock stood still")
+        stamp = self.diagnostics[-1].header.stamp.sec
+        if sim_time:
+            self.assertEqual(stamp, CLOCK_SEC, "diagnostics are not stamped with the /clock time")
+        else:
+            self.assertGreater(stamp, 1_600_000_000, "diagnostics are not stamped with the wall clock")
 
 
 @launch_testing.post_shutdown_test()

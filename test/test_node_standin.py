@@ -149,6 +149,18 @@ def test_configure_activate_publish_every_output_with_input_header(monkeypatch, 
     node.release()
 
 
+def test_diagnostics_run_on_steady_time_even_under_sim_time(monkeypatch, weights):
+    """A timer on ROS time stops while a bag replayed with --clock is paused (and waits for its
+    first /clock): diagnostics would go silent exactly when someone looks. Both the unconfigured
+    node's timer and the one made at configure are on steady time."""
+    module, node = make_node(monkeypatch, weights)
+    steady = module.ClockType.STEADY_TIME
+    assert [t.clock.clock_type for t in node.timers] == [steady]
+    bring_up(module, node)
+    assert [t.clock.clock_type for t in node.timers] == [steady]
+    node.release()
+
+
 def test_malformed_images_are_rejected_and_the_next_good_frame_is_processed(monkeypatch, weights):
     module, node = make_node(monkeypatch, weights)
     bring_up(module, node)

@@ -28,6 +28,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
@@ -109,8 +110,14 @@ class PerceptionNode(LifecycleNode):
         # /diagnostics is a plain publisher: it reports in every state, including a failed configure.
         self._diagnostics_pub = self.create_publisher(
             DiagnosticArray, "/diagnostics", qos.to_rclpy(qos.DIAGNOSTICS_QOS))
-        self._diagnostics_timer = self.create_timer(
-            float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics)
+        # On steady time, not ROS time: under `ros2 bag play --clock` with use_sim_time a ROS-time
+        # timer waits for the first /clock and stops while the bag is paused, and the node's health
+        # would go unreported exactly then. Its messages are still stamped with ROS time.
+        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diagnostics_timer = self._every(float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics)
+
+    def _every(self, period_s: float, callback: Any) -> Any:
+        return self.create_timer(period_s, callback, clock=self._steady_clock)
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -177,7 +184,7 @@ class PerceptionNode(LifecycleNode):
                                    on_error=self._on_worker_error).start()
         self._last_stats, self._last_report_at = None, time.monotonic()
         self.destroy_timer(self._diagnostics_timer)
-        self._diagnostics_timer = self.create_timer(float(values["diagnostics_period"]), self._publish_diagnostics)
+        self._diagnostics_timer = self._every(float(values["diagnostics_period"]), self._publish_diagnostics)
         self._state = "inactive"
         self.get_logger().info(
             "configured: " + ", ".join(f"{key}={value}" for key, value in sorted(self._info.items())))
