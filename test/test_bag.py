@@ -469,3 +469,19 @@ def test_a_pipeline_with_only_process_still_replays(tmp_path, pipeline):
 
     report = replay_bag(write_bag(tmp_path / "in", "sqlite3", frames=2), tmp_path / "out", ProcessOnly(), progress=False)
     assert report.processed == 2
+
+
+def test_outputs_record_the_qos_the_node_offers(tmp_path, pipeline):
+    """rosbag2 replays a topic with the QoS recorded for it: LabelInfo must come back latched
+    (transient local) for subscribers that join late, the images reliable as the node offers them."""
+    from rosbags.interfaces import QosDurability, QosReliability
+
+    replay_bag(write_bag(tmp_path / "in", "mcap", frames=1), tmp_path / "out", pipeline, progress=False)
+    with Reader(tmp_path / "out") as reader:
+        offered = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    [latched] = offered[LABEL_INFO]
+    assert (latched.durability, latched.reliability, latched.depth) == (QosDurability.TRANSIENT_LOCAL, QosReliability.RELIABLE, 1)
+    for topic in OUTPUTS:
+        [profile] = offered[topic]
+        assert (profile.durability, profile.reliability) == (QosDurability.VOLATILE, QosReliability.RELIABLE), topic
+    assert offered["/chatter"] == []  # an input recorded without QoS is copied as it was

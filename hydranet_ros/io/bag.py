@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
 from rosbags.typesys import Stores, get_typestore
@@ -33,6 +34,7 @@ from hydranet_ros.io import visuals
 from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
 from hydranet_ros.io.message_defs import DefinitionMissing, register_output_types
 from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
+from hydranet_ros.ros import params, qos
 from hydranet_ros.ros.outputs import label_info_content
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,20 @@ _PUBLISHED_RESULTS = frozenset({"labels", "depth"})
 # and the most writes (frames and copied messages behind them) held back at once.
 FRAMES_IN_FLIGHT = 2
 MAX_QUEUED_WRITES = 64
+
+
+# The node's default output QoS (parameters output_qos / output_depth) and LabelInfo's own.
+_OUTPUT_QOS = qos.qos_settings(params.defaults()["output_qos"], params.defaults()["output_depth"])
+_NODE_QOS = {"label_info": qos.LABEL_INFO_QOS}
+
+
+def _recorded_qos(settings: qos.QosSettings) -> Qos:
+    unspecified = QosTime(0, 0)  # rmw's "unspecified": the middleware's default (infinite)
+    return Qos(
+        history=QosHistory[settings.history.upper()], depth=settings.depth,
+        reliability=QosReliability[settings.reliability.upper()], durability=QosDurability[settings.durability.upper()],
+        deadline=unspecified, lifespan=unspecified, liveliness=QosLiveliness.SYSTEM_DEFAULT,
+        liveliness_lease_duration=unspecified, avoid_ros_namespace_conventions=False)
 
 
 def _submit(pipeline: Any, frame: np.ndarray, **kwargs: Any) -> Any:
@@ -290,19 +306,21 @@ class _Replay:
             if copy is not None:
                 self.copies[connection.id] = copy
         for key, (topic, msgtype) in self.camera.output_topics().items():
-            # No offered QoS: ros2 bag play then offers reliable, as the node's outputs default to.
-            self.outputs[key] = self.writer.add_connection(topic, msgtype, typestore=self.store)
+            # The QoS the node offers, recorded as rosbag2 records it: `ros2 bag play` offers the
+            # same again, so LabelInfo stays latched for subscribers that join late.
+            self.outputs[key] = self.writer.add_connection(
+                topic, msgtype, typestore=self.store, offered_qos_profiles=[_recorded_qos(_NODE_QOS.get(key, _OUTPUT_QOS))])
 
     def _copy_connection(self, connection: Any) -> Any | None:
         ext = connection.ext
-        qos = list(getattr(ext, "offered_qos_profiles", []) or [])
+        offered = list(getattr(ext, "offered_qos_profiles", []) or [])
         fmt = getattr(ext, "serialization_format", "cdr")
         if connection.msgdef.data and connection.digest:
             return self.writer.add_connection(connection.topic, connection.msgtype, msgdef=connection.msgdef.data,
-                                              rihs01=connection.digest, serialization_format=fmt, offered_qos_profiles=qos)
+                                              rihs01=connection.digest, serialization_format=fmt, offered_qos_profiles=offered)
         if connection.msgtype in self.store.types:
             return self.writer.add_connection(connection.topic, connection.msgtype, typestore=self.store,
-                                              serialization_format=fmt, offered_qos_profiles=qos)
+                                              serialization_format=fmt, offered_qos_profiles=offered)
         log.warning("not copying %s: the bag has no definition of %s and it is not a standard ROS 2 type",
                     connection.topic, connection.msgtype)
         self.report.skipped_topics.append(connection.topic)
