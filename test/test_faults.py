@@ -368,9 +368,11 @@ def test_tensorrt_engine_is_not_stepped_down_to_a_size_it_was_not_built_for():
     """A fixed-shape TensorRT engine cannot run a smaller input: a clear refusal, not a broken node."""
     from types import SimpleNamespace
 
+    from hydranet_ros.runtime.engines.tensorrt_engine import TensorRTEngine
     from hydranet_ros.runtime.memory_fallback import FirstFrameOutOfMemory, same_engine_at
 
-    fake = SimpleNamespace(engine=SimpleNamespace(name="tensorrt"), config=SimpleNamespace(input_size=(640, 480)))
+    engine = SimpleNamespace(name="tensorrt", fixed_input_size=TensorRTEngine.fixed_input_size)
+    fake = SimpleNamespace(engine=engine, config=SimpleNamespace(input_size=(640, 480)))
     with pytest.raises(FirstFrameOutOfMemory, match="built for one input size"):
         same_engine_at(fake, (480, 352))
 

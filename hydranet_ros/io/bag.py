@@ -8,6 +8,7 @@ input message's bag timestamp, as the node does under ``ros2 bag play --clock``.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import errno
 import functools
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-import cv2
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -34,8 +34,7 @@ from hydranet_ros.io import visuals
 from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
 from hydranet_ros.io.message_defs import DefinitionMissing, register_output_types
 from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
-from hydranet_ros.ros import params, qos
-from hydranet_ros.ros.outputs import label_info_content
+from hydranet_ros.ros import outputs, params, qos
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +45,13 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 RESULT = "hydranet_ros/msg/HydraNetResult"
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
 
-# What the node publishes, relative to the camera namespace, with the message type of each
-# (the node's defaults: every output on, depth as 32FC1). /diagnostics is left out: it reports
-# on the live process (rates, drops), not on the recorded frames.
-IMAGE_OUTPUTS = (
-    ("labels", "semantic/labels", IMAGE),
-    ("color", "semantic/color", IMAGE),
-    ("overlay", "semantic/overlay", IMAGE),
-    ("depth", "depth/image", IMAGE),
-    ("result", "hydranet/result", RESULT),
-    ("label_info", "semantic/label_info", LABEL_INFO),
-)
-CAMERA_INFO_OUTPUTS = (
-    ("depth_info", "depth/camera_info", CAMERA_INFO),
-    ("semantic_info", "semantic/camera_info", CAMERA_INFO),
-)
+# What the node publishes (its own table: ros/outputs.py), relative to the camera namespace, with
+# the message type of each; the node's defaults: every output on, depth as 32FC1. /diagnostics is
+# left out: it reports on the live process (rates, drops), not on the recorded frames.
+OUTPUT_TOPICS: dict[str, tuple[str, str]] = {
+    **{key: (spec.topic, spec.message.replace("/", "/msg/")) for key, spec in outputs.OUTPUTS.items()},
+    "label_info": (outputs.LABEL_INFO_TOPIC, LABEL_INFO),
+}
 
 
 class BagError(Exception):
@@ -139,8 +130,8 @@ class CameraTopics:
 
     def output_topics(self) -> dict[str, tuple[str, str]]:
         """key -> (topic, message type) of every topic the node would publish for this camera."""
-        outputs = IMAGE_OUTPUTS + (CAMERA_INFO_OUTPUTS if self.camera_info else ())
-        return {key: (f"{self.namespace}/{relative}", msgtype) for key, relative, msgtype in outputs}
+        return {key: (f"{self.namespace}/{relative}", msgtype) for key, (relative, msgtype) in OUTPUT_TOPICS.items()
+                if self.camera_info or key not in outputs.CAMERA_INFO_OUTPUTS}
 
 
 def camera_namespace(image_topic: str) -> str:
@@ -262,15 +253,17 @@ class _CameraInfos:
 
     def __init__(self, entries: list[tuple[int, tuple[int, int], Any]]) -> None:
         self._by_stamp = {stamp: info for _, stamp, info in entries}
-        self._by_time = sorted(((t, info) for t, _, info in entries), key=lambda e: e[0])
+        by_time = sorted(((t, info) for t, _, info in entries), key=lambda e: e[0])
+        self._times = [t for t, _ in by_time]
+        self._infos = [info for _, info in by_time]
 
     def for_frame(self, bag_time: int, stamp: tuple[int, int]) -> Any | None:
         if stamp in self._by_stamp:
             return self._by_stamp[stamp]
-        earlier = [info for t, info in self._by_time if t <= bag_time]
-        if earlier:
-            return earlier[-1]
-        return self._by_time[0][1] if self._by_time else None  # calibration rarely changes: use the first
+        latest = bisect.bisect_right(self._times, bag_time)  # a search, not a scan: bags are long
+        if latest:
+            return self._infos[latest - 1]
+        return self._infos[0] if self._infos else None  # calibration rarely changes: use the first
 
 
 def _stamp(header: Any) -> tuple[int, int]:
@@ -414,22 +407,25 @@ class _Replay:
         Image = self.store.types[IMAGE]
         preset = self.pipeline.preset
         labels = result.labels
-        frame_rgb = frame if order == "rgb" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        if header.frame_id not in self.labelled_frames:  # the node latches it per frame_id
+        height, width = labels.shape
+        # Once per frame_id for the whole bag (latched on replay); the live node repeats it
+        # whenever the frame_id changes.
+        if header.frame_id not in self.labelled_frames:
             self.labelled_frames.add(header.frame_id)
             yield "label_info", self._label_info(header, preset.class_names)
         labels_msg = Image(header=header, **image_fields(labels, "mono8"))
-        depth_msg = Image(header=header, **image_fields(np.asarray(result.depth_m, dtype=np.float32), "32FC1"))
+        depth_msg = Image(header=header, **image_fields(outputs.depth_image(result.depth_m, "32FC1"), "32FC1"))
         yield "labels", labels_msg
         colour = visuals.colorize_labels(labels, preset.palette)
         yield "color", Image(header=header, **image_fields(colour, "rgb8"))
-        yield "overlay", Image(header=header, **image_fields(visuals.blend(frame_rgb, colour, alpha=self.alpha), "rgb8"))
+        base = outputs.overlay_base(frame, order, (width, height))
+        yield "overlay", Image(header=header, **image_fields(visuals.blend(base, colour, alpha=self.alpha), "rgb8"))
         yield "depth", depth_msg
-        scaled = self._scaled_camera_info(header, info, labels.shape[1], labels.shape[0])
+        scaled = self._scaled_camera_info(header, info, width, height)
         if scaled is not None:
-            yield "depth_info", scaled
-            yield "semantic_info", scaled
-        yield "result", self._result(header, labels_msg, depth_msg, scaled, preset.class_names, result.timings_ms)
+            yield "depth_camera_info", scaled
+            yield "semantic_camera_info", scaled
+        yield "fused", self._result(header, labels_msg, depth_msg, scaled, preset.class_names, result.timings_ms)
 
     def _scaled_camera_info(self, header: Any, info: Any | None, width: int, height: int) -> Any | None:
         if self.camera.camera_info is None:
@@ -447,7 +443,7 @@ class _Replay:
 
     def _label_info(self, header: Any, class_names: tuple[str, ...]) -> Any:
         VisionClass = self.store.types["vision_msgs/msg/VisionClass"]
-        content = label_info_content(class_names)
+        content = outputs.label_info_content(class_names)
         return self.store.types[LABEL_INFO](
             header=header, class_map=[VisionClass(class_id=i, class_name=n) for i, n in content["class_map"]],
             threshold=content["threshold"])
@@ -463,12 +459,9 @@ class _Replay:
             has_info = False
         else:
             has_info = True
-        nan = float("nan")
         return self.store.types[RESULT](
             header=header, labels=labels, depth=depth, has_camera_info=has_info, camera_info=camera_info,
-            class_names=list(class_names),
-            preprocess_ms=timings.get("preprocess", nan), inference_ms=timings.get("inference", nan),
-            postprocess_ms=timings.get("postprocess", nan), total_ms=timings.get("total", nan))
+            class_names=list(class_names), **outputs.stage_timings(timings))
 
 
 def _open_reader(source: Path) -> Reader:
@@ -603,5 +596,5 @@ def _move_into_place(built: Path, target: Path, staging: Path) -> None:
 
 __all__ = [
     "BagError", "CameraTopics", "ReplayReport", "FramePipeline", "camera_namespace", "choose_camera", "find_camera",
-    "replay_bag", "storage_of", "check_paths", "IMAGE_OUTPUTS", "CAMERA_INFO_OUTPUTS",
+    "replay_bag", "storage_of", "check_paths", "OUTPUT_TOPICS",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from hydranet_ros.errors import first_line
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import PRESETS, Preset, get_preset, preset_for_heads
 
@@ -129,25 +130,20 @@ def read_published_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(path, f"refused: the pickle holds more than tensors and would run code ({_first_line(exc)})") from None
+        raise WeightsError(path, f"refused: the pickle holds more than tensors and would run code ({first_line(exc)})") from None
     except (EOFError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise WeightsError(path, f"truncated or not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise WeightsError(path, f"truncated or not a PyTorch checkpoint ({first_line(exc)})") from None
     except PermissionError:
         raise WeightsError(path, "permission denied") from None
     except OSError as exc:
         raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # a damaged pickle can fail in any way inside the unpickler
-        raise WeightsError(path, f"not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise WeightsError(path, f"not a PyTorch checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(path, "not a state dict: expected {'state_dict': {name: tensor}} or {name: tensor}")
     return obj
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def convert_published(published: dict[str, torch.Tensor], *, source: str, preset: Preset | str | None = None) -> tuple[dict[str, torch.Tensor], Preset]:
@@ -287,7 +283,7 @@ def load_safetensors(path: str | os.PathLike) -> LoadedWeights:
             meta = dict(f.metadata() or {})
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(path, f"truncated or not a safetensors file ({_first_line(exc)})") from None
+        raise WeightsError(path, f"truncated or not a safetensors file ({first_line(exc)})") from None
     if meta.get("format") != FORMAT:
         raise WeightsError(path, f"no hydranet_ros metadata (format {meta.get('format')!r}); convert published checkpoints with `hydranet convert`")
     try:

@@ -9,10 +9,6 @@ from hydranet_ros.model.mobilenetv2 import MobileNetV2Encoder
 from hydranet_ros.model.presets import Preset
 from hydranet_ros.model.refinenet import DECODER_CHANNELS, RefineNetDecoder
 
-# Output name -> channels (None: the preset's class count). Order is the published head order.
-TASKS = ("segm", "depth", "normals")
-
-
 class TaskHead(nn.Module):
     """Depthwise 1x1 conv, ReLU6, 3x3 conv with bias: the published per-task head."""
 

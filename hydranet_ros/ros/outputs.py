@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from hydranet_ros.io.media import depth_to_millimetres
+from hydranet_ros.runtime import result as result_stages
 from hydranet_ros.runtime.frame_worker import WorkerStats
 
 __all__ = [
@@ -61,7 +62,7 @@ OUTPUTS: dict[str, OutputSpec] = {
 # Latched, published when the frame id is first seen, not per frame.
 LABEL_INFO_TOPIC = "semantic/label_info"
 
-_CAMERA_INFO_OUTPUTS = ("depth_camera_info", "semantic_camera_info")
+CAMERA_INFO_OUTPUTS = ("depth_camera_info", "semantic_camera_info")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class FramePlan:
 
     @property
     def camera_info(self) -> bool:
-        return bool(self.outputs & {*_CAMERA_INFO_OUTPUTS, "fused"})
+        return bool(self.outputs & {*CAMERA_INFO_OUTPUTS, "fused"})
 
     @property
     def network_outputs(self) -> frozenset[str]:
@@ -122,7 +123,7 @@ def plan_frame(publish: Mapping[str, bool], subscribers: Mapping[str, int], *, h
     for name, spec in OUTPUTS.items():
         if not publish.get(spec.switch, False) or subscribers.get(name, 0) <= 0:
             continue
-        if name in _CAMERA_INFO_OUTPUTS and not have_camera_info:
+        if name in CAMERA_INFO_OUTPUTS and not have_camera_info:
             continue
         chosen.add(name)
     return FramePlan(frozenset(chosen))
@@ -230,7 +231,7 @@ def label_info_due(last_frame_id: str | None, frame_id: str) -> bool:
     return last_frame_id is None or last_frame_id != frame_id
 
 
-STAGES = ("preprocess", "inference", "postprocess", "total")
+STAGES = (*result_stages.STAGES, "total")  # the fused message's *_ms fields
 
 
 def stage_timings(timings_ms: Mapping[str, float]) -> dict[str, float]:

@@ -25,6 +25,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from hydranet_ros.errors import first_line
+from hydranet_ros.runtime.choices import MIN_INPUT_SIDE
 from hydranet_ros.runtime.engines.base import EngineError
 from hydranet_ros.runtime.pipeline import PendingResult, Pipeline
 from hydranet_ros.runtime.result import Result
@@ -33,7 +35,7 @@ __all__ = ["FirstFrameOutOfMemory", "MemoryFallbackPipeline", "smaller_input_siz
 
 log = logging.getLogger(__name__)
 
-MIN_SIDE = 32  # the pipeline's own lower bound on an input side
+MIN_SIDE = MIN_INPUT_SIDE  # the pipeline's own lower bound on an input side
 _STEP = 16
 
 
@@ -58,7 +60,7 @@ def same_engine_at(pipeline: Pipeline, size: tuple[int, int]) -> Pipeline:
     size). A TensorRT engine is built for one shape: stepping it down would fail on every later
     frame, so it is refused here with the reason instead.
     """
-    if pipeline.engine.name == "tensorrt":
+    if pipeline.engine.fixed_input_size:
         raise FirstFrameOutOfMemory(
             f"out of GPU memory on the first frame at {pipeline.config.input_size}; a TensorRT engine is built for "
             "one input size: rebuild it smaller (hydranet build-engine --size WxH) or set a smaller input size")
@@ -67,14 +69,6 @@ def same_engine_at(pipeline: Pipeline, size: tuple[int, int]) -> Pipeline:
         weights_source=pipeline.info.get("weights", ""), weights_sha256=pipeline.info.get("weights_sha256", ""),
         warnings=pipeline.warnings,
     )
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError)
-
-
-class _OutOfMemory(Exception):
-    """An out-of-memory error's message, without the traceback that pins the failed frame's memory."""
 
 
 class MemoryFallbackPipeline:
@@ -134,29 +128,25 @@ class MemoryFallbackPipeline:
             return self._pipeline.process(frame, **kwargs)
         attempts = 0
         while True:
-            out_of_memory = None
             try:
                 result = self._pipeline.process(frame, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raised
-                if not _is_out_of_memory(exc):
-                    raise
-                # Only the message is kept: the exception's traceback holds the failed attempt's
-                # tensors, which must be gone before the cached memory is released.
-                out_of_memory = _OutOfMemory(str(exc).strip() or type(exc).__name__)
-            if out_of_memory is None:
+            except torch.cuda.OutOfMemoryError as exc:
+                # Only the message is kept: the exception (gone when this block ends) holds the
+                # failed attempt's tensors, which must be freed before the cache is released.
+                cause = first_line(exc)
+            else:
                 self._proven = True
                 return result
             size = self._pipeline.network_size_for(frame.shape[1], frame.shape[0])
             self._release_cached_memory()
-            self._step_down(size, attempts, out_of_memory)
+            self._step_down(size, attempts, cause)
             attempts += 1
 
     # -- policy ------------------------------------------------------------------------------------
 
-    def _step_down(self, size: tuple[int, int], attempts: int, exc: BaseException) -> None:
+    def _step_down(self, size: tuple[int, int], attempts: int, cause: str) -> None:
         info = self._pipeline.info
         where = f"at {size[0]}x{size[1]} ({info.get('precision', '?')}, {info.get('device', '?')})"
-        cause = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if self._strict:
             raise FirstFrameOutOfMemory(
                 f"GPU out of memory on the first frame {where}: {cause}. strict is set, so no smaller input "

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import Preset
-from hydranet_ros.runtime.engines.base import Engine
+from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
 )
@@ -155,10 +155,7 @@ class Pipeline:
         )
         for warning in choice.warnings:
             log.warning(warning)
-        device = torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device)
-        if device.type == "cuda" and device.index is None:
-            # Tensors live on "cuda:N", and torch.device("cuda") != torch.device("cuda:0").
-            device = torch.device("cuda", torch.cuda.current_device())
+        device = indexed(torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device))
         # A backend that exists but fails to build (TensorRT out of memory, unsupported version)
         # steps down to eager torch like a missing one, unless strict.
         # Built with its device current: TensorRT and graph capture work on the current device,
@@ -307,7 +304,7 @@ class Pipeline:
                 # (nearest labels) or on invented ids (interpolating class ids).
                 # Channels-last keeps each pixel's class scores adjacent: argmax over them is ~10x
                 # faster than over planar (NCHW) logits on CPU.
-                logits = _upsample(raw["segm"].contiguous(memory_format=torch.channels_last), size)
+                logits = _upsample(raw["segm"].to(torch.float32, memory_format=torch.channels_last), size)
                 labels = logits.argmax(dim=1)[0].to(torch.uint8)
             if "depth" in outputs:
                 # A fresh tensor: mark +/-inf invalid in place (NaN already is) instead of

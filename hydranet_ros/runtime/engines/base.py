@@ -14,8 +14,8 @@ from typing import ClassVar, Mapping
 import torch
 
 from hydranet_ros.model.hydranet import HydraNet
+from hydranet_ros.runtime.choices import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 # backend name -> "module:Class"; adding a backend touches only this table and its own module.
@@ -37,6 +37,8 @@ class Engine(ABC):
     """
 
     name: ClassVar[str]
+    # Built for one input shape (TensorRT): another size needs a new build, not just other input.
+    fixed_input_size: ClassVar[bool] = False
 
     def __init__(self, *, device: torch.device, precision: str, channels_last: bool) -> None:
         self.device = indexed(device)

@@ -18,6 +18,7 @@ import logging
 
 import torch
 
+from hydranet_ros.errors import first_line
 from hydranet_ros.runtime.engines.base import DTYPES, Engine, EngineError
 from hydranet_ros.runtime.engines.torch_engine import TorchEngine
 
@@ -67,10 +68,10 @@ class CudaGraphEngine(Engine):
         except torch.cuda.OutOfMemoryError as exc:
             self._graph, self._static_outputs, self._static_input = None, {}, None
             torch.cuda.empty_cache()
-            raise EngineError(f"CUDA graph capture at {_size(shape)} ran out of GPU memory: {_first_line(exc)}") from exc
+            raise EngineError(f"CUDA graph capture at {_size(shape)} ran out of GPU memory: {first_line(exc)}") from exc
         except RuntimeError as exc:
             self._graph, self._static_outputs, self._static_input = None, {}, None
-            raise EngineError(f"CUDA graph capture at {_size(shape)} failed: {_first_line(exc)}") from exc
+            raise EngineError(f"CUDA graph capture at {_size(shape)} failed: {first_line(exc)}") from exc
 
     def _capture_on_device(self, shape: tuple[int, ...]) -> None:
         # Frames queued on the pipeline's stream may still read the old static input; wait for
@@ -111,7 +112,3 @@ class CudaGraphEngine(Engine):
 def _size(shape: tuple[int, ...]) -> str:
     return f"{shape[-1]}x{shape[-2]}"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from hydranet_ros.errors import first_line
 from hydranet_ros.runtime.engines.base import Engine, EngineError
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def output_order(names: list[str]) -> list[str]:
 
 class TensorRTEngine(Engine):
     name = "tensorrt"
+    fixed_input_size = True
 
     def __init__(self, runner: "_TrtRunner", *, device: torch.device, precision: str, head_names: tuple[str, ...], engine_path: Path | None) -> None:
         super().__init__(device=device, precision=precision, channels_last=False)  # TensorRT wants linear NCHW
@@ -224,7 +226,7 @@ def convert(model, *, device, precision, input_size, kwargs, head_names, calibra
     except EngineError:
         raise
     except Exception as exc:  # TensorRT/torch-tensorrt raise many unrelated types
-        raise EngineError(f"TensorRT build failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise EngineError(f"TensorRT build failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def _quantize_and_export(wrapper, example, batches, *, device, dtype):

@@ -20,6 +20,7 @@ import logging
 
 import torch
 
+from hydranet_ros.errors import first_line
 from hydranet_ros.model.fold import fold_batchnorm
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.runtime.engines.base import DTYPES, Engine, EngineError
@@ -50,16 +51,14 @@ class TorchEngine(Engine):
         # Copy so that folding never alters a model the caller keeps training or comparing with.
         folded = fold_batchnorm(copy.deepcopy(model).eval())
         # Channels-last (NHWC) suits depthwise convs on both oneDNN (CPU) and cuDNN (tensor cores).
-        channels_last = True
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        folded = folded.to(device=device, dtype=DTYPES[precision], memory_format=memory_format)
+        folded = folded.to(device=device, dtype=DTYPES[precision], memory_format=torch.channels_last)
         for p in folded.parameters():
             p.requires_grad_(False)
         if compile:
             compiled = compile_model(folded, device=device, dtype=DTYPES[precision], input_size=input_size)
             if compiled is not None:
-                return cls(compiled, device=device, precision=precision, channels_last=channels_last, compiled=True)
-        return cls(folded, device=device, precision=precision, channels_last=channels_last)
+                return cls(compiled, device=device, precision=precision, channels_last=True, compiled=True)
+        return cls(folded, device=device, precision=precision, channels_last=True)
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
@@ -81,5 +80,5 @@ def compile_model(model: torch.nn.Module, *, device: torch.device, dtype: torch.
                 compiled(example)
         return compiled
     except Exception as exc:  # inductor needs a C++ compiler (CPU) or Triton (CUDA); either may be missing
-        log.warning("torch.compile failed (%s: %s); running eager", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        log.warning("torch.compile failed (%s: %s); running eager", type(exc).__name__, first_line(exc))
         return None
