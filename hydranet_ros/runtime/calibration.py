@@ -2,8 +2,8 @@
 
 TensorRT's int8 mode measures the range of every activation on real frames; they must look like
 what the robot will see and be prepared exactly as the pipeline prepares a camera frame, or the
-ranges (and so the quantisation) are wrong. So this module reuses the pipeline's arithmetic:
-bilinear resize (antialiased when shrinking) to the network size, then (x/255 - mean) / std.
+ranges (and so the quantisation) are wrong. So this module runs the pipeline's own arithmetic
+(runtime/network_input.py): bilinear resize (antialiased when shrinking), then (x/255 - mean) / std.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hydranet_ros.runtime.engines.base import EngineError
+from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _media_frames(path: Path, limit: int) -> list[np.ndarray]:
 
 def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
     from hydranet_ros.io.bag import COMPRESSED_IMAGE, BagError, _open_reader, _typestore, choose_camera
-    from hydranet_ros.io.ros_image import ImageRejected, compressed_to_frame, image_to_frame
+    from hydranet_ros.io.ros_image import ImageRejected, message_to_frame
 
     try:
         reader = _open_reader(path)
@@ -91,8 +91,7 @@ def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
                 continue
             try:
                 msg = store.deserialize_cdr(raw, camera.image_type)
-                convert = compressed_to_frame if camera.image_type == COMPRESSED_IMAGE else image_to_frame
-                frame, order = convert(msg)
+                frame, order = message_to_frame(msg, compressed=camera.image_type == COMPRESSED_IMAGE)
             except ImageRejected as exc:
                 log.warning("calibration: skipping a frame of %s (%s)", camera.image, exc)
                 continue
@@ -112,13 +111,7 @@ def prepare(frame: np.ndarray, *, size: tuple[int, int], mean: Sequence[float], 
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise CalibrationError(f"calibration frames must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0).float()
-    width, height = size
-    if (height, width) != tuple(frame.shape[:2]):
-        shrinking = height < frame.shape[0] or width < frame.shape[1]
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
-    scale = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-    shift = -torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return torch.addcmul(shift, x, scale)
+    return resize_and_normalise(x, size, *normalisation(mean, std))
 
 
 def calibration_batches(

@@ -28,6 +28,7 @@ from hydranet_ros.runtime.choices import (
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
+from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
 from hydranet_ros.runtime.result import Result
 
 log = logging.getLogger(__name__)
@@ -116,12 +117,8 @@ class Pipeline:
             "weights_sha256": weights_sha256,
             "preset": preset.name,
         }
-        device, dtype = engine.device, torch.float32
-        # (x/255 - mean)/std folded into one multiply-add per channel.
-        std = torch.tensor(preset.std, dtype=dtype, device=device).view(1, 3, 1, 1)
-        mean = torch.tensor(preset.mean, dtype=dtype, device=device).view(1, 3, 1, 1)
-        self._scale = 1.0 / (255.0 * std)
-        self._shift = -mean / std
+        device = engine.device
+        self._scale, self._shift = normalisation(preset.mean, preset.std, device)
         self._is_cuda = device.type == "cuda"
         self._stream = self._upload_stream = self._download_stream = None
         self._staging: list[_Staging | None] = [None] * STAGING_SLOTS
@@ -253,12 +250,7 @@ class Pipeline:
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
             x = x.flip(1)
-        x = x.float()
-        width, height = size
-        if (height, width) != tuple(frame.shape[:2]):
-            shrinking = height < frame.shape[0] or width < frame.shape[1]
-            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
-        x = torch.addcmul(self._shift, x, self._scale)
+        x = resize_and_normalise(x.float(), size, self._scale, self._shift)
         memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
         return x.to(dtype=self.engine.dtype, memory_format=memory_format)
 
