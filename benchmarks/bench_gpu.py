@@ -45,10 +45,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydranet_ros.model.checkpoints import WeightsError, load_weights, ours_to_published  # noqa: E402
+from benchmarks.notebook_baseline import NotebookBaseline  # noqa: E402
+from hydranet_ros.model.checkpoints import WeightsError, load_weights  # noqa: E402
 from hydranet_ros.model.presets import get_preset  # noqa: E402
 from hydranet_ros.model.random_init import realistic_model  # noqa: E402
-from hydranet_ros.model.reference import reference_forward  # noqa: E402
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order  # noqa: E402
 
 SIZES = ((640, 480), (1226, 370), (1280, 720), (1920, 1080))
@@ -97,26 +97,6 @@ def timed(fn, *, frames: int, warmup: int) -> list[float]:
         fn()  # ends with results in host memory: the pipeline and the baseline both synchronise
         out.append((time.perf_counter() - start) * 1e3)
     return out
-
-
-class NotebookBaseline:
-    """The authors' way: host pre/post-processing around an eager fp32 forward."""
-
-    def __init__(self, model, preset, device: torch.device) -> None:
-        self.state = {ours_to_published(k): v.to(device) for k, v in model.state_dict().items()}
-        self.mean, self.std, self.device = np.array(preset.mean), np.array(preset.std), device
-
-    def __call__(self, frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        height, width = frame_rgb.shape[:2]
-        x = (frame_rgb / 255.0 - self.mean) / self.std
-        image = torch.tensor(x.transpose(2, 0, 1)[None], dtype=torch.float32).to(self.device)
-        with torch.no_grad():
-            out = reference_forward(self.state, image)
-        segm = out["segm"][0].cpu().numpy().transpose(1, 2, 0)
-        depth = out["depth"][0, 0].cpu().numpy()
-        segm = cv2.resize(segm, (width, height), interpolation=cv2.INTER_CUBIC)
-        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_CUBIC)
-        return segm.argmax(axis=2).astype(np.uint8), np.abs(depth)
 
 
 def device_used_mb() -> float:

@@ -2,9 +2,9 @@
 
     python benchmarks/bench_pipeline.py [--json PATH] [--frames N] [--device cpu|cuda]
 
-Baseline: the published architecture run eagerly from its state dict (functional reference: no
-BN folding, planar layout), with pre/post-processing the way the authors' notebooks do it (OpenCV
-resize, numpy normalise, cubic resize of the outputs on the host, argmax in numpy).
+Baseline: benchmarks/notebook_baseline.py, the published architecture run eagerly from its state
+dict with the notebooks' host pre/post-processing (numpy normalise, cubic resize of the outputs,
+argmax in numpy), shared with bench_gpu.py.
 Prints a table and writes JSON with `speedup_vs_naive` (whole pipeline, 640x480, CPU) and
 `pipeline_overhead_ratio` (pipeline time over model forward time, 640x480, CPU).
 """
@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydranet_ros.model.checkpoints import WeightsError, load_weights, ours_to_published  # noqa: E402
+from benchmarks.notebook_baseline import NotebookBaseline  # noqa: E402
+from hydranet_ros.model.checkpoints import WeightsError, load_weights  # noqa: E402
 from hydranet_ros.model.presets import get_preset  # noqa: E402
 from hydranet_ros.model.random_init import realistic_model  # noqa: E402
-from hydranet_ros.model.reference import reference_forward  # noqa: E402
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
 
 SIZES = ((640, 480), (1226, 370))
@@ -67,18 +67,6 @@ def stats(ms: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(ms), "p90_ms": float(np.percentile(ms, 90)), "n": len(ms)}
 
 
-def naive_pipeline(state, preset, frame_rgb: np.ndarray, size: tuple[int, int]):
-    """What a notebook does: everything on the host except the network itself."""
-    x = cv2.resize(frame_rgb, size).astype(np.float64) / 255.0
-    x = (x - np.array(preset.mean)) / np.array(preset.std)
-    tensor = torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))
-    with torch.no_grad():
-        out = reference_forward(state, tensor)
-    segm = cv2.resize(out["segm"][0].numpy().transpose(1, 2, 0), size, interpolation=cv2.INTER_CUBIC)
-    depth = cv2.resize(out["depth"][0, 0].numpy(), size, interpolation=cv2.INTER_CUBIC)
-    return segm.argmax(axis=2).astype(np.uint8), np.abs(depth)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the figures here")
@@ -92,7 +80,6 @@ def main() -> int:
     except WeightsError:
         preset = get_preset("kitti")
         model, source = realistic_model(preset, seed=0), "random realistic-scale weights"
-    published = {ours_to_published(k): v for k, v in model.state_dict().items()}
     image = cv2.imread(str(SAMPLE))[..., ::-1] if SAMPLE.is_file() else np.random.default_rng(0).integers(0, 255, (370, 1226, 3), np.uint8)
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and args.device == "cuda" else [])
@@ -111,7 +98,8 @@ def main() -> int:
             forward_ms, pipeline_ms = timed_in_turn([forward, lambda: pipe.process(frame)], args.frames)
             row = {"device": device, "size": f"{size[0]}x{size[1]}", "forward": stats(forward_ms), "pipeline": stats(pipeline_ms)}
             if device == "cpu":
-                row["naive"] = stats(timed(lambda: naive_pipeline(published, preset, frame, size), max(3, args.frames // 3), warmup=1))
+                baseline = NotebookBaseline(model, preset, torch.device("cpu"))
+                row["naive"] = stats(timed(lambda: baseline(frame), max(3, args.frames // 3), warmup=1))
             rows.append(row)
 
     print(f"bench_pipeline  {datetime.date.today()}  {platform.node()}  torch {torch.__version__}  "
