@@ -35,7 +35,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -126,8 +126,6 @@ def gpu_identity(device) -> tuple[str, str]:
 class CacheEntry:
     path: Path
     built: bool  # False: an existing artifact passed every check
-    key: EngineKey
-    metadata: dict = field(default_factory=dict)
 
 
 class CacheError(EngineError):
@@ -199,7 +197,7 @@ class EngineCache:
         path, _ = self.check(key, suffix)
         if path is None:
             return None
-        return CacheEntry(path=path, built=False, key=key, metadata=json.loads(self.metadata_path(path).read_text()))
+        return CacheEntry(path=path, built=False)
 
     # --- writing --------------------------------------------------------------------------------
     def get_or_build(
@@ -211,7 +209,7 @@ class EngineCache:
         path, _ = self.check(key, suffix)
         if path is not None:
             log.info("using cached %s %s", what, path)
-            return CacheEntry(path=path, built=False, key=key, metadata=json.loads(self.metadata_path(path).read_text()))
+            return CacheEntry(path=path, built=False)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -227,14 +225,14 @@ class EngineCache:
             path, why = self.check(key, suffix)
             if path is not None:
                 log.info("using cached %s %s", what, path)
-                return CacheEntry(path=path, built=False, key=key, metadata=json.loads(self.metadata_path(path).read_text()))
+                return CacheEntry(path=path, built=False)
             if why != "not cached":
                 log.warning("cached %s %s is not usable (%s); rebuilding it", what, artifact, why)
             self._remove_orphans(artifact)
             started = time.monotonic()
-            meta = self._build_and_commit(key, artifact, build)
+            self._build_and_commit(key, artifact, build)
             log.info("built %s %s in %.1f s", what, artifact, time.monotonic() - started)
-            return CacheEntry(path=artifact, built=True, key=key, metadata=meta)
+            return CacheEntry(path=artifact, built=True)
 
     def invalidate(self, key: EngineKey, suffix: str, reason: str) -> None:
         """Drop an artifact that passed the file checks but failed to load (e.g. the runtime
@@ -245,7 +243,7 @@ class EngineCache:
             for path in (self.metadata_path(artifact), artifact):
                 path.unlink(missing_ok=True)
 
-    def _build_and_commit(self, key: EngineKey, artifact: Path, build: Callable[[Path], None]) -> dict:
+    def _build_and_commit(self, key: EngineKey, artifact: Path, build: Callable[[Path], None]) -> None:
         # The old metadata goes first: from here until the new metadata lands, the slot reads as
         # "artifact without metadata" and is rebuilt, whatever state a crash leaves it in.
         self.metadata_path(artifact).unlink(missing_ok=True)
@@ -270,7 +268,6 @@ class EngineCache:
             raise
         write_atomic(self.metadata_path(artifact), json.dumps(meta, indent=2, sort_keys=True).encode())
         _fsync_dir(artifact.parent)
-        return meta
 
     def _temp_path(self, artifact: Path) -> Path:
         fd, name = tempfile.mkstemp(prefix=f".{artifact.name}.", suffix=".tmp", dir=artifact.parent)
