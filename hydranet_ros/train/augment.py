@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-IGNORE = 255
+from hydranet_ros.train.datasets import IGNORE
 
 
 def _with(frame: dict, **changes) -> dict:

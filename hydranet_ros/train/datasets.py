@@ -28,7 +28,7 @@ from hydranet_ros.io import palettes
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
+IGNORE = 255  # label of pixels without ground truth: every loss, metric and augmentation skips it
 
 # Cityscapes' official label id -> train id (cityscapesScripts, labels.py): 19 classes, the rest
 # (void, parking, rail track, guard rail, bridge, tunnel, pole group, caravan, trailer) ignored.

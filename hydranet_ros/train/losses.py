@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = 255
+from hydranet_ros.train.datasets import IGNORE as IGNORE_INDEX
+
 TASK_NAMES = ("segm", "depth", "normals")
 DEPTH_LOSSES = ("l1", "berhu", "silog")
 # Kendall et al. (CVPR 2018) weigh regression and classification likelihoods differently.

@@ -25,10 +25,10 @@ import math
 import numpy as np
 
 from hydranet_ros.train import street_materials as mat
+from hydranet_ros.train.datasets import IGNORE
 from hydranet_ros.train.street_raycast import PinholeCamera, ZBuffer
 
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, CAR = range(6)
-IGNORE = 255
 POLE_LABEL = IGNORE  # see the module docstring: void in the authors' KITTI ground truth
 
 __all__ = ["SyntheticStreets", "render_scene", "PinholeCamera", "IGNORE", "POLE_LABEL"]
