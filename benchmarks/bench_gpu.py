@@ -140,9 +140,10 @@ def run_row(model, preset, backend, device, precision, size, frame, *, frames, w
     if device == "cuda":
         torch.cuda.empty_cache()  # the build's cached blocks would count as the row's device memory
         torch.cuda.reset_peak_memory_stats()
-    ms = timed(lambda: pipe.process(frame, outputs=RESULTS), frames=frames, warmup=0)
+    stages: list[dict[str, float]] = []
+    ms = timed(lambda: stages.append(pipe.process(frame, outputs=RESULTS).timings_ms), frames=frames, warmup=0)
     row = {"kind": "pipeline", "backend": backend, "device": device, "precision": precision,
-           "size": f"{size[0]}x{size[1]}", "build_s": build_s, **latency_stats(ms),
+           "size": f"{size[0]}x{size[1]}", "build_s": build_s, **latency_stats(ms), **stage_medians(stages),
            "queued_fps": queued_fps(pipe, frame, frames), **memory_mb(device, used_before), **build_memory}
     if backend == "tensorrt" and "device_added_mb" in row:
         # TensorRT's engine and activations are invisible to torch's counter; the device's own
@@ -151,6 +152,12 @@ def run_row(model, preset, backend, device, precision, size, frame, *, frames, w
     elif "peak_torch_mb" in row:
         row["peak_mb"] = row["peak_torch_mb"]
     return row  # the pipeline goes with this frame, before the next row resets the memory counters
+
+
+def stage_medians(timings: list[dict[str, float]]) -> dict[str, float]:
+    """Median of each stage the pipeline timed (CUDA events on the GPU, the host clock on the CPU):
+    where a frame's time goes, so a missed target names the stage to work on."""
+    return {f"stage_{name}_ms": float(np.median([t[name] for t in timings])) for name in (timings[0] if timings else ())}
 
 
 def queued_fps(pipe: Pipeline, frame, frames: int) -> float:
@@ -170,15 +177,17 @@ def run_baseline(model, preset, device, size, frame, *, frames, warmup) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'kind':8s} {'backend':10s} {'dev':4s} {'prec':4s} {'size':>9s} | {'median':>8s} {'p90':>8s} {'p99':>8s} ms | {'fps':>7s} {'queued':>7s} | {'peak MB':>7s} | {'vs base':>7s}"
+    head = (f"{'kind':8s} {'backend':10s} {'dev':4s} {'prec':4s} {'size':>9s} | {'median':>8s} {'p90':>8s} {'p99':>8s} ms | "
+            f"{'fps':>7s} {'queued':>7s} | {'peak MB':>7s} | {'vs base':>7s} | pre / net / post ms")
     print(head)
     print("-" * len(head))
     for r in rows:
         peak = f"{r['peak_mb']:7.0f}" if "peak_mb" in r else f"{'-':>7s}"
         speed = f"{r['speedup_vs_baseline']:6.1f}x" if r.get("speedup_vs_baseline") else f"{'-':>7s}"
         queued = f"{r['queued_fps']:7.1f}" if "queued_fps" in r else f"{'-':>7s}"
+        stages = " / ".join(f"{r[k]:.2f}" for k in ("stage_preprocess_ms", "stage_inference_ms", "stage_postprocess_ms") if k in r) or "-"
         print(f"{r['kind']:8s} {r['backend']:10s} {r['device']:4s} {r['precision']:4s} {r['size']:>9s} | "
-              f"{r['median_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f}    | {r['fps']:7.1f} {queued} | {peak} | {speed}")
+              f"{r['median_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f}    | {r['fps']:7.1f} {queued} | {peak} | {speed} | {stages}")
 
 
 def main(argv: list[str] | None = None) -> int:
