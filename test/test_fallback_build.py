@@ -92,9 +92,13 @@ def test_pipeline_reports_what_actually_runs(caplog):
                             engine_options={"calibration": "/frames"})
     with caplog.at_level(logging.WARNING):
         pipe = Pipeline.from_model(MODEL, PRESET, config)
-    assert (pipe.info["backend"], pipe.info["device"], pipe.info["precision"]) == ("torch", "cpu", "fp32")
+    if torch.cuda.is_available():  # tensorrt missing -> CUDA fp16 (int8 needs TensorRT)
+        assert (pipe.info["backend"], pipe.info["device"], pipe.info["precision"]) == ("torch", "cuda:0", "fp16")
+        assert "torch-tensorrt is not installed" in caplog.text
+    else:
+        assert (pipe.info["backend"], pipe.info["device"], pipe.info["precision"]) == ("torch", "cpu", "fp32")
+        assert "CUDA is not available" in caplog.text
     assert pipe.warnings and all(w in caplog.text for w in pipe.warnings)
-    assert "CUDA is not available" in caplog.text
     assert pipe.process(FRAME).labels.shape == (48, 64)
 
 
