@@ -178,3 +178,14 @@ def test_staging_buffer_is_not_refilled_while_its_upload_waits(kitti_model):
     for got, expected in zip((p.result() for p in pending), want):
         assert (got.labels == expected.labels).mean() >= 0.9999
         np.testing.assert_allclose(got.depth_m, expected.depth_m, rtol=1e-3, atol=1e-3)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_crp_pool_on_cuda_equals_max_pool_and_keeps_channels_last(dtype):
+    from hydranet_ros.model.refinenet import max_pool_5x5
+
+    x = torch.randn(1, 256, 30, 40, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    out = max_pool_5x5(x)
+    assert torch.equal(out, torch.nn.functional.max_pool2d(x.contiguous(), 5, 1, 2))
+    assert out.is_contiguous(memory_format=torch.channels_last)

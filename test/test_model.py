@@ -65,3 +65,17 @@ def test_bn_folding_is_equivalent_within_1e4():
 def test_folding_refuses_training_mode():
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(HydraNet(get_preset("kitti")).train())
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("height, width", [(7, 9), (1, 1), (2, 3), (15, 20)])
+def test_crp_pool_is_a_5x5_same_size_max_pool_in_either_layout(layout, height, width):
+    """The CUDA form (shifted maxima) checked here on the CPU, where both forms run."""
+    from hydranet_ros.model.refinenet import max_pool_5x5, shifted_max_pool_5x5
+
+    x = torch.randn(1, 8, height, width).contiguous(memory_format=layout)
+    expected = torch.nn.functional.max_pool2d(x.contiguous(), 5, 1, 2)
+    for pool in (max_pool_5x5, shifted_max_pool_5x5):
+        out = pool(x)
+        assert torch.equal(out, expected)
+        assert out.is_contiguous(memory_format=layout)

@@ -13,6 +13,45 @@ def conv1x1(in_ch: int, out_ch: int, *, groups: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 1, bias=False, groups=groups)
 
 
+def max_pool_5x5(x: torch.Tensor) -> torch.Tensor:
+    """5x5 max-pool, stride 1, same size: the chained residual pooling's pool.
+
+    On CUDA it is done as what it is, separable: the maximum of five shifted views along the
+    rows, then five along the columns, of a map padded with -inf. Ten small elementwise kernels
+    that a CUDA graph replays without launch cost, in whatever layout the map has. PyTorch's
+    max-pool kernels were the largest item in a GPU frame: on an H200 (fp16, 640x480, cuda-graph,
+    one interleaved run, 2026-11-28, benchmarks/bench_crp_pool.py) the frame took 3.23 ms with the
+    channels-last kernel, 2.96 ms pooling in planar layout and 2.49 ms this way. On the CPU, and
+    for exporters and compilers (ONNX, TensorRT, inductor), which map the plain operator onto a
+    pooling layer of their own, it stays F.max_pool2d. The result is the same either way: max
+    is exact."""
+    if not x.is_cuda or _exporting():
+        return F.max_pool2d(x, 5, stride=1, padding=2)
+    return shifted_max_pool_5x5(x)
+
+
+def shifted_max_pool_5x5(x: torch.Tensor) -> torch.Tensor:
+    """F.max_pool2d(x, 5, stride=1, padding=2) from elementwise maxima of shifted views (any device)."""
+    height, width = x.shape[-2:]
+    p = F.pad(x, (2, 2, 0, 0), value=float("-inf"))
+    rows = torch.maximum(torch.maximum(p[..., :width], p[..., 1:width + 1]), torch.maximum(p[..., 2:width + 2], p[..., 3:width + 3]))
+    rows = torch.maximum(rows, p[..., 4:])
+    p = F.pad(rows, (0, 0, 2, 2), value=float("-inf"))
+    out = torch.maximum(torch.maximum(p[..., :height, :], p[..., 1:height + 1, :]), torch.maximum(p[..., 2:height + 2, :], p[..., 3:height + 3, :]))
+    out = torch.maximum(out, p[..., 4:, :])
+    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else out
+
+
+def _exporting() -> bool:
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+    return compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+class MaxPool5x5(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return max_pool_5x5(x)
+
+
 class ChainedResidualPooling(nn.Module):
     """Four chained stages of 5x5 max-pool (stride 1) then 1x1 conv, each summed into the input.
 
@@ -21,7 +60,7 @@ class ChainedResidualPooling(nn.Module):
 
     def __init__(self, channels: int = DECODER_CHANNELS, *, stages: int = 4, depthwise: bool = False) -> None:
         super().__init__()
-        self.pool = nn.MaxPool2d(kernel_size=5, stride=1, padding=2)
+        self.pool = MaxPool5x5()
         groups = channels if depthwise else 1
         self.convs = nn.ModuleList(conv1x1(channels, channels, groups=groups) for _ in range(stages))
 
