@@ -7,8 +7,8 @@
 #
 # That machine has torch with CUDA, numpy, OpenCV, safetensors, pytest and hypothesis, but not
 # rosbags or catkin_pkg: wheels for them (Python 3.12) may be carried in .whl/, and the sample
-# frames in .gpu_data/ when ../shared/data does not travel (both ignored by git: see the README's
-# "GPU check" section for the commands that fill them).
+# frames in .gpu_data/ when ../shared/data does not travel (both ignored by git: the README's
+# "Running the GPU check" says how to fill them).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
@@ -42,14 +42,17 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 } >"$OUT/env.log" 2>&1
 tail -n 1 "$OUT/env.log"
 
-step cuda_tests 150 $PY -m pytest -q -p no:cacheprovider -rs \
+step cuda_tests 160 $PY -m pytest -q -p no:cacheprovider -rs --durations=8 \
     test/test_gpu_engines.py test/test_pipeline.py test/test_gpu_engine_errors.py test/test_fallback_build.py test/test_bench_gpu.py
 tail -n 25 "$OUT/cuda_tests.log"
 
-step bench_gpu 170 $PY benchmarks/bench_gpu.py --no-cpu --json "$OUT/bench_gpu.json"
+step crp_pool 60 $PY benchmarks/bench_crp_pool.py --json "$OUT/crp_pool.json"
+cat "$OUT/crp_pool.log"
+
+step bench_gpu 170 $PY benchmarks/bench_gpu.py --no-cpu --frames 100 --json "$OUT/bench_gpu.json"
 cat "$OUT/bench_gpu.log"
 
-step profile 40 $PY tools/gpu_profile.py --size 640x480 --precision fp16 --json "$OUT/profile.json"
+step profile 30 $PY tools/gpu_profile.py --size 640x480 --precision fp16 --json "$OUT/profile.json"
 head -n 20 "$OUT/profile.log"
 
 # What is left of the run: the whole suite with CUDA present (tests that take another branch when
