@@ -71,14 +71,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", str, "auto", "Where inference runs; auto picks CUDA when available.", choices=DEVICES),
     ParamSpec("precision", str, "fp32", "Numeric precision of the engine.", choices=PRECISIONS),
     ParamSpec("input_width", int, 0,
-              f"Network input width in pixels; 0 (with input_height 0) = the size the weights were trained at, else the frame's. Otherwise >= {MIN_INPUT_SIDE}; "
-              "set together with input_height.", range=(0, MAX_INPUT_SIDE)),
+              "Width of the box the frame is scaled into (aspect ratio kept, never stretched; then padded to "
+              "multiples of 32); 0 (with input_height 0) = the size the weights were trained at, else the "
+              f"frame's own size. Otherwise >= {MIN_INPUT_SIDE}; set together with input_height.",
+              range=(0, MAX_INPUT_SIDE)),
     ParamSpec("input_height", int, 0,
-              f"Network input height in pixels; 0 (with input_width 0) = the size the weights were trained at, else the frame's. Otherwise >= {MIN_INPUT_SIDE}; "
+              "Height of the box the frame is scaled into (see input_width); 0 (with input_width 0) = the size "
+              f"the weights were trained at, else the frame's own size. Otherwise >= {MIN_INPUT_SIDE}; "
               "set together with input_width.", range=(0, MAX_INPUT_SIDE)),
     ParamSpec("output_size", str, "input",
-              "Resolution of the published images: 'input' = the camera frame's, 'network' = the network "
-              "input size (input_width x input_height), which saves upsampling to a large camera frame.",
+              "Resolution of the published images: 'input' = the camera frame's, 'network' = the frame as "
+              "scaled for the network (its aspect ratio, without padding), which saves upsampling to a large "
+              "camera frame.",
               choices=OUTPUT_SIZES),
     _switch("labels", "semantic/labels (mono8 class ids)"),
     _switch("color", "semantic/color (rgb8 class colours)"),

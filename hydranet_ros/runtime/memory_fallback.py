@@ -67,7 +67,7 @@ def same_engine_at(pipeline: Pipeline, size: tuple[int, int]) -> Pipeline:
     return Pipeline(
         engine=pipeline.engine, preset=pipeline.preset, config=replace(pipeline.config, input_size=size),
         weights_source=pipeline.info.get("weights", ""), weights_sha256=pipeline.info.get("weights_sha256", ""),
-        warnings=pipeline.warnings,
+        warnings=pipeline.warnings, training_camera=pipeline.training_camera,
     )
 
 

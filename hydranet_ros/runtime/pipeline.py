@@ -1,8 +1,10 @@
 """Camera frame in, Result out: preprocess, engine, postprocess, all on the engine's device.
 
-Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> resize + normalise -> network
--> upsample logits and depth -> labels (argmax) and |depth| -> host numpy. Only the uint8 labels
-and the float depth come back to the host.
+Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> scale (aspect kept) + normalise
++ pad to the stride -> network -> upsample logits and depth, cut back to the frame's area ->
+labels (argmax) and |depth| x focal ratio -> host numpy. Only the uint8 labels and the float
+depth come back to the host. The geometry (runtime/geometry.py) and the depth's focal correction
+(runtime/focal.py) are plain functions; each Result carries the ones it was made with.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from hydranet_ros.runtime.choices import (
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
+from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
+from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
 from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
 from hydranet_ros.runtime.result import Result
 
@@ -45,10 +49,12 @@ ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 class PipelineConfig:
     """What to run and at which size.
 
-    input_size: (width, height) the network sees; None runs each frame at its own size; "auto"
-        the size the weights were trained at when their metadata says, else the frame's size
-        (depth is learned in pixels: a network run at another scale misjudges distances).
-    output_size: 'network' gives outputs at input_size; 'input' at the camera frame's size.
+    input_size: (width, height): each frame is scaled, its aspect ratio kept, to the largest size
+        that fits inside, then padded to multiples of 32 (runtime/geometry.py); None runs each
+        frame at its own scale; "auto" fits it inside the size the weights were trained at when
+        their metadata says, else runs it at its own scale.
+    output_size: 'network' gives outputs at the scaled frame's size (the network's resolution,
+        without the padding); 'input' at the camera frame's size.
     """
 
     weights: str = "default"
@@ -106,16 +112,22 @@ def parse_size(text: str) -> tuple[int, int] | None | str:
 
 
 class Pipeline:
-    def __init__(self, *, engine: Engine, preset: Preset, config: PipelineConfig, weights_source: str, weights_sha256: str, warnings: tuple[str, ...] = ()) -> None:
+    def __init__(self, *, engine: Engine, preset: Preset, config: PipelineConfig, weights_source: str, weights_sha256: str,
+                 warnings: tuple[str, ...] = (), training_camera: TrainingCamera | None = None) -> None:
         self.engine = engine
         self.preset = preset
         self.config = config
         self.warnings = warnings
+        # The camera the weights learned metric depth with; None: depth is never rescaled.
+        self.training_camera = training_camera
+        self._geometries: dict[tuple[int, int], InputGeometry] = {}
         self.info = {
             **engine.describe(),
             "weights": weights_source,
             "weights_sha256": weights_sha256,
             "preset": preset.name,
+            "training_focal": (f"{training_camera.focal_px:.1f} px at {training_camera.width_px} px wide"
+                               if training_camera else "unknown (depth not rescaled)"),
         }
         device = engine.device
         self._scale, self._shift = normalisation(preset.mean, preset.std, device)
@@ -140,10 +152,13 @@ class Pipeline:
         weights = load_weights(config.weights)
         if config.input_size == AUTO_SIZE:
             config = dataclasses.replace(config, input_size=weights.trained_input_size)
-        return cls.from_model(weights.build_model(), weights.preset, config, weights_source=weights.source, weights_sha256=weights.sha256)
+        return cls.from_model(weights.build_model(), weights.preset, config, weights_source=weights.source,
+                              weights_sha256=weights.sha256,
+                              training_camera=training_camera(weights.metadata, weights.preset.name))
 
     @classmethod
-    def from_model(cls, model: HydraNet, preset: Preset, config: PipelineConfig, *, weights_source: str = "<in memory>", weights_sha256: str = "") -> "Pipeline":
+    def from_model(cls, model: HydraNet, preset: Preset, config: PipelineConfig, *, weights_source: str = "<in memory>",
+                   weights_sha256: str = "", training_camera: TrainingCamera | None = None) -> "Pipeline":
         if config.input_size == AUTO_SIZE:  # an in-memory model records no training size
             config = dataclasses.replace(config, input_size=None)
         choice = choose_runtime(
@@ -157,28 +172,54 @@ class Pipeline:
         # steps down to eager torch like a missing one, unless strict.
         # Built with its device current: TensorRT and graph capture work on the current device,
         # which for device "cuda:1" is not the one asked for.
+        # Engines built for one size (TensorRT) take the request padded to the stride, which is
+        # what plan_input(fill_request=True) feeds them.
+        build_size = None if config.input_size is None else tuple(round_up(v) for v in config.input_size)
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             engine, build_warnings = build_engine(
-                choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
+                choice, model.eval(), device=device, input_size=build_size, weights_sha256=weights_sha256,
                 strict=config.strict, requested_backend=config.backend, options=config.engine_options,
             )
         return cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
-                   weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings)
+                   weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings,
+                   training_camera=training_camera)
 
     # --- sizes --------------------------------------------------------------------------------
+    def geometry_for(self, width: int, height: int) -> InputGeometry:
+        """How a width x height frame maps into the network (one plan per frame size)."""
+        key = (int(width), int(height))
+        geometry = self._geometries.get(key)
+        if geometry is None:
+            geometry = plan_input(key, self.config.input_size, fill_request=self.engine.fixed_input_size)
+            if len(self._geometries) > 16:  # a camera has one size; a folder of images may have many
+                self._geometries.clear()
+            self._geometries[key] = geometry
+        return geometry
+
     def network_size_for(self, width: int, height: int) -> tuple[int, int]:
-        return self.config.input_size if self.config.input_size is not None else (width, height)
+        """The network's input size (padding included) for a width x height frame."""
+        return self.geometry_for(width, height).network_size
 
     def output_size_for(self, width: int, height: int) -> tuple[int, int]:
-        return (width, height) if self.config.output_size == "input" else self.network_size_for(width, height)
+        """The outputs' size: the frame's, or the scaled frame's (network resolution, no padding)."""
+        return (int(width), int(height)) if self.config.output_size == "input" else self.geometry_for(width, height).scaled_size
+
+    def depth_scale_for(self, geometry: InputGeometry, focal_px: float | None) -> DepthScale:
+        """The factor on the network's depth for a frame with this geometry and focal length
+        (frame pixels; None assumes the training camera's field of view)."""
+        return depth_scale(self.training_camera, frame_width=geometry.frame_size[0], scale=geometry.mean_scale,
+                           focal_frame_px=focal_px)
 
     # --- the frame path -----------------------------------------------------------------------
-    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> Result:
+    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
+                focal_px: float | None = None) -> Result:
         """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
-        (a skipped output is None in the Result)."""
-        return self.submit(frame, color_order=color_order, outputs=outputs).result()
+        (a skipped output is None in the Result). ``focal_px``: the camera's focal length in
+        frame pixels (CameraInfo's K), for metric depth; None assumes the training camera."""
+        return self.submit(frame, color_order=color_order, outputs=outputs, focal_px=focal_px).result()
 
-    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> "PendingResult":
+    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
+               focal_px: float | None = None) -> "PendingResult":
         """Queue one frame and return at once on CUDA; ``.result()`` waits for it.
 
         The frame is copied before this returns, so the caller may reuse its buffer. Frames
@@ -192,20 +233,22 @@ class Pipeline:
         if color_order not in ("rgb", "bgr"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
         height, width = frame.shape[:2]
+        geometry = self.geometry_for(width, height)
         out_w, out_h = self.output_size_for(width, height)
-        size = self.network_size_for(width, height)
+        scale = self.depth_scale_for(geometry, focal_px)
         if not self._is_cuda:
-            return self._run_on_cpu(frame, color_order, size, (out_h, out_w), outputs)
-        return self._queue_on_cuda(frame, color_order, size, (out_h, out_w), outputs)
+            return self._run_on_cpu(frame, color_order, geometry, scale, (out_h, out_w), outputs)
+        return self._queue_on_cuda(frame, color_order, geometry, scale, (out_h, out_w), outputs)
 
-    def _run_on_cpu(self, frame, color_order, size, out_hw, outputs) -> "PendingResult":
+    def _run_on_cpu(self, frame, color_order, geometry, scale, out_hw, outputs) -> "PendingResult":
         t0 = time.perf_counter()
-        image = self._preprocess(frame, color_order, size)
+        image = self._preprocess(frame, color_order, geometry)
         t1 = time.perf_counter()
         raw = self.engine(image)
         t2 = time.perf_counter()
-        device_outputs = self._postprocess(raw, out_hw, outputs)
-        result = Result(**{k: None if t is None else t.numpy() for k, t in device_outputs.items()})
+        device_outputs = self._postprocess(raw, geometry, scale.factor, out_hw, outputs)
+        result = Result(**{k: None if t is None else t.numpy() for k, t in device_outputs.items()},
+                        geometry=geometry, depth_scale=scale)
         t3 = time.perf_counter()
         result.timings_ms = {
             "preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
@@ -213,14 +256,14 @@ class Pipeline:
         }
         return PendingResult(result=result)
 
-    def _queue_on_cuda(self, frame, color_order, size, out_hw, outputs) -> "PendingResult":
+    def _queue_on_cuda(self, frame, color_order, geometry, scale, out_hw, outputs) -> "PendingResult":
         marks = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
         with torch.cuda.stream(self._stream):
-            image = self._preprocess(frame, color_order, size, start=marks[0])
+            image = self._preprocess(frame, color_order, geometry, start=marks[0])
             marks[1].record()
             raw = self.engine(image)
             marks[2].record()
-            device_outputs = self._postprocess(raw, out_hw, outputs)
+            device_outputs = self._postprocess(raw, geometry, scale.factor, out_hw, outputs)
         # Downloads on their own stream: the next frame's compute, queued right after this
         # returns, does not wait behind this frame's copies.
         copies = self._download_stream
@@ -237,9 +280,10 @@ class Pipeline:
                 host[name].copy_(t, non_blocking=True)
             done = torch.cuda.Event(enable_timing=True)
             done.record()
-        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done)
+        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done,
+                             extras={"geometry": geometry, "depth_scale": scale})
 
-    def _preprocess(self, frame: np.ndarray, color_order: str, size: tuple[int, int], *, start: torch.cuda.Event | None = None) -> torch.Tensor:
+    def _preprocess(self, frame: np.ndarray, color_order: str, geometry: InputGeometry, *, start: torch.cuda.Event | None = None) -> torch.Tensor:
         if self._is_cuda:
             pixels = self._upload(frame, start)
         else:
@@ -250,7 +294,13 @@ class Pipeline:
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
             x = x.flip(1)
-        x = resize_and_normalise(x.float(), size, self._scale, self._shift)
+        x = resize_and_normalise(x.float(), geometry.scaled_size, self._scale, self._shift)
+        left, right, top, bottom = geometry.padding
+        if left or right or top or bottom:
+            # Edge pixels repeated: the border rows and columns continue the scene, as a camera
+            # with a slightly wider view would see it, instead of a grey band whose edge the
+            # network would answer to.
+            x = F.pad(x, (left, right, top, bottom), mode="replicate")
         memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
         return x.to(dtype=self.engine.dtype, memory_format=memory_format)
 
@@ -285,9 +335,11 @@ class Pipeline:
             slot = self._staging[index] = _Staging(tensor, tensor.numpy(), torch.cuda.Event())
         return slot
 
-    def _postprocess(self, raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
-        """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` on the engine's device
-        (None where not asked for)."""
+    def _postprocess(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
+                     size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
+        """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` (height, width) on the
+        engine's device (None where not asked for), cut back to the frame's area."""
+
         with torch.inference_mode():
             labels = depth = normals = None
             if "labels" in outputs:
@@ -296,15 +348,17 @@ class Pipeline:
                 # (nearest labels) or on invented ids (interpolating class ids).
                 # Channels-last keeps each pixel's class scores adjacent: argmax over them is ~10x
                 # faster than over planar (NCHW) logits on CPU.
-                logits = _upsample(raw["segm"].to(torch.float32, memory_format=torch.channels_last), size)
+                logits = _to_frame(raw["segm"].to(torch.float32, memory_format=torch.channels_last), geometry, size)
                 labels = logits.argmax(dim=1)[0].to(torch.uint8)
             if "depth" in outputs:
                 # A fresh tensor: mark +/-inf invalid in place (NaN already is) instead of
                 # allocating a whole NaN frame to select from.
-                depth = _upsample(raw["depth"], size)[0, 0].abs()
+                depth = _to_frame(raw["depth"], geometry, size)[0, 0].abs()
+                if depth_factor != 1.0:
+                    depth.mul_(depth_factor)  # the camera's focal length over the training camera's
                 depth.masked_fill_(torch.isinf(depth), float("nan"))
             if "normals" in outputs and "normals" in raw:
-                n = _upsample(raw["normals"], size)[0]
+                n = _to_frame(raw["normals"], geometry, size)[0]
                 normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
             return {"labels": labels, "depth_m": depth, "normals": normals}
 
@@ -329,9 +383,10 @@ class PendingResult:
     between submit and result().
     """
 
-    def __init__(self, *, result: Result | None = None, host=None, names=(), marks=(), done=None) -> None:
+    def __init__(self, *, result: Result | None = None, host=None, names=(), marks=(), done=None, extras=None) -> None:
         self._result = result
         self._host, self._names, self._marks, self._done = host, names, marks, done
+        self._extras = extras or {}
 
     def done(self) -> bool:
         return self._result is not None or self._done.query()
@@ -339,7 +394,7 @@ class PendingResult:
     def result(self) -> Result:
         if self._result is None:
             self._done.synchronize()
-            result = Result(**{k: self._host[k].numpy() if k in self._host else None for k in self._names})
+            result = Result(**{k: self._host[k].numpy() if k in self._host else None for k in self._names}, **self._extras)
             start, prepared, inferred = self._marks
             result.timings_ms = {
                 "preprocess": start.elapsed_time(prepared), "inference": prepared.elapsed_time(inferred),
@@ -350,12 +405,13 @@ class PendingResult:
 
 
 def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]], *,
-             outputs: frozenset[str] = ALL_OUTPUTS, in_flight: int = 2) -> Iterator[tuple[Any, Result]]:
+             outputs: frozenset[str] = ALL_OUTPUTS, in_flight: int = 2, focal: "CameraFocal | None" = None) -> Iterator[tuple[Any, Result]]:
     """(tag, frame, color_order) in -> (tag, Result) out, in the same order, with up to
     ``in_flight`` frames queued on the device: while the GPU runs frame N, the host reads and
     uploads N+1 and the caller writes N-1's outputs. For offline work (bags, videos, folders),
     where every frame counts; a live camera wants the newest frame instead (FrameWorker).
-    On CPU every frame is done when submitted: plain sequential processing."""
+    On CPU every frame is done when submitted: plain sequential processing. ``focal``: the
+    camera's focal length for metric depth (None: the training camera is assumed)."""
     if in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {in_flight}")
     queued: collections.deque[tuple[Any, PendingResult]] = collections.deque()
@@ -373,7 +429,8 @@ def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]],
         if item is None:
             break
         tag, frame, color_order = item
-        queued.append((tag, pipeline.submit(frame, color_order=color_order, outputs=outputs)))
+        focal_px = None if focal is None else focal.for_width(frame.shape[1])
+        queued.append((tag, pipeline.submit(frame, color_order=color_order, outputs=outputs, focal_px=focal_px)))
         if len(queued) >= in_flight:
             tag, pending = queued.popleft()
             yield tag, pending.result()
@@ -387,6 +444,17 @@ def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _to_frame(x: torch.Tensor, geometry: InputGeometry, size: tuple[int, int]) -> torch.Tensor:
+    """Network-output map (N,C,h,w at stride 4 of the network input) -> the frame's area at
+    ``size`` (height, width): upsampled to the network input, the padding cut off, resized to
+    ``size`` -- the inverse of the input's mapping (InputGeometry.network_to_output)."""
+    if geometry.scaled_size == geometry.network_size:
+        return _upsample(x, size)  # nothing padded: one resize, as before
+    (net_w, net_h), (left, top), (w, h) = geometry.network_size, geometry.offset, geometry.scaled_size
+    x = _upsample(x, (net_h, net_w))[..., top:top + h, left:left + w]
+    return _upsample(x, size)
 
 
 def _tensorrt_available() -> bool:
