@@ -7,8 +7,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hydranet_ros.commands.common import add_pipeline_arguments, log, pipeline_from_args
+from hydranet_ros.commands.common import add_pipeline_arguments, camera_focal_from_args, log, pipeline_from_args, say_depth_camera
 from hydranet_ros.io import media, visuals
+from hydranet_ros.runtime.focal import CameraFocal
 from hydranet_ros.runtime.pipeline import Pipeline, in_order
 
 
@@ -22,14 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be within 0..1, got {args.alpha}")
+    focal = camera_focal_from_args(args)
     source = media.open_source(args.input)
     pipe = pipeline_from_args(args)
-    written = process_source(pipe, source, Path(args.output), alpha=args.alpha)
+    say_depth_camera(pipe, focal)
+    written = process_source(pipe, source, Path(args.output), alpha=args.alpha, focal=focal)
     print(f"{written} frame(s) -> {args.output}  ({pipe.info['backend']} {pipe.info['precision']} on {pipe.info['device']}, weights {pipe.info['weights']})")
     return 0
 
 
-def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha: float = 0.5) -> int:
+def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha: float = 0.5,
+                   focal: CameraFocal | None = None) -> int:
     """Write <stem>_labels.png (uint8 ids), <stem>_depth.png (uint16 mm, 0 invalid), <stem>_color.png,
     <stem>_preview.png for each frame, and <video stem>_preview.mp4 for a video."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,8 @@ def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha
         frames = tqdm(media.iter_frames(source), total=source.frame_count, unit="frame", disable=None, desc="infer")
         # Frames go in ahead: on a GPU the next frame is read, uploaded and run while this one's
         # pictures are encoded and written.
-        for (stem, frame), result in in_order(pipe, (((stem, frame), frame, "rgb") for stem, frame in frames)):
+        for (stem, frame), result in in_order(pipe, (((stem, frame), frame, "rgb") for stem, frame in frames),
+                                              focal=focal):
             colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
             depth_rgb = visuals.colorize_depth(result.depth_m, pipe.preset.depth_range_m)
             preview = visuals.side_by_side(

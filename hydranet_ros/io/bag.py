@@ -31,7 +31,7 @@ from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
 from hydranet_ros.io import visuals
-from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
+from hydranet_ros.io.camera_info import CameraInfoRejected, frame_focal_px, scale_camera_info
 from hydranet_ros.io.message_defs import DefinitionMissing, register_output_types
 from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
 from hydranet_ros.ros import outputs, params, qos
@@ -392,8 +392,11 @@ class _Replay:
             self.report.rejected[rejected.reason] += 1
             log.debug("frame at %d ns dropped: %s", bag_time, rejected)
             return None
-        pending = _submit(self.pipeline, frame, color_order=order, outputs=_PUBLISHED_RESULTS)
         info = infos.for_frame(bag_time, _stamp(msg.header))
+        # Metric depth for the recorded camera: its focal length from the frame's CameraInfo.
+        focal = frame_focal_px(info, frame.shape[1], frame.shape[0])
+        pending = _submit(self.pipeline, frame, color_order=order, outputs=_PUBLISHED_RESULTS,
+                          **({} if focal is None else {"focal_px": focal}))
         return _FrameWrite(lambda: self._write_frame(bag_time, msg, frame, order, pending.result(), info))
 
     def _write_frame(self, bag_time: int, msg: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> None:

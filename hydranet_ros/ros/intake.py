@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
+from hydranet_ros.io.camera_info import CameraInfoRejected, frame_focal_px, scale_camera_info
 from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
 from hydranet_ros.io.visuals import blend, colorize_labels
 from hydranet_ros.ros import outputs
@@ -74,6 +74,10 @@ class Rendered:
     camera_info: dict[str, Any] | None = None
     camera_info_problem: CameraInfoRejected | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Where metric depth's focal length came from: 'camera' (CameraInfo's K), 'assumed' (the
+    # training camera's field of view), 'none' (weights without a training camera); None
+    # when the frame ran no network.
+    depth_focal: str | None = None
 
 
 def message_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
@@ -93,10 +97,15 @@ def render(pipeline: Any, frame: Frame, plan: outputs.FramePlan, *, depth_encodi
         return None
     result = None
     if plan.run_inference:  # CameraInfo only: the output size is known without the network
-        result = pipeline.process(frame.pixels, color_order=frame.color_order, outputs=plan.network_outputs)
+        # Metric depth for this camera: its focal length from CameraInfo, in the frame's pixels.
+        focal = frame_focal_px(frame.camera_info, frame.pixels.shape[1], frame.pixels.shape[0])
+        result = pipeline.process(frame.pixels, color_order=frame.color_order, outputs=plan.network_outputs,
+                                  focal_px=focal)
     width, height = pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
+    scale = getattr(result, "depth_scale", None)
     rendered = Rendered(plan=plan, size=(width, height),
-                        timings_ms=dict(result.timings_ms) if result is not None else {})
+                        timings_ms=dict(result.timings_ms) if result is not None else {},
+                        depth_focal=scale.source if scale is not None else None)
     preset = pipeline.preset
     if plan.labels_image:
         rendered.images["labels"] = message_fields(result.labels, "mono8")

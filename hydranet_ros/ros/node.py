@@ -36,6 +36,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from hydranet_ros.msg import HydraNetResult
 from hydranet_ros.ros import intake, outputs, params, qos
 from hydranet_ros.runtime.frame_worker import FrameWorker, WorkerStats
+from hydranet_ros.runtime.focal import depth_focal_status
 
 try:  # vision_msgs is optional: without it only semantic/label_info is missing
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -99,6 +100,7 @@ class PerceptionNode(LifecycleNode):
         self._label_info_frame_id: str | None = None
         self._input_subs: list[Any] = []
         self._camera_info: Any = None
+        self._depth_focal: str | None = None  # where depth's focal length came from, last frame
         self._counters: Counter[str] = Counter()
         self._counters_lock = threading.Lock()
         self._image_warnings = outputs.RejectionThrottle(interval_s=5.0)  # executor thread
@@ -167,6 +169,7 @@ class PerceptionNode(LifecycleNode):
             return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {exc}")
 
         self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
+        self._depth_focal = None
         self._live = params.LiveSettings.from_values(values)
         output_qos = qos.to_rclpy(qos.qos_settings(values["output_qos"], values["output_depth"]))
         self._output_pubs = {
@@ -304,6 +307,8 @@ class PerceptionNode(LifecycleNode):
         if rendered is None:  # the last subscriber left while the frame waited
             return
         plan, header, images = rendered.plan, frame.header, rendered.images
+        if rendered.depth_focal is not None and rendered.depth_focal != self._depth_focal:
+            self._note_depth_focal(rendered.depth_focal)
         if rendered.timings_ms:
             self._last_timings = rendered.timings_ms
         labels_msg = _image(header, images["labels"]) if "labels" in images else None
@@ -326,6 +331,17 @@ class PerceptionNode(LifecycleNode):
         if "fused" in plan.outputs:
             sent["fused"].publish(self._fused(header, labels_msg, depth_msg, info_msg, preset, rendered.timings_ms))
         self._publish_label_info(header, preset)
+
+    def _note_depth_focal(self, source: str) -> None:
+        """Say once (log and /diagnostics) where metric depth's focal length comes from, and again
+        only when that changes (a CameraInfo arrives, or stops being usable)."""
+        self._depth_focal = source
+        text = depth_focal_status(source, getattr(self._pipeline, "training_camera", None))
+        self._info["depth_focal"] = text
+        if source == "camera":
+            self.get_logger().info(f"depth: {text}")
+        else:
+            self.get_logger().warning(f"depth: {text} (publish the camera's camera_info)")
 
     def _camera_info_out(self, header: Any, rendered: intake.Rendered) -> CameraInfo | None:
         problem = rendered.camera_info_problem

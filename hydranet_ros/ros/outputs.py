@@ -275,7 +275,7 @@ def diagnostics_report(
     input in the period, or frames arriving but none processed; OK otherwise.
     """
     values: list[tuple[str, str]] = [("state", state)]
-    for key in ("backend", "precision", "device", "weights"):
+    for key in ("backend", "precision", "device", "weights", "depth_focal"):
         if key in info:
             values.append((key, str(info[key])))
     if problem:
