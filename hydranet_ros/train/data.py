@@ -81,6 +81,32 @@ class AugmentedDataset(Dataset):
         return self.augment(self.base[index], rng)
 
 
+class CanonicalDepth(Dataset):
+    """Depth in the canonical camera's terms (config.DataConfig.canonical_focal_px): each frame's
+    depth times canonical_focal_px / its own focal length (sqrt(fx * fy) of camera_k). A frame
+    without camera_k is refused: its depth cannot be put in those terms."""
+
+    def __init__(self, base: Dataset, *, focal_px: float) -> None:
+        if not focal_px > 0:
+            raise ValueError(f"canonical focal length must be > 0 px, got {focal_px}")
+        self.base = base
+        self.focal_px = float(focal_px)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        frame = self.base[index]
+        depth, k = frame.get("depth_m"), frame.get("camera_k")
+        if depth is None:
+            return frame
+        if k is None:
+            raise ValueError(f"frame {index} has depth but no camera_k: canonical depth needs its focal length")
+        k = np.asarray(k, np.float64)
+        factor = np.float32(self.focal_px / np.sqrt(k[0, 0] * k[1, 1]))
+        return {**frame, "depth_m": np.asarray(depth, np.float32) * factor}
+
+
 def frame_to_tensors(frame: Mapping[str, Any], *, with_normals: bool) -> dict[str, torch.Tensor]:
     image = np.asarray(frame["image"])
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
