@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from hydranet_ros.model.presets import Preset
-from hydranet_ros.train.data import Collate, normalise_images
+from hydranet_ros.train.data import Collate, frame_to_tensors, normalise_images
 from hydranet_ros.train.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 
 LOG = logging.getLogger(__name__)
@@ -137,6 +137,67 @@ def evaluate_model(
     return EvaluationResult(
         class_names=tuple(preset.class_names),
         frames=frames,
+        segm=segm.compute() if segm else None,
+        depth=depth.compute() if depth else None,
+        normals=normals.compute() if normals else None,
+        confusion=segm.confusion.copy() if segm else None,
+        depth_error_histogram=depth.histogram.copy() if depth else None,
+        depth_error_edges=depth.histogram_edges.copy() if depth else None,
+    )
+
+
+def evaluate_pipeline(
+    pipeline,
+    dataset: Dataset,
+    *,
+    tasks: Sequence[str] = ("segm", "depth"),
+    max_frames: int | None = None,
+    depth_max_m: float | None = None,
+    focal=None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Metrics of the inference ``pipeline`` (runtime.pipeline.Pipeline, what `hydranet infer` and
+    the node run: the same geometry, pre- and post-processing, focal-length correction) on
+    ``dataset``, compared at the ground truth's size (the pipeline's output_size must be 'input').
+
+    focal: a runtime.focal.CameraFocal (from --focal / --camera-info) for every frame; without it
+    a frame's own camera_k gives its focal length, and a frame without one assumes the training
+    camera, as `hydranet infer` does without --focal.
+    """
+    if pipeline.config.output_size != "input":
+        raise ValueError("evaluate_pipeline compares at the ground truth's size: use output_size 'input'")
+    count = len(dataset) if max_frames is None else min(max_frames, len(dataset))
+    num_classes = pipeline.preset.num_classes
+    segm = SegmentationMetrics(num_classes=num_classes) if "segm" in tasks else None
+    depth = DepthMetrics(max_depth_m=depth_max_m) if "depth" in tasks else None
+    normals = NormalsMetrics() if "normals" in tasks else None
+    wanted = frozenset({"segm": "labels", "depth": "depth", "normals": "normals"}[t] for t in tasks)
+    indices = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="evaluate", unit="frame", leave=False)
+    for index in indices:
+        frame = dataset[index]
+        truth = frame_to_tensors(frame, with_normals=normals is not None)
+        image = np.asarray(frame["image"])
+        if focal is not None:
+            focal_px = focal.for_width(image.shape[1])
+        elif frame.get("camera_k") is not None:
+            k = np.asarray(frame["camera_k"], np.float64)
+            focal_px = float(np.sqrt(k[0, 0] * k[1, 1]))
+        else:
+            focal_px = None
+        result = pipeline.process(image, outputs=wanted, focal_px=focal_px)
+        if segm is not None:
+            segm.update(result.labels, truth["labels"])
+        if depth is not None:
+            depth.update(result.depth_m, truth["depth_m"])
+        if normals is not None and result.normals is not None:
+            normals.update(np.moveaxis(result.normals, -1, 0)[None], truth["normals"][None])
+    return EvaluationResult(
+        class_names=tuple(pipeline.preset.class_names),
+        frames=count,
         segm=segm.compute() if segm else None,
         depth=depth.compute() if depth else None,
         normals=normals.compute() if normals else None,
