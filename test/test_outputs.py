@@ -105,12 +105,14 @@ def test_depth_32fc1_keeps_metres_and_nan():
     np.testing.assert_array_equal(out, depth)
 
 
-def test_depth_16uc1_millimetres_zero_invalid():
+def test_depth_16uc1_millimetres_zero_invalid_far_saturates():
     depth = np.array([[1.5, np.nan, np.inf, -np.inf], [0.0, -2.0, 65.535, 65.536], [0.0004, 0.0006, 1e9, 3.2]],
                      dtype=np.float32)
     out = depth_image(depth, "16UC1")
     assert out.dtype == np.uint16
-    expected = [[1500, 0, 0, 0], [0, 0, 65535, 0], [0, 1, 0, 3200]]
+    # valid far depth (and +Inf, "nothing within range") saturates at 65535, never becomes 0;
+    # a positive depth under half a millimetre is 1, not "no estimate"
+    expected = [[1500, 0, 65535, 0], [0, 0, 65535, 65535], [1, 1, 65535, 3200]]
     np.testing.assert_array_equal(out, expected)
 
 
@@ -120,11 +122,11 @@ def test_depth_16uc1_millimetres_zero_invalid():
 def test_depth_16uc1_property(depth):
     out = depth_image(depth, "16UC1")
     valid = out > 0
-    # Valid pixels are within half a millimetre; everything invalid or out of range is 0.
-    error_m = np.abs(out[valid] / 1000.0 - depth[valid].astype(np.float64))
+    # Valid pixels are within half a millimetre (or saturated); only no-estimate pixels are 0.
+    inside = valid & (out < 65535) & (depth >= 0.0005)
+    error_m = np.abs(out[inside] / 1000.0 - depth[inside].astype(np.float64))
     assert np.all(error_m <= 0.0005 + 1e-5)
-    assert not np.any(valid & ~np.isfinite(depth))
-    assert not np.any(valid & (depth <= 0))
+    assert np.array_equal(valid, depth > 0)
 
 
 def test_depth_bad_input():
@@ -328,3 +330,10 @@ def test_network_outputs_skip_unwanted_heads(subscribed, expected):
     plan = plan_frame(ALL_ON, subscribed, have_camera_info=True)
     assert plan.network_outputs == expected
     assert plan.run_inference == bool(expected)
+
+
+def test_depth_png_is_kitti_metres_x256_and_never_turns_far_depth_into_none():
+    from hydranet_ros.io.media import depth_to_png
+
+    depth = np.array([[1.0, 80.0, 255.99, 300.0, np.inf, np.nan, 0.0, -1.0]], np.float32)
+    np.testing.assert_array_equal(depth_to_png(depth), [[256, 20480, 65533, 65535, 65535, 0, 0, 0]])

@@ -34,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
 
 def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha: float = 0.5,
                    focal: CameraFocal | None = None) -> int:
-    """Write <stem>_labels.png (uint8 ids), <stem>_depth.png (uint16 mm, 0 invalid), <stem>_color.png,
-    <stem>_preview.png for each frame, and <video stem>_preview.mp4 for a video."""
+    """Write <stem>_labels.png (uint8 ids), <stem>_depth.png (uint16 metres x 256, 0 = no estimate,
+    65535 = 256 m or farther), <stem>_color.png, <stem>_preview.png (overlay, depth, legend and
+    colour bar) for each frame, and <video stem>_preview.mp4 (H.264) or .webm (VP8) for a video."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    preview_video = media.PreviewVideo(out_dir / f"{source.path.stem}_preview.mp4", source.fps) if source.is_video else None
+    preview_video = media.PreviewVideo(out_dir / f"{source.path.stem}_preview", source.fps) if source.is_video else None
     count = 0
     try:
         frames = tqdm(media.iter_frames(source), total=source.frame_count, unit="frame", disable=None, desc="infer")
@@ -46,11 +47,9 @@ def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha
         for (stem, frame), result in in_order(pipe, (((stem, frame), frame, "rgb") for stem, frame in frames),
                                               focal=focal):
             colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
-            depth_rgb = visuals.colorize_depth(result.depth_m, pipe.preset.depth_range_m)
-            preview = visuals.side_by_side(
-                visuals.blend(frame, colour, alpha=alpha), depth_rgb)
+            preview = visuals.preview(frame, result.labels, colour, result.depth_m, pipe.preset, alpha=alpha)
             media.write_png(out_dir / f"{stem}_labels.png", result.labels)
-            media.write_png(out_dir / f"{stem}_depth.png", media.depth_to_millimetres(result.depth_m))
+            media.write_png(out_dir / f"{stem}_depth.png", media.depth_to_png(result.depth_m))
             media.write_png(out_dir / f"{stem}_color.png", colour, rgb=True)
             media.write_png(out_dir / f"{stem}_preview.png", preview, rgb=True)
             if preview_video is not None:
@@ -60,4 +59,8 @@ def process_source(pipe: Pipeline, source: media.Source, out_dir: Path, *, alpha
     finally:
         if preview_video is not None:
             preview_video.close()
+            if preview_video.codec is not None:
+                print(f"preview video: {preview_video.path} ({preview_video.codec})")
+            if preview_video.note:
+                print(f"note: {preview_video.note}")
     return count
