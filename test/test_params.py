@@ -132,7 +132,7 @@ def test_pipeline_kwargs():
     values = {**params.defaults(), "input_width": 640, "input_height": 480, "precision": "fp16", "strict": True}
     kwargs = params.pipeline_kwargs(values)
     assert kwargs == {"weights": "default", "backend": "torch", "device": "auto", "precision": "fp16",
-                      "input_size": (640, 480), "output_size": "input", "strict": True}
+                      "input_size": (640, 480), "output_size": "input", "strict": True, "classes": "all"}
     assert params.pipeline_kwargs(params.defaults())["input_size"] == "auto"  # training size, else frame size
 
 

@@ -230,3 +230,18 @@ def test_frames_queued_before_a_source_error_are_still_delivered(kitti_model):
         for tag, _ in in_order(pipe, source(), in_flight=3):
             delivered.append(tag)
     assert delivered == ["a0", "a1"]
+
+
+def test_joint_weights_can_label_from_one_datasets_classes():
+    model = realistic_model(get_preset("nyud_kitti"), seed=3)
+    frame = np.random.default_rng(1).integers(0, 255, (48, 96, 3), dtype=np.uint8)
+    joint = make(model, "nyud_kitti", input_size=None).process(frame).labels
+    kitti = make(model, "nyud_kitti", input_size=None, classes="kitti").process(frame).labels
+    nyud = make(model, "nyud_kitti", input_size=None, classes="nyud").process(frame).labels
+    assert kitti.min() >= 40 and kitti.max() <= 45 and nyud.max() <= 39
+    # where the joint argmax already picked a KITTI class, restricting to KITTI agrees with it
+    assert np.array_equal(kitti[joint >= 40], joint[joint >= 40])
+    with pytest.raises(ValueError, match="known: all, nyud, kitti"):
+        make(model, "nyud_kitti", classes="cityscapes")
+    with pytest.raises(ValueError, match="known: all"):
+        make(realistic_model(get_preset("kitti"), seed=3), "kitti", classes="kitti")

@@ -38,12 +38,16 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str
                         help="a ROS camera calibration YAML (as camera_calibration writes it): its focal length, "
                              "scaled from its image_width to the frames'")
     group.add_argument("--strict", action="store_true", help="fail instead of falling back to another backend/device")
+    group.add_argument("--classes", default="all",
+                       help="labels from one dataset's classes only, for weights trained on several: 'nyud' "
+                            "(ids 0-39) or 'kitti' (ids 40-45) for nyud_kitti; 'all' (default) takes every class")
 
 
 def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
     config = PipelineConfig(
         weights=args.weights, backend=args.backend, device=args.device, precision=args.precision,
         input_size=parse_size(args.size), output_size=args.output_size, strict=args.strict,
+        classes=getattr(args, "classes", "all"),
     )
     pipe = Pipeline.create(config)
     log.info("running %s %s on %s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"], pipe.info["weights"])

@@ -86,6 +86,27 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# Weights trained on several datasets at once label each frame from one dataset's classes: the
+# authors' notebook takes ids 0-39 for NYU frames and 40-45 for KITTI frames of the joint model.
+# name -> (first id, one past the last id); the ids stay the joint model's (LabelInfo names them).
+CLASS_GROUPS: dict[str, dict[str, tuple[int, int]]] = {
+    "nyud_kitti": {"nyud": (0, 40), "kitti": (40, 46)},
+}
+ALL_CLASSES = "all"
+
+
+def class_group(preset_name: str, group: str) -> tuple[int, int] | None:
+    """(first, stop) class ids of ``group`` for ``preset_name``; None for 'all'. ValueError names
+    the groups that exist."""
+    if group == ALL_CLASSES:
+        return None
+    groups = CLASS_GROUPS.get(preset_name, {})
+    if group not in groups:
+        known = ", ".join([ALL_CLASSES, *groups])
+        raise ValueError(f"classes {group!r} is not a class group of the {preset_name!r} weights (known: {known})")
+    return groups[group]
+
+
 def get_preset(name: str) -> Preset:
     """The preset called ``name``, or a ValueError that lists the known ones."""
     try:

@@ -84,6 +84,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "scaled for the network (its aspect ratio, without padding), which saves upsampling to a large "
               "camera frame.",
               choices=OUTPUT_SIZES),
+    ParamSpec("classes", str, "all",
+              "Labels from one dataset's classes only, for weights trained on several: 'nyud' (ids 0-39) or "
+              "'kitti' (ids 40-45) for nyud_kitti; 'all' takes every class."),
     _switch("labels", "semantic/labels (mono8 class ids)"),
     _switch("color", "semantic/color (rgb8 class colours)"),
     _switch("overlay", "semantic/overlay (rgb8 colours blended over the camera image)"),
@@ -223,6 +226,7 @@ def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
         "input_size": (width, height) if width and height else "auto",
         "output_size": values["output_size"],
         "strict": bool(values["strict"]),
+        "classes": values["classes"],
     }
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.model.presets import Preset, class_group
 from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
@@ -64,6 +64,9 @@ class PipelineConfig:
     input_size: tuple[int, int] | None | str = (640, 480)
     output_size: str = "network"
     strict: bool = False
+    # Labels from one class group only (model/presets.CLASS_GROUPS: 'nyud' or 'kitti' for the
+    # joint nyud_kitti weights); 'all' = the argmax over every class.
+    classes: str = "all"
     # Backend-specific build options, e.g. {"compile": True} for torch, {"calibration": "frames/",
     # "cache_dir": "/opt/engines"} for tensorrt; dropped when a fallback runs another backend.
     engine_options: Mapping[str, Any] = field(default_factory=dict)
@@ -121,6 +124,7 @@ class Pipeline:
         # The camera the weights learned metric depth with; None: depth is never rescaled.
         self.training_camera = training_camera
         self._geometries: dict[tuple[int, int], InputGeometry] = {}
+        self._class_range = class_group(preset.name, config.classes)  # ValueError for an unknown group
         self.info = {
             **engine.describe(),
             "weights": weights_source,
@@ -183,6 +187,11 @@ class Pipeline:
         return cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
                    weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings,
                    training_camera=training_camera)
+
+    @property
+    def class_range(self) -> tuple[int, int] | None:
+        """(first, stop) ids the labels are taken from, or None for every class."""
+        return class_group(self.preset.name, self.config.classes)
 
     # --- sizes --------------------------------------------------------------------------------
     def geometry_for(self, width: int, height: int) -> InputGeometry:
@@ -348,8 +357,15 @@ class Pipeline:
                 # (nearest labels) or on invented ids (interpolating class ids).
                 # Channels-last keeps each pixel's class scores adjacent: argmax over them is ~10x
                 # faster than over planar (NCHW) logits on CPU.
-                logits = _to_frame(raw["segm"].to(torch.float32, memory_format=torch.channels_last), geometry, size)
+                segm = raw["segm"]
+                first = 0
+                if self._class_range is not None:  # one dataset's classes only (joint weights)
+                    first, stop = self._class_range
+                    segm = segm[:, first:stop]
+                logits = _to_frame(segm.to(torch.float32, memory_format=torch.channels_last), geometry, size)
                 labels = logits.argmax(dim=1)[0].to(torch.uint8)
+                if first:
+                    labels += first
             if "depth" in outputs:
                 # A fresh tensor: mark +/-inf invalid in place (NaN already is) instead of
                 # allocating a whole NaN frame to select from.
