@@ -25,6 +25,9 @@ from hydranet_ros.model.presets import get_preset
 
 FRAME_ID = "cam_optical"
 WIDTH, HEIGHT = 96, 64
+# input_width x input_height 64x32: the 96x64 frame is scaled to 48x32 (aspect kept), padded to
+# 64x32 for the network; output_size network publishes the 48x32 scaled frame.
+OUT_W, OUT_H = 48, 32
 K_IN = [80.0, 0.0, 47.5, 0.0, 80.0, 31.5, 0.0, 0.0, 1.0]
 
 
@@ -128,16 +131,16 @@ def test_configure_activate_publish_every_output_with_input_header(monkeypatch, 
         assert (sent[0].header.stamp.sec, sent[0].header.stamp.nanosec, sent[0].header.frame_id) == (7, 42, FRAME_ID)
 
     labels = pubs["semantic/labels"].sent[0]
-    assert (labels.encoding, labels.width, labels.height, labels.step) == ("mono8", 64, 32, 64)
+    assert (labels.encoding, labels.width, labels.height, labels.step) == ("mono8", OUT_W, OUT_H, OUT_W)
     assert max(labels.data) < 6
     depth = pubs["depth/image"].sent[0]
-    assert depth.encoding == "32FC1" and len(depth.data) == 64 * 32 * 4
+    assert depth.encoding == "32FC1" and len(depth.data) == OUT_W * OUT_H * 4
     assert pubs["semantic/color"].sent[0].encoding == "rgb8"
     info = pubs["depth/camera_info"].sent[0]
-    assert (info.width, info.height) == (64, 32)
-    assert info.k[0] == pytest.approx(80.0 * 64 / WIDTH) and info.k[4] == pytest.approx(80.0 * 32 / HEIGHT)
+    assert (info.width, info.height) == (OUT_W, OUT_H)
+    assert info.k[0] == pytest.approx(80.0 * OUT_W / WIDTH) and info.k[4] == pytest.approx(80.0 * OUT_H / HEIGHT)
     fused = pubs["hydranet/result"].sent[0]
-    assert fused.has_camera_info and fused.camera_info.width == 64
+    assert fused.has_camera_info and fused.camera_info.width == OUT_W
     assert fused.class_names == list(get_preset("kitti").class_names)
     assert fused.total_ms > 0 and fused.labels is labels
     label_info = pubs["semantic/label_info"].sent[0]
@@ -146,6 +149,36 @@ def test_configure_activate_publish_every_output_with_input_header(monkeypatch, 
     # LabelInfo is latched: not repeated for the same frame id.
     feed(node, image_msg(8))
     assert len(pubs["semantic/label_info"].sent) == 1 and len(pubs["semantic/labels"].sent) == 2
+    node.release()
+
+
+def test_depth_takes_the_focal_length_from_camera_info_and_says_once_when_it_assumes(monkeypatch, weights):
+    """Without CameraInfo the training camera is assumed: one warning and a /diagnostics value;
+    with it, depth is scaled by the camera's focal length (here twice the first camera's: the
+    same network output reads as twice the distance)."""
+    module, node = make_node(monkeypatch, weights)
+    bring_up(module, node)
+    subscribe_all(node)
+    pubs = publishers(node)
+    feed(node, image_msg(7))
+    feed(node, image_msg(7))
+    assumed = [r for r in node.logger.records if "depth:" in str(r) and "field of view" in str(r)]
+    assert len(assumed) == 1, node.logger.records
+    node._publish_diagnostics()
+    values = dict((kv.key, kv.value) for kv in pubs["/diagnostics"].sent[-1].status[0].values)
+    assert "field of view" in values["depth_focal"]
+    depth_assumed = np.frombuffer(bytes(pubs["depth/image"].sent[-1].data), np.float32)
+
+    info = camera_info_msg()
+    subscription(node, "camera_info").callback(info)
+    feed(node, image_msg(7))
+    training = node._pipeline.training_camera
+    factor = 80.0 / training.focal_at_width(WIDTH)  # this camera's focal length over the assumed one
+    depth_camera = np.frombuffer(bytes(pubs["depth/image"].sent[-1].data), np.float32)
+    np.testing.assert_allclose(depth_camera, depth_assumed * factor, rtol=1e-5)
+    node._publish_diagnostics()
+    values = dict((kv.key, kv.value) for kv in pubs["/diagnostics"].sent[-1].status[0].values)
+    assert values["depth_focal"].startswith("camera_info")
     node.release()
 
 
@@ -229,7 +262,7 @@ def test_parameter_changes_live_and_refused(monkeypatch, weights):
 
     feed(node, image_msg(5))
     assert pubs["depth/image"].sent[-1].encoding == "16UC1"
-    assert len(pubs["depth/image"].sent[-1].data) == 64 * 32 * 2
+    assert len(pubs["depth/image"].sent[-1].data) == OUT_W * OUT_H * 2
     assert not pubs["semantic/overlay"].sent and pubs["semantic/color"].sent
     node.release()
 

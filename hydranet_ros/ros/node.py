@@ -336,7 +336,7 @@ class PerceptionNode(LifecycleNode):
         """Say once (log and /diagnostics) where metric depth's focal length comes from, and again
         only when that changes (a CameraInfo arrives, or stops being usable)."""
         self._depth_focal = source
-        text = depth_focal_status(source, getattr(self._pipeline, "training_camera", None))
+        text = depth_focal_status(source, self._pipeline.training_camera)
         self._info["depth_focal"] = text
         if source == "camera":
             self.get_logger().info(f"depth: {text}")

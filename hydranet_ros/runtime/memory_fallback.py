@@ -104,6 +104,13 @@ class MemoryFallbackPipeline:
         return self._pipeline.engine
 
     @property
+    def training_camera(self) -> Any:
+        return self._pipeline.training_camera
+
+    def geometry_for(self, width: int, height: int) -> Any:
+        return self._pipeline.geometry_for(width, height)
+
+    @property
     def info(self) -> dict[str, Any]:
         info = dict(self._pipeline.info)
         if self.fallbacks:
