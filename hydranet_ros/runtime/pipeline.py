@@ -188,11 +188,6 @@ class Pipeline:
                    weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings,
                    training_camera=training_camera)
 
-    @property
-    def class_range(self) -> tuple[int, int] | None:
-        """(first, stop) ids the labels are taken from, or None for every class."""
-        return class_group(self.preset.name, self.config.classes)
-
     # --- sizes --------------------------------------------------------------------------------
     def geometry_for(self, width: int, height: int) -> InputGeometry:
         """How a width x height frame maps into the network (one plan per frame size)."""
