@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         pipe.process(frame)
     timings = [pipe.process(frame).timings_ms for _ in range(args.frames)]
     rows = {stage: np.array([t[stage] for t in timings]) for stage in (*STAGES, "total")}
-    print(f"{pipe.info['backend']} {pipe.info['precision']} {pipe.info['device']}, frame {args.frame_size} -> network {args.size}")
+    print(f"{pipe.info['backend']} {pipe.info['precision']} {pipe.info['device']}, frame {args.frame_size} -> network "
+          f"{'x'.join(map(str, pipe.network_size_for(*size)))} (--size {args.size})")
     print(f"{'stage':12s} {'median ms':>10s} {'p90 ms':>10s}")
     figures = {}
     for stage, values in rows.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from hydranet_ros.runtime.geometry import round_up
 from hydranet_ros.runtime.pipeline import PipelineConfig, parse_size
 
 BUILD_BACKENDS = ("tensorrt", "onnx")
@@ -43,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
         size = weights.trained_input_size
     if size is not None:  # the same checks as any pipeline: a clear line for an impossible size
         PipelineConfig(input_size=size)
+        # The pipeline feeds a fixed-size engine the request padded to the stride (runtime/geometry):
+        # build that size, so the node finds this engine in the cache.
+        size = tuple(round_up(v) for v in size)
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise ValueError(f"device {args.device!r} is not cpu, cuda or cuda:N")
     model = weights.build_model()
