@@ -394,7 +394,7 @@ def test_a_failure_mid_replay_leaves_neither_output_nor_staging(tmp_path, pipeli
         def __init__(self):
             self.calls = 0
 
-        def submit(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"})):
+        def submit(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"}), focal_px=None):
             self.calls += 1
             if self.calls == 2:
                 raise RuntimeError("engine lost")

@@ -82,19 +82,24 @@ def test_bag_frames(tmp_path, storage, encoding):
 
 
 def test_prepare_matches_the_pipeline(tmp_path):
-    """Calibration must see what the engine will see: same resize and normalisation."""
-    pipe = Pipeline.from_model(HydraNet(PRESET).eval(), PRESET, PipelineConfig(device="cpu", input_size=(64, 48)))
+    """Calibration must see what the engine will see: same geometry (fitted, padded to the fixed
+    engine size), resize and normalisation."""
+    from hydranet_ros.runtime.geometry import plan_input
+
+    pipe = Pipeline.from_model(HydraNet(PRESET).eval(), PRESET, PipelineConfig(device="cpu", input_size=(64, 64)))
     for frame in (shared_frame("kitti/000099.png"), small_frame("nyud/000464.png", (64, 48)), small_frame("nyud/000433.png", (40, 30))):
-        ours = prepare(frame, size=(64, 48), mean=PRESET.mean, std=PRESET.std)
-        theirs = pipe._preprocess(frame, "rgb", (64, 48)).float().contiguous()
-        assert ours.shape == (1, 3, 48, 64)
+        ours = prepare(frame, size=(64, 64), mean=PRESET.mean, std=PRESET.std)
+        geometry = plan_input((frame.shape[1], frame.shape[0]), (64, 64), fill_request=True)  # as for TensorRT
+        theirs = pipe._preprocess(frame, "rgb", geometry).float().contiguous()
+        assert ours.shape == (1, 3, 64, 64)
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
 def test_batches_and_digest():
     frames = [numbered_frame(i) for i in range(5)]
     batches = calibration_batches(frames, size=(32, 24), mean=PRESET.mean, std=PRESET.std, batch_size=2)
-    assert [tuple(b.shape) for b in batches] == [(2, 3, 24, 32), (2, 3, 24, 32), (1, 3, 24, 32)]
+    # an engine for 32x24 is built at 32x32 (the stride); frames are fitted and padded to it
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 32, 32), (2, 3, 32, 32), (1, 3, 32, 32)]
     assert all(b.dtype == torch.float32 for b in batches)
     # Normalised like ImageNet: roughly zero-centred, unit-scale values.
     values = torch.cat([b.flatten() for b in batches])

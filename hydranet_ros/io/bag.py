@@ -67,8 +67,10 @@ class FramePipeline(Protocol):
 
     preset: Any
 
-    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ...) -> Any:
-        """Queue the frame; the returned object's ``result()`` gives the pipeline's Result."""
+    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ...,
+               focal_px: float | None = None) -> Any:
+        """Queue the frame; the returned object's ``result()`` gives the pipeline's Result.
+        ``focal_px``: the camera's focal length in frame pixels (from its CameraInfo), or None."""
 
 
 # The bag holds no normals topic, so the pipeline need not post-process them.
@@ -395,8 +397,7 @@ class _Replay:
         info = infos.for_frame(bag_time, _stamp(msg.header))
         # Metric depth for the recorded camera: its focal length from the frame's CameraInfo.
         focal = frame_focal_px(info, frame.shape[1], frame.shape[0])
-        pending = _submit(self.pipeline, frame, color_order=order, outputs=_PUBLISHED_RESULTS,
-                          **({} if focal is None else {"focal_px": focal}))
+        pending = _submit(self.pipeline, frame, color_order=order, outputs=_PUBLISHED_RESULTS, focal_px=focal)
         return _FrameWrite(lambda: self._write_frame(bag_time, msg, frame, order, pending.result(), info))
 
     def _write_frame(self, bag_time: int, msg: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> None:

@@ -3,7 +3,8 @@
 TensorRT's int8 mode measures the range of every activation on real frames; they must look like
 what the robot will see and be prepared exactly as the pipeline prepares a camera frame, or the
 ranges (and so the quantisation) are wrong. So this module runs the pipeline's own arithmetic
-(runtime/network_input.py): bilinear resize (antialiased when shrinking), then (x/255 - mean) / std.
+(runtime/network_input.py): fitted inside the engine's size with the aspect ratio kept (bilinear,
+antialiased when shrinking), (x/255 - mean) / std, padded to the stride with the edges repeated.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 
 from hydranet_ros.runtime.engines.base import EngineError
-from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
+from hydranet_ros.runtime.geometry import plan_input
+from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +109,14 @@ def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
 
 
 def prepare(frame: np.ndarray, *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """RGB uint8 HxWx3 -> normalised (1,3,H,W) float32 at ``size`` (width, height), as the pipeline does."""
+    """RGB uint8 HxWx3 -> normalised (1,3,H,W) float32 for an engine built for ``size`` (width,
+    height): fitted inside it with the aspect ratio kept and padded to it rounded up to the stride,
+    as the pipeline feeds a fixed-size engine (plan_input with fill_request)."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise CalibrationError(f"calibration frames must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0).float()
-    return resize_and_normalise(x, size, *normalisation(mean, std))
+    geometry = plan_input((frame.shape[1], frame.shape[0]), size, fill_request=True)
+    return fit_and_normalise(x, geometry, *normalisation(mean, std))
 
 
 def calibration_batches(

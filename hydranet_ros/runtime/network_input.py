@@ -25,3 +25,16 @@ def resize_and_normalise(x: torch.Tensor, size: tuple[int, int], scale: torch.Te
         shrinking = height < x.shape[-2] or width < x.shape[-1]
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
     return torch.addcmul(shift, x, scale)
+
+
+def fit_and_normalise(x: torch.Tensor, geometry, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Float (1,3,H,W) pixel values 0..255 -> the network's input for ``geometry``
+    (runtime/geometry.InputGeometry): resized to its scaled size (aspect kept) and normalised,
+    then padded to its network size with the edge pixels repeated -- the border continues the
+    scene, as a camera with a slightly wider view would see it, instead of a grey band whose
+    edge the network would answer to."""
+    x = resize_and_normalise(x, geometry.scaled_size, scale, shift)
+    left, right, top, bottom = geometry.padding
+    if left or right or top or bottom:
+        x = F.pad(x, (left, right, top, bottom), mode="replicate")
+    return x

@@ -32,7 +32,7 @@ from hydranet_ros.runtime.choices import (
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
 from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
-from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
+from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
 from hydranet_ros.runtime.result import Result
 
 log = logging.getLogger(__name__)
@@ -298,13 +298,7 @@ class Pipeline:
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
             x = x.flip(1)
-        x = resize_and_normalise(x.float(), geometry.scaled_size, self._scale, self._shift)
-        left, right, top, bottom = geometry.padding
-        if left or right or top or bottom:
-            # Edge pixels repeated: the border rows and columns continue the scene, as a camera
-            # with a slightly wider view would see it, instead of a grey band whose edge the
-            # network would answer to.
-            x = F.pad(x, (left, right, top, bottom), mode="replicate")
+        x = fit_and_normalise(x.float(), geometry, self._scale, self._shift)
         memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
         return x.to(dtype=self.engine.dtype, memory_format=memory_format)
 
