@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="where to write the .onnx file")
     parser.add_argument("--weights", default="default",
                         help="a .safetensors file, a published .ckpt, a downloaded preset name, or 'default'")
-    parser.add_argument("--size", default="640x480", help="input size WIDTHxHEIGHT, or 'input' for dynamic height "
-                                                          "and width (default: 640x480)")
+    parser.add_argument("--size", default="640x480", help="input size WIDTHxHEIGHT (padded to multiples of 32, as the "
+                                                          "pipeline feeds a fixed-size model), or 'input' for dynamic "
+                                                          "height and width (default: 640x480)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: 17)")
     parser.add_argument("--exporter", default="auto", choices=("auto", "torchscript", "dynamo"),
                         help="torch.onnx exporter (default: auto = torchscript where available)")
@@ -33,10 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from hydranet_ros.model.checkpoints import load_weights
     from hydranet_ros.runtime.calibration import prepare
     from hydranet_ros.runtime.engines.onnx_export import compare_with_eager, export_onnx
+    from hydranet_ros.runtime.geometry import round_up
 
     if not args.output.endswith(".onnx"):
         raise ValueError(f"output {args.output!r} must end in .onnx")
     size = parse_size(args.size)
+    if isinstance(size, tuple):
+        # A fixed-size model gets what the pipeline would feed it: the size padded to the stride.
+        size = tuple(round_up(v) for v in size)
     weights = load_weights(args.weights)
     model = weights.build_model()
     path = export_onnx(model, args.output, input_size=size, opset=args.opset, weights_sha256=weights.sha256,
