@@ -205,7 +205,8 @@ class TestLifecycleAndParameters(unittest.TestCase):
         self.assertAlmostEqual(info.k[5], expected["cy"], places=6)
         self.assertTrue(self.probe.spin_until(lambda: self.probe.got("labels", 301), 10.0))
         jpeg_labels = ros_probe.labels_array(self.probe.got("labels", 301)[0])
-        self.assertGreater(np.mean(jpeg_labels == self.raw_labels), 0.9, "JPEG input gives other labels than raw rgb8")
+        # JPEG at quality 95 agrees on 99 % of the labels here; red and blue swapped, on 90 %.
+        self.assertGreater(np.mean(jpeg_labels == self.raw_labels), 0.97, "JPEG input gives other labels than raw rgb8")
 
     def test_7_shutdown_finalizes_and_releases(self):
         self.assertTrue(self.probe.transition(NODE, "shutdown"))
