@@ -3,8 +3,8 @@
 The node's behaviour on the real middleware (outputs, headers, QoS, lifecycle, parameters,
 rejections, sim time) is tested by the launch tests in test/ros/ (`colcon test`, bash
 .ci/ros_tests). What remains here looks inside the process or at a ROS install without a
-package: which network outputs run for the topics somebody subscribes to, the node without
-vision_msgs, and rclpy's attribute names. test_faults.py and test_fuzz_messages.py use the
+package: the camera input's queue depth, which network outputs run for the topics somebody
+subscribes to, the node without vision_msgs, and rclpy's attribute names. test_faults.py and test_fuzz_messages.py use the
 helpers below to put many fault cases through the node quickly. Real pipeline (random weights
 saved as safetensors), real conversions, real frame worker; only rclpy and the message classes
 are stand-ins.
@@ -97,6 +97,17 @@ def feed(node, msg):
 def subscribe_all(node):
     for publisher in node.publishers:
         publisher.subscribers = 1
+
+
+def test_camera_input_queue_is_one_frame_deep(monkeypatch, weights):
+    """The ROS graph tells other nodes a subscription's reliability but not its history depth:
+    the short queue (old frames dropped, never queued) is checked here."""
+    module, node = make_node(monkeypatch, weights)
+    bring_up(module, node)
+    for topic in ("image", "camera_info"):
+        qos = subscription(node, topic).qos.kwargs
+        assert (qos["depth"], qos["reliability"].name) == (1, "BEST_EFFORT"), topic
+    node.release()
 
 
 def test_only_subscribed_outputs_are_computed(monkeypatch, weights):

@@ -12,7 +12,6 @@
 4. When the player has finished, /clock stands at the bag's end and /diagnostics still come.
 """
 
-import array
 import os
 import signal
 import subprocess
