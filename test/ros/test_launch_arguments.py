@@ -57,7 +57,7 @@ def test_show_args_describes_every_argument(description):
 
 @pytest.mark.parametrize("argument, message", [
     ("resolution:=640by480", "resolution must look like 640x480"),
-    ("precision:=fp64", "precision"),
+    ("precision:=fp64", '"precision" provided value "fp64" is not valid'),  # launch's own choices check
     ("weights:=kiti", "launch argument weights"),
     ("config:=/nonexistent/hydranet.yaml", "config file /nonexistent/hydranet.yaml does not exist"),
 ])
