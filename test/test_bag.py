@@ -15,11 +15,12 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from hydranet_ros.commands import bag as bag_command
-from hydranet_ros.io.bag import BagError, camera_namespace, choose_camera, replay_bag
+from hydranet_ros.io.bag_topics import camera_namespace, choose_camera
+from hydranet_ros.replay.bag import BagError, output_topics, replay_bag
 from hydranet_ros.io.message_defs import register_output_types
 from hydranet_ros.io.ros_image import image_fields, image_to_numpy
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -332,10 +333,10 @@ def test_topic_choice_and_namespaces():
         choose_camera(topics)
     assert caught.value.reason == "several_image_topics" and "--topic" in str(caught.value)
     camera = choose_camera(topics, topic="/cam/image_raw")
-    assert camera.camera_info == "/cam/camera_info" and camera.output_topics()["labels"][0] == "/cam/semantic/labels"
+    assert camera.camera_info == "/cam/camera_info" and output_topics(camera)["labels"][0] == "/cam/semantic/labels"
     left = choose_camera(topics, topic="/left/image", compressed=True)
     assert left.image == "/left/image/compressed" and left.camera_info is None and left.namespace == "/left"
-    assert choose_camera({"/image": "sensor_msgs/msg/Image"}).output_topics()["depth"][0] == "/depth/image"
+    assert output_topics(choose_camera({"/image": "sensor_msgs/msg/Image"}))["depth"][0] == "/depth/image"
     assert camera_namespace("/a/b/image_raw") == "/a/b"
     with pytest.raises(BagError) as caught:
         choose_camera(topics, topic="/nope")
@@ -371,7 +372,7 @@ def test_command_line(tmp_path, pipeline, monkeypatch, capsys):
 def test_a_read_error_mid_bag_becomes_a_bag_error():
     import sqlite3
 
-    from hydranet_ros.io.bag import _messages
+    from hydranet_ros.io.bag_reader import messages as _messages
 
     class DamagedReader:
         path = Path("/bags/damaged")
@@ -431,7 +432,7 @@ def test_outputs_are_written_right_after_their_image_although_frames_are_queued_
 def test_messages_are_not_held_back_without_frames_to_wait_for(tmp_path, pipeline, monkeypatch):
     """Copies wait only behind a queued frame, and never more than MAX_QUEUED_WRITES of them: a
     camera that stops while other sensors record on must not pile the bag up in memory."""
-    from hydranet_ros.io import bag as bag_module
+    from hydranet_ros.replay import bag as bag_module
 
     replays = []
     original_init = bag_module._Replay.__init__

@@ -13,7 +13,7 @@ from rosbags.typesys import Stores, get_typestore
 from gpu_support import SHARED_FRAMES, shared_frame, small_frame
 from hydranet_ros.io.ros_image import image_fields
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.calibration import (
     CalibrationError, batches_digest, calibration_batches, calibration_frames, prepare,
 )

@@ -25,7 +25,7 @@ import torch
 import rclpy_standin as ros
 from hydranet_ros.model.checkpoints import save_safetensors
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 
 FRAME_ID = "cam_optical"
 WIDTH, HEIGHT = 96, 64

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydranet_ros.ros import params
-from hydranet_ros.ros.params import PARAMETERS, SPECS, LiveSettings, change_refusal, validate, validate_all
+from hydranet_ros.outputs import params
+from hydranet_ros.outputs.params import PARAMETERS, SPECS, LiveSettings, change_refusal, validate, validate_all
 
 
 def test_every_default_is_valid():
@@ -165,7 +165,7 @@ def test_weight_suffixes_match_what_the_loader_reads():
 
 
 def test_preset_names_match_the_presets():
-    from hydranet_ros.model.presets import PRESETS
+    from hydranet_ros.presets import PRESETS
 
     assert params.PRESET_NAMES == tuple(PRESETS)
 

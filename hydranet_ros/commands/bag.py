@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from hydranet_ros.commands.common import add_pipeline_arguments, pipeline_from_args
-from hydranet_ros.io.bag import BagError, check_paths, find_camera, replay_bag
+from hydranet_ros.io.bag_topics import find_camera
+from hydranet_ros.replay.bag import BagError, check_paths, replay_bag
 from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
 
 

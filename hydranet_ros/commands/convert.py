@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from hydranet_ros.model.checkpoints import load_published, save_safetensors
-from hydranet_ros.model.presets import PRESETS
+from hydranet_ros.presets import PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

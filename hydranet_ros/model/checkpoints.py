@@ -22,7 +22,8 @@ import torch
 
 from hydranet_ros.errors import first_line
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import PRESETS, Preset, get_preset, preset_for_heads
+from hydranet_ros.model.published import cached_weights_path
+from hydranet_ros.presets import PRESETS, Preset, get_preset, preset_for_heads
 
 FORMAT = "hydranet_ros/1"
 PUBLISHED_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
@@ -317,18 +318,16 @@ def load_weights(spec: str | os.PathLike) -> LoadedWeights:
 
     'default' takes the cached published KITTI weights when present, else the shipped model.
     """
-    from hydranet_ros.model import download
-
     spec_str = str(spec)
     if spec_str == "default":
-        cached = download.cached_weights_path("kitti")
+        cached = cached_weights_path("kitti")
         if cached.is_file():
             return load_safetensors(cached)
         if shipped_default_path().is_file():
             return load_safetensors(shipped_default_path())
         raise WeightsError("default", "no cached published weights and no shipped default model in this install")
     if spec_str in PRESETS:
-        cached = download.cached_weights_path(spec_str)
+        cached = cached_weights_path(spec_str)
         if not cached.is_file():
             raise WeightsError(spec_str, f"published '{spec_str}' weights are not cached; run `hydranet weights download {spec_str}`")
         return load_safetensors(cached)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from hydranet_ros.model.mobilenetv2 import MobileNetV2Encoder
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.presets import Preset
 from hydranet_ros.model.refinenet import DECODER_CHANNELS, RefineNetDecoder
 
 class TaskHead(nn.Module):

@@ -1,10 +1,10 @@
 """perception_node: the rclpy lifecycle shell around the HydraNet pipeline (Humble and Jazzy).
 
 Thin on purpose: every decision (parameter rules, QoS, which outputs to compute, depth
-encoding, LabelInfo content, diagnostics) is a plain function in hydranet_ros.ros.params /
-qos / outputs, and the per-message path (convert, submit, infer, build outputs) is
-hydranet_ros.ros.intake, tested and fuzzed without ROS. This module only declares, subscribes
-and copies intake's fields into messages.
+encoding, LabelInfo content, diagnostics) is a plain function in hydranet_ros/outputs/ (params,
+qos, plan, render, diagnostics), and the per-message path (convert and submit:
+runtime/intake.py; infer and build every output: outputs/render.py) is tested and fuzzed
+without ROS. This module only declares, subscribes and copies the rendered fields into messages.
 
 Life cycle:
 - configure: validate parameters, load weights and build the engine (Pipeline.create), make the
@@ -34,7 +34,10 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 
 from hydranet_ros.msg import HydraNetResult
-from hydranet_ros.ros import intake, outputs, params, qos
+from hydranet_ros.outputs import diagnostics, fields as output_fields, params, plan as output_plan, qos
+from hydranet_ros.outputs.render import Rendered, render
+from hydranet_ros.ros.qos import to_rclpy
+from hydranet_ros.runtime import intake
 from hydranet_ros.runtime.frame_worker import FrameWorker, WorkerStats
 
 try:  # vision_msgs is optional: without it only semantic/label_info is missing
@@ -101,15 +104,15 @@ class PerceptionNode(LifecycleNode):
         self._camera_info: Any = None
         self._counters: Counter[str] = Counter()
         self._counters_lock = threading.Lock()
-        self._image_warnings = outputs.RejectionThrottle(interval_s=5.0)  # executor thread
-        self._info_warnings = outputs.RejectionThrottle(interval_s=5.0)  # worker thread
+        self._image_warnings = diagnostics.RejectionThrottle(interval_s=5.0)  # executor thread
+        self._info_warnings = diagnostics.RejectionThrottle(interval_s=5.0)  # worker thread
         self._last_timings: dict[str, float] = {}
         self._last_stats: WorkerStats | None = None
         self._last_report_at = time.monotonic()
 
         # /diagnostics is a plain publisher: it reports in every state, including a failed configure.
         self._diagnostics_pub = self.create_publisher(
-            DiagnosticArray, "/diagnostics", qos.to_rclpy(qos.DIAGNOSTICS_QOS))
+            DiagnosticArray, "/diagnostics", to_rclpy(qos.DIAGNOSTICS_QOS))
         # On steady time, not ROS time: under `ros2 bag play --clock` with use_sim_time a ROS-time
         # timer waits for the first /clock and stops while the bag is paused, and the node's health
         # would go unreported exactly then. Its messages are still stamped with ROS time.
@@ -168,17 +171,17 @@ class PerceptionNode(LifecycleNode):
 
         self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
         self._live = params.LiveSettings.from_values(values)
-        output_qos = qos.to_rclpy(qos.qos_settings(values["output_qos"], values["output_depth"]))
+        output_qos = to_rclpy(qos.qos_settings(values["output_qos"], values["output_depth"]))
         self._output_pubs = {
             name: self.create_lifecycle_publisher(_MESSAGE_TYPES[spec.message], spec.topic, output_qos)
-            for name, spec in outputs.OUTPUTS.items()
+            for name, spec in output_plan.OUTPUTS.items()
         }
         if LabelInfo is None:
             self.get_logger().warning(
                 "vision_msgs is not installed: semantic/label_info is not published", once=True)
         else:
             self._label_info_pub = self.create_lifecycle_publisher(
-                LabelInfo, outputs.LABEL_INFO_TOPIC, qos.to_rclpy(qos.LABEL_INFO_QOS))
+                LabelInfo, output_plan.LABEL_INFO_TOPIC, to_rclpy(qos.LABEL_INFO_QOS))
         self._label_info_frame_id = None
         self._worker = FrameWorker(process=self._infer, on_result=self._publish,
                                    on_error=self._on_worker_error).start()
@@ -200,7 +203,7 @@ class PerceptionNode(LifecycleNode):
         if result != SUCCESS:
             return result
         values = self._values()
-        input_qos = qos.to_rclpy(qos.qos_settings(values["input_qos"], values["input_depth"]))
+        input_qos = to_rclpy(qos.qos_settings(values["input_qos"], values["input_depth"]))
         if values["compressed"]:
             self._input_subs.append(self.create_subscription(
                 CompressedImage, "image/compressed", self._on_compressed, input_qos))
@@ -268,9 +271,9 @@ class PerceptionNode(LifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg  # one reference swap; the worker reads whichever is newest
 
-    def _plan(self, *, have_camera_info: bool) -> outputs.FramePlan:
+    def _plan(self, *, have_camera_info: bool) -> output_plan.FramePlan:
         subscribers = {name: publisher.get_subscription_count() for name, publisher in self._output_pubs.items()}
-        return outputs.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info)
+        return output_plan.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info)
 
     def _take(self, msg: Any, *, compressed: bool) -> None:
         worker = self._worker
@@ -294,13 +297,13 @@ class PerceptionNode(LifecycleNode):
 
     # -- inference and output (worker thread) ----------------------------------------------------
 
-    def _infer(self, frame: intake.Frame) -> intake.Rendered | None:
+    def _infer(self, frame: intake.Frame) -> Rendered | None:
         live = self._live
         plan = self._plan(have_camera_info=frame.camera_info is not None)
-        return intake.render(self._pipeline, frame, plan, depth_encoding=live.depth_encoding,
+        return render(self._pipeline, frame, plan, depth_encoding=live.depth_encoding,
                              overlay_alpha=live.overlay_alpha)
 
-    def _publish(self, frame: intake.Frame, rendered: intake.Rendered | None) -> None:
+    def _publish(self, frame: intake.Frame, rendered: Rendered | None) -> None:
         if rendered is None:  # the last subscriber left while the frame waited
             return
         plan, header, images = rendered.plan, frame.header, rendered.images
@@ -327,7 +330,7 @@ class PerceptionNode(LifecycleNode):
             sent["fused"].publish(self._fused(header, labels_msg, depth_msg, info_msg, preset, rendered.timings_ms))
         self._publish_label_info(header, preset)
 
-    def _camera_info_out(self, header: Any, rendered: intake.Rendered) -> CameraInfo | None:
+    def _camera_info_out(self, header: Any, rendered: Rendered) -> CameraInfo | None:
         problem = rendered.camera_info_problem
         if problem is not None:
             self._count(f"camera_info_rejected.{problem.reason}")
@@ -351,7 +354,7 @@ class PerceptionNode(LifecycleNode):
         if info_msg is not None:
             msg.camera_info = info_msg
         msg.class_names = [str(name) for name in preset.class_names]
-        for field_name, value in outputs.stage_timings(timings_ms).items():
+        for field_name, value in output_fields.stage_timings(timings_ms).items():
             setattr(msg, field_name, value)
         return msg
 
@@ -359,9 +362,9 @@ class PerceptionNode(LifecycleNode):
         publisher = self._label_info_pub
         if publisher is None or not self._live.publish["label_info"]:
             return
-        if not outputs.label_info_due(self._label_info_frame_id, header.frame_id):
+        if not output_fields.label_info_due(self._label_info_frame_id, header.frame_id):
             return
-        content = outputs.label_info_content(preset.class_names)
+        content = output_fields.label_info_content(preset.class_names)
         msg = LabelInfo()
         msg.header = header
         msg.class_map = [VisionClass(class_id=class_id, class_name=name) for class_id, name in content["class_map"]]
@@ -381,7 +384,7 @@ class PerceptionNode(LifecycleNode):
         current = worker.stats() if worker is not None else None
         with self._counters_lock:
             counters = dict(self._counters)
-        report = outputs.diagnostics_report(
+        report = diagnostics.diagnostics_report(
             state=self._state, current=current, previous=self._last_stats, period_s=now - self._last_report_at,
             info=self._info, counters=counters, timings_ms=self._last_timings, problem=self._problem)
         self._last_stats, self._last_report_at = current, now

@@ -69,11 +69,12 @@ def _media_frames(path: Path, limit: int) -> list[np.ndarray]:
 
 
 def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
-    from hydranet_ros.io.bag import COMPRESSED_IMAGE, BagError, _open_reader, _typestore, choose_camera
+    from hydranet_ros.io.bag_reader import BagError, open_reader, typestore
+    from hydranet_ros.io.bag_topics import choose_camera
     from hydranet_ros.io.ros_image import ImageRejected, message_to_frame
 
     try:
-        reader = _open_reader(path)
+        reader = open_reader(path)
     except BagError as exc:
         raise CalibrationError(str(exc)) from None
     try:
@@ -82,7 +83,7 @@ def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
             camera = choose_camera(topics, topic=topic)
         except BagError:
             camera = choose_camera(topics, topic=topic, compressed=True)  # a bag with only compressed images
-        store = _typestore(None)
+        store = typestore(None)
         connections = [c for c in reader.connections if c.topic == camera.image]
         wanted = set(_evenly(sum(c.msgcount for c in connections), limit))
         frames = []
@@ -91,7 +92,7 @@ def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
                 continue
             try:
                 msg = store.deserialize_cdr(raw, camera.image_type)
-                frame, order = message_to_frame(msg, compressed=camera.image_type == COMPRESSED_IMAGE)
+                frame, order = message_to_frame(msg, compressed=camera.compressed)
             except ImageRejected as exc:
                 log.warning("calibration: skipping a frame of %s (%s)", camera.image, exc)
                 continue

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.presets import Preset
 from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,

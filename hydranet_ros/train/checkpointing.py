@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.presets import Preset
 
 LOG = logging.getLogger(__name__)
 

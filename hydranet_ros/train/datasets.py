@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import yaml
 
-from hydranet_ros.io import palettes
+from hydranet_ros.presets import palettes
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.presets import Preset
 from hydranet_ros.train.data import Collate, normalise_images
 from hydranet_ros.train.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset, get_preset
+from hydranet_ros.presets import Preset, get_preset
 from hydranet_ros.train import checkpointing
 from hydranet_ros.train.config import ConfigError, TrainConfig
 from hydranet_ros.train.data import (

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping
 
+from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
 )
@@ -39,9 +40,7 @@ __all__ = [
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
-# The names of hydranet_ros.model.presets.PRESETS (a test keeps them equal). Importing that module
-# would import torch into the launch process, which only needs the names.
-PRESET_NAMES = ("kitti", "nyud", "nyud_kitti", "nyud_three")
+PRESET_NAMES = tuple(PRESETS)  # torch-free: hydranet_ros.presets is plain data
 MAX_PIXELS_LIMIT = 1 << 28
 
 

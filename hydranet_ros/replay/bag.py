@@ -1,22 +1,20 @@
 """Offline replay of a rosbag2: the input bag plus what the perception node would publish.
 
-Without ROS: the ``rosbags`` library reads and writes sqlite3 (.db3) and MCAP bags. Every input
-message is copied unchanged; each frame of the chosen image topic goes through the pipeline and
-its outputs are written under the camera's namespace with the input image's header and the
-input message's bag timestamp, as the node does under ``ros2 bag play --clock``.
+The bag shell beside the rclpy one: without ROS, the ``rosbags`` library reads and writes
+sqlite3 (.db3) and MCAP bags (hydranet_ros/io/bag_reader.py, bag_topics.py). Every input message
+is copied unchanged; each frame of the chosen image topic goes through the pipeline and its
+outputs are written under the camera's namespace with the input image's header and the input
+message's bag timestamp, as the node does under ``ros2 bag play --clock``. The output bag is
+staged (hydranet_ros/io/staging.py) and appears complete or not at all.
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
-import errno
 import functools
 import logging
-import os
 import shutil
 import sqlite3
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,40 +24,30 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
-from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
-from hydranet_ros.io import visuals
+from hydranet_ros.io import staging as staged, visuals
+from hydranet_ros.io.bag_reader import (
+    CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, BagError, CameraInfos, messages, open_reader, stamp, storage_of, typestore,
+)
+from hydranet_ros.io.bag_topics import CameraTopics, choose_camera
 from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
-from hydranet_ros.io.message_defs import DefinitionMissing, register_output_types
 from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
-from hydranet_ros.ros import outputs, params, qos
+from hydranet_ros.outputs import fields as output_fields, params, plan as output_plan, qos
 
 log = logging.getLogger(__name__)
-
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
 RESULT = "hydranet_ros/msg/HydraNetResult"
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
 
-# What the node publishes (its own table: ros/outputs.py), relative to the camera namespace, with
+# What the node publishes (its own table: outputs/plan.py), relative to the camera namespace, with
 # the message type of each; the node's defaults: every output on, depth as 32FC1. /diagnostics is
 # left out: it reports on the live process (rates, drops), not on the recorded frames.
 OUTPUT_TOPICS: dict[str, tuple[str, str]] = {
-    **{key: (spec.topic, spec.message.replace("/", "/msg/")) for key, spec in outputs.OUTPUTS.items()},
-    "label_info": (outputs.LABEL_INFO_TOPIC, LABEL_INFO),
+    **{key: (spec.topic, spec.message.replace("/", "/msg/")) for key, spec in output_plan.OUTPUTS.items()},
+    "label_info": (output_plan.LABEL_INFO_TOPIC, LABEL_INFO),
 }
-
-
-class BagError(Exception):
-    """The bag cannot be replayed; the message is one line for the user, ``reason`` a short key."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class FramePipeline(Protocol):
@@ -119,65 +107,10 @@ class _FrameWrite:
         self._write()
 
 
-@dataclass(frozen=True)
-class CameraTopics:
-    """The image topic the replay reads, the CameraInfo beside it, and where outputs go."""
-
-    image: str
-    image_type: str
-    camera_info: str | None
-    namespace: str  # '' for a topic at the root, else '/cam' (no trailing slash)
-
-    def output_topics(self) -> dict[str, tuple[str, str]]:
-        """key -> (topic, message type) of every topic the node would publish for this camera."""
-        return {key: (f"{self.namespace}/{relative}", msgtype) for key, (relative, msgtype) in OUTPUT_TOPICS.items()
-                if self.camera_info or key not in outputs.CAMERA_INFO_OUTPUTS}
-
-
-def camera_namespace(image_topic: str) -> str:
-    """'/cam/image_raw' -> '/cam', '/cam/image/compressed' -> '/cam', '/image' -> ''."""
-    base = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
-    return base.rsplit("/", 1)[0]
-
-
-def _list_topics(topics: dict[str, str]) -> str:
-    return ", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(topics.items())) or "none"
-
-
-def choose_camera(topics: dict[str, str], *, topic: str | None = None, compressed: bool = False) -> CameraTopics:
-    """Pick the image topic from ``topics`` (name -> message type), as the node would subscribe.
-
-    ``topic`` names it (with ``compressed``, '<topic>/compressed' like image_transport);
-    otherwise the bag must hold exactly one topic of the wanted type.
-    """
-    wanted = COMPRESSED_IMAGE if compressed else IMAGE
-    if topic is not None:
-        if not topic.startswith("/"):
-            topic = "/" + topic
-        # Like image_transport: --topic /cam/image --compressed reads /cam/image/compressed.
-        if compressed and not topic.endswith("/compressed") and topics.get(topic + "/compressed") == COMPRESSED_IMAGE:
-            topic += "/compressed"
-        if topic not in topics:
-            raise BagError("topic_not_found", f"the bag has no topic {topic}; its topics: {_list_topics(topics)}")
-        if topics[topic] != wanted:
-            hint = " (drop --compressed)" if topics[topic] == IMAGE else " (add --compressed)" if topics[topic] == COMPRESSED_IMAGE else ""
-            raise BagError("wrong_topic_type", f"{topic} carries {topics[topic]}, not {wanted}{hint}")
-        image = topic
-    else:
-        candidates = sorted(name for name, msgtype in topics.items() if msgtype == wanted)
-        if not candidates:
-            other = COMPRESSED_IMAGE if wanted == IMAGE else IMAGE
-            hint = (" (there are " + ("compressed" if not compressed else "raw") + " image topics: "
-                    + ("add" if not compressed else "drop") + " --compressed)") if other in topics.values() else ""
-            raise BagError("no_image_topic", f"no {wanted} topic in the bag{hint}; topics found: {_list_topics(topics)}")
-        if len(candidates) > 1:
-            raise BagError("several_image_topics",
-                           f"the bag has several {wanted} topics ({', '.join(candidates)}); choose one with --topic")
-        image = candidates[0]
-    namespace = camera_namespace(image)
-    info_topic = f"{namespace}/camera_info"
-    return CameraTopics(image=image, image_type=wanted, camera_info=info_topic if topics.get(info_topic) == CAMERA_INFO else None,
-                        namespace=namespace)
+def output_topics(camera: CameraTopics) -> dict[str, tuple[str, str]]:
+    """key -> (topic, message type) of every topic the node would publish for this camera."""
+    return {key: (f"{camera.namespace}/{relative}", msgtype) for key, (relative, msgtype) in OUTPUT_TOPICS.items()
+            if camera.camera_info or key not in output_plan.CAMERA_INFO_OUTPUTS}
 
 
 @dataclass
@@ -205,28 +138,6 @@ class ReplayReport:
         return "; ".join(parts)
 
 
-def storage_of(path: Path) -> StoragePlugin:
-    """The storage format of a bag folder or file, from its files' suffixes."""
-    files = [path] if path.is_file() else list(path.iterdir())
-    suffixes = {f.suffix for f in files}
-    if ".mcap" in suffixes:
-        return StoragePlugin.MCAP
-    if ".db3" in suffixes:
-        return StoragePlugin.SQLITE3
-    raise BagError("unreadable_bag", f"{path} holds neither .db3 nor .mcap files")
-
-
-def _typestore(distro: str | None) -> Typestore:
-    # Image, CameraInfo and Header are the same in Humble and Jazzy; the distro only decides the
-    # definitions used for input topics whose bag carries none (Humble sqlite3 bags).
-    store = get_typestore(Stores.ROS2_JAZZY if (distro or "").lower() == "jazzy" else Stores.ROS2_HUMBLE)
-    try:
-        register_output_types(store)
-    except DefinitionMissing as exc:
-        raise BagError("missing_definition", f"cannot write hydranet/result: {exc}") from None
-    return store
-
-
 def check_paths(source: Path, target: Path, overwrite: bool) -> None:
     """Refuse an output that exists (unless overwrite, and then only a bag) or overlaps the input."""
     if not source.exists():
@@ -242,42 +153,6 @@ def check_paths(source: Path, target: Path, overwrite: bool) -> None:
             raise BagError("output_not_a_bag", f"refusing to overwrite {target}: it is not a rosbag2 folder")
     if not target.parent.exists():
         raise BagError("output_parent_missing", f"folder {target.parent} does not exist")
-
-
-class _CameraInfos:
-    """CameraInfo for each frame: the one with the frame's stamp, else the latest before it.
-
-    Drivers publish CameraInfo just after the image with the same stamp, so the matching
-    message may come later in the bag than the frame: all of them are read first.
-    """
-
-    def __init__(self, entries: list[tuple[int, tuple[int, int], Any]]) -> None:
-        self._by_stamp = {stamp: info for _, stamp, info in entries}
-        by_time = sorted(((t, info) for t, _, info in entries), key=lambda e: e[0])
-        self._times = [t for t, _ in by_time]
-        self._infos = [info for _, info in by_time]
-
-    def for_frame(self, bag_time: int, stamp: tuple[int, int]) -> Any | None:
-        if stamp in self._by_stamp:
-            return self._by_stamp[stamp]
-        latest = bisect.bisect_right(self._times, bag_time)  # a search, not a scan: bags are long
-        if latest:
-            return self._infos[latest - 1]
-        return self._infos[0] if self._infos else None  # calibration rarely changes: use the first
-
-
-def _stamp(header: Any) -> tuple[int, int]:
-    return int(header.stamp.sec), int(header.stamp.nanosec)
-
-
-def _messages(reader: Reader, connections: list) -> Iterator[tuple[Any, int, bytes]]:
-    """reader.messages, with storage errors turned into a BagError naming the file."""
-    try:
-        yield from reader.messages(connections=connections)
-    except BagError:
-        raise
-    except Exception as exc:  # sqlite3/MCAP/zstd errors of a damaged file have no common base
-        raise BagError("corrupt_bag", f"cannot read past a damaged part of {reader.path}: {exc}") from exc
 
 
 class _Replay:
@@ -298,7 +173,7 @@ class _Replay:
             copy = self._copy_connection(connection)
             if copy is not None:
                 self.copies[connection.id] = copy
-        for key, (topic, msgtype) in self.camera.output_topics().items():
+        for key, (topic, msgtype) in output_topics(self.camera).items():
             # The QoS the node offers, recorded as rosbag2 records it: `ros2 bag play` offers the
             # same again, so LabelInfo stays latched for subscribers that join late.
             self.outputs[key] = self.writer.add_connection(
@@ -319,18 +194,18 @@ class _Replay:
         self.report.skipped_topics.append(connection.topic)
         return None
 
-    def read_camera_infos(self) -> _CameraInfos:
+    def read_camera_infos(self) -> CameraInfos:
         entries = []
         if self.camera.camera_info:
             connections = [c for c in self.reader.connections if c.topic == self.camera.camera_info]
-            for _, bag_time, raw in _messages(self.reader, connections):
+            for _, bag_time, raw in messages(self.reader, connections):
                 try:
                     info = self.store.deserialize_cdr(raw, CAMERA_INFO)
                 except Exception:  # a damaged message must not end the replay
                     self.report.camera_info_problems["corrupt_message"] += 1
                     continue
-                entries.append((bag_time, _stamp(info.header), info))
-        return _CameraInfos(entries)
+                entries.append((bag_time, stamp(info.header), info))
+        return CameraInfos(entries)
 
     def run(self) -> None:
         infos = self.read_camera_infos()
@@ -343,7 +218,7 @@ class _Replay:
         writes: collections.deque[Callable[[], None]] = collections.deque()
         frames_waiting = 0
         try:
-            for connection, bag_time, raw in _messages(self.reader, []):
+            for connection, bag_time, raw in messages(self.reader, []):
                 copy = self.copies.get(connection.id)
                 if copy is not None:
                     writes.append(functools.partial(self._copy, copy, bag_time, raw))
@@ -378,7 +253,7 @@ class _Replay:
         self.writer.write(connection, bag_time, raw)
         self.report.copied += 1
 
-    def _submit(self, bag_time: int, raw: bytes, infos: _CameraInfos) -> "_FrameWrite | None":
+    def _submit(self, bag_time: int, raw: bytes, infos: CameraInfos) -> "_FrameWrite | None":
         """Decode and queue one image message; None when it is dropped (counted by reason)."""
         try:
             msg = self.store.deserialize_cdr(raw, self.camera.image_type)
@@ -393,7 +268,7 @@ class _Replay:
             log.debug("frame at %d ns dropped: %s", bag_time, rejected)
             return None
         pending = _submit(self.pipeline, frame, color_order=order, outputs=_PUBLISHED_RESULTS)
-        info = infos.for_frame(bag_time, _stamp(msg.header))
+        info = infos.for_frame(bag_time, stamp(msg.header))
         return _FrameWrite(lambda: self._write_frame(bag_time, msg, frame, order, pending.result(), info))
 
     def _write_frame(self, bag_time: int, msg: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> None:
@@ -414,11 +289,11 @@ class _Replay:
             self.labelled_frames.add(header.frame_id)
             yield "label_info", self._label_info(header, preset.class_names)
         labels_msg = Image(header=header, **image_fields(labels, "mono8"))
-        depth_msg = Image(header=header, **image_fields(outputs.depth_image(result.depth_m, "32FC1"), "32FC1"))
+        depth_msg = Image(header=header, **image_fields(output_fields.depth_image(result.depth_m, "32FC1"), "32FC1"))
         yield "labels", labels_msg
         colour = visuals.colorize_labels(labels, preset.palette)
         yield "color", Image(header=header, **image_fields(colour, "rgb8"))
-        base = outputs.overlay_base(frame, order, (width, height))
+        base = output_fields.overlay_base(frame, order, (width, height))
         yield "overlay", Image(header=header, **image_fields(visuals.blend(base, colour, alpha=self.alpha), "rgb8"))
         yield "depth", depth_msg
         scaled = self._scaled_camera_info(header, info, width, height)
@@ -443,7 +318,7 @@ class _Replay:
 
     def _label_info(self, header: Any, class_names: tuple[str, ...]) -> Any:
         VisionClass = self.store.types["vision_msgs/msg/VisionClass"]
-        content = outputs.label_info_content(class_names)
+        content = output_fields.label_info_content(class_names)
         return self.store.types[LABEL_INFO](
             header=header, class_map=[VisionClass(class_id=i, class_name=n) for i, n in content["class_map"]],
             threshold=content["threshold"])
@@ -461,31 +336,7 @@ class _Replay:
             has_info = True
         return self.store.types[RESULT](
             header=header, labels=labels, depth=depth, has_camera_info=has_info, camera_info=camera_info,
-            class_names=list(class_names), **outputs.stage_timings(timings))
-
-
-def _open_reader(source: Path) -> Reader:
-    try:
-        reader = Reader(source)
-        reader.open()
-    except Exception as exc:  # rosbags raises ReaderError, sqlite3 and MCAP errors alike
-        hint = ""
-        if "magic" in str(exc).lower():
-            hint = " (an MCAP file cut short, e.g. by a killed recorder, can be repaired with `mcap recover`)"
-        raise BagError("unreadable_bag", f"cannot read {source}: {exc}{hint}") from exc
-    return reader
-
-
-def find_camera(source: Path | str, *, topic: str | None = None, compressed: bool = False) -> CameraTopics:
-    """The camera topics replay_bag would use, read from the bag's metadata only (cheap)."""
-    source = Path(source)
-    if not source.exists():
-        raise BagError("input_missing", f"input bag {source} does not exist")
-    reader = _open_reader(source)
-    try:
-        return choose_camera({c.topic: c.msgtype for c in reader.connections}, topic=topic, compressed=compressed)
-    finally:
-        reader.close()
+            class_names=list(class_names), **output_fields.stage_timings(timings))
 
 
 def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, *, topic: str | None = None,
@@ -506,20 +357,18 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     check_paths(source, target, overwrite)
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}.get(storage or "") or storage_of(source)
     report = ReplayReport(storage=plugin.name.lower())
-    reader = _open_reader(source)
+    reader = open_reader(source)
     staging: Path | None = None
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
         camera = choose_camera(topics, topic=topic, compressed=compressed)
-        if set(topics) & {name for name, _ in camera.output_topics().values()}:
+        if set(topics) & {name for name, _ in output_topics(camera).values()}:
             raise BagError("outputs_in_input", f"the input already holds outputs for {camera.image} "
                            "(was it replayed before?); replay the original bag")
         report.camera = camera
-        store = _typestore(reader.ros_distro)
-        _remove_abandoned_staging(target)
-        # The writer's pid in the name tells a later run whether the folder is abandoned.
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=_STAGING_SUFFIX,
-                                        dir=target.parent))
+        store = typestore(reader.ros_distro)
+        staged.remove_abandoned(target)
+        staging = staged.make_staging(target)
         built = staging / target.name
         # Version 8 is the oldest rosbags writes; newer rosbag2 releases read it.
         with Writer(built, version=8, storage_plugin=plugin) as writer:
@@ -527,12 +376,12 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
                              max_pixels=max_pixels, progress=progress)
             replay.add_connections()
             replay.run()
-        _move_into_place(built, target, staging)
+        staged.move_into_place(built, target, staging)
     except WriterError as exc:
         raise BagError("write_failed", f"cannot write {target}: {exc}") from exc
     except (OSError, sqlite3.Error) as exc:
         # Reading errors were already turned into BagError; what is left comes from writing.
-        raise _write_failure(target, exc) from exc
+        raise BagError("write_failed", staged.write_failure(target, exc)) from exc
     finally:
         reader.close()
         if staging is not None:
@@ -541,60 +390,4 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     return report
 
 
-_STAGING_SUFFIX = ".partial"
-
-
-def _write_failure(target: Path, exc: BaseException) -> BagError:
-    """One line naming the output and the cause of a failed write (disk full, read-only folder)."""
-    if isinstance(exc, OSError):
-        cause = exc.strerror or str(exc)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            cause = f"{cause} (disk full)"
-        where = f" ({exc.filename})" if exc.filename else ""
-        return BagError("write_failed", f"cannot write {target}: {cause}{where}; the partial output was removed")
-    # sqlite3 says "database or disk is full" or "attempt to write a readonly database".
-    return BagError("write_failed", f"cannot write {target}: sqlite3: {exc}; the partial output was removed")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def _remove_abandoned_staging(target: Path) -> None:
-    """Delete hidden staging folders of earlier replays to ``target`` whose writer is gone (killed).
-
-    A folder of a writer still running (its pid alive) is left alone: two replays to the same
-    output must not delete each other's work. pid reuse can only make us keep a folder, not lose one.
-    """
-    for folder in target.parent.glob(f".{target.name}.*{_STAGING_SUFFIX}"):
-        pid_text = folder.name[len(target.name) + 2:].split(".", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)) or not folder.is_dir():
-            continue
-        log.info("removing %s, left by an interrupted replay (pid %s)", folder, pid_text)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _move_into_place(built: Path, target: Path, staging: Path) -> None:
-    """Rename the finished bag to ``target``; an old one (--overwrite) goes only once the new one is there."""
-    if not (target.exists() or target.is_symlink()):
-        os.replace(built, target)
-        return
-    old = staging / "replaced"
-    os.replace(target, old)
-    try:
-        os.replace(built, target)
-    except OSError:
-        os.replace(old, target)  # put the old bag back rather than lose both
-        raise
-
-
-__all__ = [
-    "BagError", "CameraTopics", "ReplayReport", "FramePipeline", "camera_namespace", "choose_camera", "find_camera",
-    "replay_bag", "storage_of", "check_paths", "OUTPUT_TOPICS",
-]
+__all__ = ["BagError", "ReplayReport", "FramePipeline", "OUTPUT_TOPICS", "output_topics", "check_paths", "replay_bag"]
