@@ -470,8 +470,8 @@ class NodePathRig:
                 self._problems.append(f"{name}: {len(fields['data'])} bytes for step {fields['step']} x {fields['height']}")
         if set(rendered.images) != {"labels", "depth", "color", "overlay"}:
             self._problems.append(f"outputs {sorted(rendered.images)}")
-        if rendered.camera_info is not None:
-            k = np.asarray(rendered.camera_info["k"])
+        if "depth_camera_info" in rendered.messages:
+            k = np.asarray(rendered.messages["depth_camera_info"].fields["k"])
             if not np.all(np.isfinite(k)) or k[0] <= 0:
                 self._problems.append(f"published CameraInfo with K {k.tolist()}")
 

@@ -369,6 +369,31 @@ def test_command_line(tmp_path, pipeline, monkeypatch, capsys):
     assert "none of the 2 frame(s)" in capsys.readouterr().err
 
 
+def test_command_line_follows_the_node_parameter_file(tmp_path, pipeline, monkeypatch, capsys):
+    """--params takes the node's YAML: its depth encoding and output switches decide what is written;
+    a flag on the command line wins over the file; a bad value is refused before any work."""
+    config = tmp_path / "node.yaml"
+    config.write_text("/**:\n  ros__parameters:\n    depth_encoding: '16UC1'\n    publish_overlay: false\n"
+                      "    output_size: 'network'\n")
+    source = write_bag(tmp_path / "in", "sqlite3", frames=1)
+    assert run_command([str(source), str(tmp_path / "out"), "--params", str(config)], monkeypatch, pipeline) == 0
+    _, messages = read_bag(tmp_path / "out")
+    assert "/cam/semantic/overlay" not in messages and "/cam/semantic/color" in messages
+    depth = STORE.deserialize_cdr(messages["/cam/depth/image"][0][1], "sensor_msgs/msg/Image")
+    assert depth.encoding == "16UC1" and image_to_numpy(depth).dtype == np.uint16
+
+    flags = [str(source), str(tmp_path / "out2"), "--params", str(config), "--depth-encoding", "32FC1"]
+    assert run_command(flags, monkeypatch, pipeline) == 0
+    depth = STORE.deserialize_cdr(read_bag(tmp_path / "out2")[1]["/cam/depth/image"][0][1], "sensor_msgs/msg/Image")
+    assert depth.encoding == "32FC1"
+
+    capsys.readouterr()
+    config.write_text("/**:\n  ros__parameters:\n    overlay_alpha: 3.0\n")
+    assert run_command([str(source), str(tmp_path / "out3"), "--params", str(config)], monkeypatch, pipeline) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "overlay_alpha" in err and not (tmp_path / "out3").exists()
+
+
 def test_a_read_error_mid_bag_becomes_a_bag_error():
     import sqlite3
 

@@ -35,6 +35,7 @@ __all__ = [
     "pipeline_kwargs",
     "LiveSettings",
     "describe",
+    "read_parameter_file",
 ]
 
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
@@ -261,3 +262,35 @@ def describe(spec: ParamSpec) -> dict[str, Any]:
         "integer_range": (int(spec.range[0]), int(spec.range[1])) if spec.range and spec.type is int else None,
         "floating_point_range": (float(spec.range[0]), float(spec.range[1])) if spec.range and spec.type is float else None,
     }
+
+
+def read_parameter_file(path: str | PurePath) -> dict[str, Any]:
+    """The node's parameter values in a ROS 2 parameter file (config/*.yaml): every
+    ``ros__parameters`` mapping in it, whatever node name or namespace (``/**``) it sits under,
+    merged in file order. Unchecked: pass the result to ``validate_all``. Raises ValueError with
+    a one-line reason for a file that is not such a parameter file (OSError when unreadable)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as stream:
+        try:
+            document = yaml.safe_load(stream)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    found: dict[str, Any] = {}
+    sections = 0
+
+    def collect(node: Any) -> None:
+        nonlocal sections
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("ros__parameters"), dict):
+            sections += 1
+            found.update(node["ros__parameters"])
+        for key, child in node.items():
+            if key != "ros__parameters":
+                collect(child)
+
+    collect(document)
+    if not sections:
+        raise ValueError(f"{path}: no ros__parameters section (a ROS 2 parameter file, like config/hydranet.yaml)")
+    return found

@@ -10,6 +10,7 @@ staged (hydranet_ros/io/staging.py) and appears complete or not at all.
 
 from __future__ import annotations
 
+import array
 import collections
 import functools
 import logging
@@ -18,7 +19,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -27,27 +28,27 @@ from rosbags.rosbag2.errors import WriterError
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
-from hydranet_ros.io import staging as staged, visuals
+from hydranet_ros.io import staging as staged
 from hydranet_ros.io.bag_reader import (
-    CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, BagError, CameraInfos, messages, open_reader, stamp, storage_of, typestore,
+    CAMERA_INFO, BagError, CameraInfos, messages, open_reader, stamp, storage_of, typestore,
 )
 from hydranet_ros.io.bag_topics import CameraTopics, choose_camera
-from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
-from hydranet_ros.io.ros_image import ImageRejected, image_fields, message_to_frame
-from hydranet_ros.outputs import fields as output_fields, params, plan as output_plan, qos
+from hydranet_ros.io.ros_image import ImageRejected, message_to_frame
+from hydranet_ros.outputs import fields as output_fields, params, plan as output_plan, qos, render as rendering
+from hydranet_ros.runtime.intake import Frame
 
 log = logging.getLogger(__name__)
 
-RESULT = "hydranet_ros/msg/HydraNetResult"
-LABEL_INFO = "vision_msgs/msg/LabelInfo"
-
 # What the node publishes (its own table: outputs/plan.py), relative to the camera namespace, with
-# the message type of each; the node's defaults: every output on, depth as 32FC1. /diagnostics is
-# left out: it reports on the live process (rates, drops), not on the recorded frames.
+# the message type of each. /diagnostics is left out: it reports on the live process (rates,
+# drops), not on the recorded frames.
 OUTPUT_TOPICS: dict[str, tuple[str, str]] = {
-    **{key: (spec.topic, spec.message.replace("/", "/msg/")) for key, spec in output_plan.OUTPUTS.items()},
-    "label_info": (output_plan.LABEL_INFO_TOPIC, LABEL_INFO),
+    **{key: (spec.topic, spec.message) for key, spec in output_plan.OUTPUTS.items()},
+    "label_info": (output_plan.LABEL_INFO_TOPIC, output_plan.LABEL_INFO_MESSAGE),
 }
+_SWITCHES = {**{key: spec.switch for key, spec in output_plan.OUTPUTS.items()}, "label_info": "label_info"}
+# A recording listens to every topic it records.
+_EVERYONE = {key: 1 for key in output_plan.OUTPUTS}
 
 
 class FramePipeline(Protocol):
@@ -59,17 +60,12 @@ class FramePipeline(Protocol):
         """Queue the frame; the returned object's ``result()`` gives the pipeline's Result."""
 
 
-# The bag holds no normals topic, so the pipeline need not post-process them.
-_PUBLISHED_RESULTS = frozenset({"labels", "depth"})
 # Frames queued on the pipeline before the oldest one's messages are written (see _Replay.run),
 # and the most writes (frames and copied messages behind them) held back at once.
 FRAMES_IN_FLIGHT = 2
 MAX_QUEUED_WRITES = 64
 
 
-# The node's default output QoS (parameters output_qos / output_depth) and LabelInfo's own.
-_OUTPUT_QOS = qos.qos_settings(params.defaults()["output_qos"], params.defaults()["output_depth"])
-_NODE_QOS = {"label_info": qos.LABEL_INFO_QOS}
 
 
 def _recorded_qos(settings: qos.QosSettings) -> Qos:
@@ -107,10 +103,38 @@ class _FrameWrite:
         self._write()
 
 
-def output_topics(camera: CameraTopics) -> dict[str, tuple[str, str]]:
-    """key -> (topic, message type) of every topic the node would publish for this camera."""
+def output_topics(camera: CameraTopics, publish: Mapping[str, bool] | None = None) -> dict[str, tuple[str, str]]:
+    """key -> (topic, message type) of every topic the node would publish for this camera, with
+    the publish_* switches ``publish`` (switch name -> bool; None: all on, the node's default)."""
     return {key: (f"{camera.namespace}/{relative}", msgtype) for key, (relative, msgtype) in OUTPUT_TOPICS.items()
-            if camera.camera_info or key not in output_plan.CAMERA_INFO_OUTPUTS}
+            if (camera.camera_info or key not in output_plan.CAMERA_INFO_OUTPUTS)
+            and (publish is None or publish.get(_SWITCHES[key], False))}
+
+
+def replay_parameters(parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The node's parameter values with ``parameters`` over its defaults, checked by the node's own
+    rules; a BagError names every refused value. The replay reads the per-frame ones (publish_*,
+    depth_encoding, overlay_alpha, max_input_pixels) and records output_qos / output_depth."""
+    values = {**params.defaults(), **(parameters or {})}
+    problems = params.validate_all(values)
+    if problems:
+        raise BagError("bad_parameters", "; ".join(problems.values()))
+    return values
+
+
+def _to_bag(store: Typestore, message: rendering.Message) -> Any:
+    """The rosbags message for a rendered Message: rosbags serialises numpy arrays where rclpy
+    takes array.array, so those become numpy views of the same bytes; all else is copied."""
+    def value(item: Any) -> Any:
+        if isinstance(item, rendering.Message):
+            return _to_bag(store, item)
+        if isinstance(item, list):
+            return [value(x) for x in item]
+        if isinstance(item, array.array):
+            return np.frombuffer(item, dtype=item.typecode)  # 'B' -> uint8, 'd' -> float64
+        return item
+
+    return store.types[message.type](**{name: value(item) for name, item in message.fields.items()})
 
 
 @dataclass
@@ -159,13 +183,15 @@ class _Replay:
     """One pass over the input bag, writing the output bag."""
 
     def __init__(self, reader: Reader, writer: Writer, store: Typestore, pipeline: FramePipeline,
-                 camera: CameraTopics, report: ReplayReport, *, alpha: float, max_pixels: int | None, progress: bool) -> None:
+                 camera: CameraTopics, report: ReplayReport, *, parameters: Mapping[str, Any], progress: bool) -> None:
         self.reader, self.writer, self.store, self.pipeline = reader, writer, store, pipeline
-        self.camera, self.report = camera, report
-        self.alpha, self.max_pixels, self.progress = alpha, max_pixels, progress
+        self.camera, self.report, self.progress = camera, report, progress
+        self.live = params.LiveSettings.from_values(parameters)  # what the node reads for every frame
+        self.use_camera_info = bool(parameters["use_camera_info"]) and self.camera.camera_info is not None
+        self.output_qos = qos.qos_settings(parameters["output_qos"], parameters["output_depth"])
         self.outputs: dict[str, Any] = {}
         self.copies: dict[int, Any] = {}
-        self.labelled_frames: set[str] = set()  # frame_ids whose LabelInfo was written
+        self.label_info_frame_id: str | None = None  # the frame id LabelInfo was last written for
         self.peak_queued_writes = 0  # most messages held back at once (bounded, see run)
 
     def add_connections(self) -> None:
@@ -173,11 +199,14 @@ class _Replay:
             copy = self._copy_connection(connection)
             if copy is not None:
                 self.copies[connection.id] = copy
-        for key, (topic, msgtype) in output_topics(self.camera).items():
+        # Without CameraInfo (none in the bag, or use_camera_info off) no CameraInfo is republished.
+        publish = {**self.live.publish, "camera_info": self.live.publish["camera_info"] and self.use_camera_info}
+        for key, (topic, msgtype) in output_topics(self.camera, publish).items():
             # The QoS the node offers, recorded as rosbag2 records it: `ros2 bag play` offers the
             # same again, so LabelInfo stays latched for subscribers that join late.
+            offered = qos.LABEL_INFO_QOS if key == "label_info" else self.output_qos
             self.outputs[key] = self.writer.add_connection(
-                topic, msgtype, typestore=self.store, offered_qos_profiles=[_recorded_qos(_NODE_QOS.get(key, _OUTPUT_QOS))])
+                topic, msgtype, typestore=self.store, offered_qos_profiles=[_recorded_qos(offered)])
 
     def _copy_connection(self, connection: Any) -> Any | None:
         ext = connection.ext
@@ -254,93 +283,63 @@ class _Replay:
         self.report.copied += 1
 
     def _submit(self, bag_time: int, raw: bytes, infos: CameraInfos) -> "_FrameWrite | None":
-        """Decode and queue one image message; None when it is dropped (counted by reason)."""
+        """Decode and queue one image message as the node would; None when it is dropped (counted)."""
         try:
             msg = self.store.deserialize_cdr(raw, self.camera.image_type)
         except Exception:  # a damaged message must not end the replay
             self.report.rejected["corrupt_message"] += 1
             return None
         try:
-            frame, order = message_to_frame(msg, compressed=self.camera.image_type == COMPRESSED_IMAGE,
-                                            max_pixels=self.max_pixels)
+            pixels, order = message_to_frame(msg, compressed=self.camera.compressed, max_pixels=self.live.max_input_pixels)
         except ImageRejected as rejected:
             self.report.rejected[rejected.reason] += 1
             log.debug("frame at %d ns dropped: %s", bag_time, rejected)
             return None
-        pending = _submit(self.pipeline, frame, color_order=order, outputs=_PUBLISHED_RESULTS)
-        info = infos.for_frame(bag_time, stamp(msg.header))
-        return _FrameWrite(lambda: self._write_frame(bag_time, msg, frame, order, pending.result(), info))
+        # As the node: the newest CameraInfo goes with the frame whenever it subscribes to them.
+        info = infos.for_frame(bag_time, stamp(msg.header)) if self.use_camera_info else None
+        if info is None and self.use_camera_info:
+            self.report.camera_info_problems["no_camera_info_yet"] += 1
+        frame = Frame(pixels, order, msg.header, info)
+        # The node's plan for a frame every output topic listens to; LabelInfo when the frame id is
+        # new (frames are written in the order they are submitted).
+        label_info_due = output_fields.label_info_due(self.label_info_frame_id, msg.header.frame_id)
+        plan = output_plan.plan_frame(self.live.publish, _EVERYONE, have_camera_info=info is not None,
+                                      label_info_due=label_info_due)
+        if not plan.publishes:
+            return None
+        if plan.label_info:
+            self.label_info_frame_id = msg.header.frame_id
+        pending = None
+        if plan.run_inference:
+            pending = _submit(self.pipeline, pixels, color_order=order, outputs=plan.network_outputs)
+        return _FrameWrite(lambda: self._write_frame(bag_time, frame, plan, pending))
 
-    def _write_frame(self, bag_time: int, msg: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> None:
-        for key, message in self._frame_outputs(msg.header, frame, order, result, info):
+    def _write_frame(self, bag_time: int, frame: Frame, plan: output_plan.FramePlan, pending: Any) -> None:
+        result = pending.result() if pending is not None else None
+        height, width = frame.pixels.shape[:2]
+        size = _result_size(result) or self.pipeline.output_size_for(width, height)
+        rendered = rendering.frame_messages(frame, result, plan, size=size, preset=self.pipeline.preset,
+                                            depth_encoding=self.live.depth_encoding,
+                                            overlay_alpha=self.live.overlay_alpha)
+        if rendered.camera_info_problem is not None:
+            self.report.camera_info_problems[rendered.camera_info_problem.reason] += 1
+        for key, message in rendered.messages.items():
             connection = self.outputs[key]
-            self.writer.write(connection, bag_time, self.store.serialize_cdr(message, connection.msgtype))
+            self.writer.write(connection, bag_time, self.store.serialize_cdr(_to_bag(self.store, message), connection.msgtype))
         self.report.processed += 1
 
-    def _frame_outputs(self, header: Any, frame: np.ndarray, order: str, result: Any, info: Any | None) -> Iterator[tuple[str, Any]]:
-        """(output key, message) for one frame, every message with the input image's header."""
-        Image = self.store.types[IMAGE]
-        preset = self.pipeline.preset
-        labels = result.labels
-        height, width = labels.shape
-        # Once per frame_id for the whole bag (latched on replay); the live node repeats it
-        # whenever the frame_id changes.
-        if header.frame_id not in self.labelled_frames:
-            self.labelled_frames.add(header.frame_id)
-            yield "label_info", self._label_info(header, preset.class_names)
-        labels_msg = Image(header=header, **image_fields(labels, "mono8"))
-        depth_msg = Image(header=header, **image_fields(output_fields.depth_image(result.depth_m, "32FC1"), "32FC1"))
-        yield "labels", labels_msg
-        colour = visuals.colorize_labels(labels, preset.palette)
-        yield "color", Image(header=header, **image_fields(colour, "rgb8"))
-        base = output_fields.overlay_base(frame, order, (width, height))
-        yield "overlay", Image(header=header, **image_fields(visuals.blend(base, colour, alpha=self.alpha), "rgb8"))
-        yield "depth", depth_msg
-        scaled = self._scaled_camera_info(header, info, width, height)
-        if scaled is not None:
-            yield "depth_camera_info", scaled
-            yield "semantic_camera_info", scaled
-        yield "fused", self._result(header, labels_msg, depth_msg, scaled, preset.class_names, result.timings_ms)
 
-    def _scaled_camera_info(self, header: Any, info: Any | None, width: int, height: int) -> Any | None:
-        if self.camera.camera_info is None:
-            return None
-        if info is None:
-            self.report.camera_info_problems["no_camera_info_yet"] += 1
-            return None
-        try:
-            fields = scale_camera_info(info, width, height)
-        except CameraInfoRejected as rejected:
-            self.report.camera_info_problems[rejected.reason] += 1
-            return None
-        roi = self.store.types["sensor_msgs/msg/RegionOfInterest"](**fields.pop("roi"))
-        return self.store.types[CAMERA_INFO](header=header, roi=roi, **fields)
-
-    def _label_info(self, header: Any, class_names: tuple[str, ...]) -> Any:
-        VisionClass = self.store.types["vision_msgs/msg/VisionClass"]
-        content = output_fields.label_info_content(class_names)
-        return self.store.types[LABEL_INFO](
-            header=header, class_map=[VisionClass(class_id=i, class_name=n) for i, n in content["class_map"]],
-            threshold=content["threshold"])
-
-    def _result(self, header: Any, labels: Any, depth: Any, camera_info: Any | None, class_names, timings: dict) -> Any:
-        """The fused message: both outputs of one frame, as the node's hydranet/result."""
-        if camera_info is None:  # an all-zero CameraInfo with the frame's header, as rclpy's default
-            zeros9, zeros12 = np.zeros(9), np.zeros(12)
-            roi = self.store.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-            camera_info = self.store.types[CAMERA_INFO](
-                header=header, height=0, width=0, distortion_model="", d=np.zeros(0), k=zeros9, r=zeros9, p=zeros12,
-                binning_x=0, binning_y=0, roi=roi)
-            has_info = False
-        else:
-            has_info = True
-        return self.store.types[RESULT](
-            header=header, labels=labels, depth=depth, has_camera_info=has_info, camera_info=camera_info,
-            class_names=list(class_names), **output_fields.stage_timings(timings))
+def _result_size(result: Any) -> tuple[int, int] | None:
+    """(width, height) of a Result's outputs; None without one."""
+    for image in (getattr(result, "labels", None), getattr(result, "depth_m", None)):
+        if image is not None:
+            return int(image.shape[1]), int(image.shape[0])
+    return None
 
 
 def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, *, topic: str | None = None,
-               compressed: bool = False, overwrite: bool = False, storage: str | None = None, alpha: float = 0.5,
+               compressed: bool = False, overwrite: bool = False, storage: str | None = None,
+               parameters: Mapping[str, Any] | None = None, alpha: float | None = None,
                max_pixels: int | None = None, progress: bool = True) -> ReplayReport:
     """Write ``target``: every message of ``source`` plus the node's outputs for its image topic.
 
@@ -350,10 +349,19 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     no metadata.yaml (rosbag2 does not take it for a bag), and the next replay to ``target``
     removes it. ``storage`` is 'sqlite3' or 'mcap'; None keeps the input's. Raises BagError; a
     full disk or a folder that cannot be written is ``write_failed``.
+
+    The outputs are the node's for the same frame and ``parameters`` (node parameter name ->
+    value over the node's defaults: publish_*, use_camera_info, depth_encoding, overlay_alpha,
+    max_input_pixels, output_qos, output_depth); ``alpha`` and ``max_pixels`` stand for overlay_alpha and
+    max_input_pixels (0 = no limit).
     """
     source, target = Path(source), Path(target)
-    if not 0.0 <= alpha <= 1.0:
-        raise BagError("bad_alpha", f"overlay opacity must be within 0..1, got {alpha}")
+    overrides = dict(parameters or {})
+    if alpha is not None:
+        overrides["overlay_alpha"] = float(alpha)
+    if max_pixels is not None:
+        overrides["max_input_pixels"] = int(max_pixels)
+    values = replay_parameters(overrides)
     check_paths(source, target, overwrite)
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}.get(storage or "") or storage_of(source)
     report = ReplayReport(storage=plugin.name.lower())
@@ -372,8 +380,7 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
         built = staging / target.name
         # Version 8 is the oldest rosbags writes; newer rosbag2 releases read it.
         with Writer(built, version=8, storage_plugin=plugin) as writer:
-            replay = _Replay(reader, writer, store, pipeline, camera, report, alpha=alpha,
-                             max_pixels=max_pixels, progress=progress)
+            replay = _Replay(reader, writer, store, pipeline, camera, report, parameters=values, progress=progress)
             replay.add_connections()
             replay.run()
         staged.move_into_place(built, target, staging)
@@ -390,4 +397,7 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     return report
 
 
-__all__ = ["BagError", "ReplayReport", "FramePipeline", "OUTPUT_TOPICS", "output_topics", "check_paths", "replay_bag"]
+__all__ = [
+    "BagError", "ReplayReport", "FramePipeline", "OUTPUT_TOPICS", "output_topics", "replay_parameters", "check_paths",
+    "replay_bag",
+]
