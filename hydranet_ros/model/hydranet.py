@@ -33,7 +33,7 @@ class HydraNet(nn.Module):
         super().__init__()
         self.preset = preset
         self.encoder = MobileNetV2Encoder()
-        self.decoder = RefineNetDecoder(self.encoder.feature_channels)
+        self.decoder = RefineNetDecoder(self.encoder.features)
         heads = {"segm": TaskHead(preset.num_classes), "depth": TaskHead(1)}
         if preset.with_normals:
             heads["normals"] = TaskHead(3)
