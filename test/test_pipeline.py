@@ -225,3 +225,35 @@ def test_frames_queued_before_a_source_error_are_still_delivered(kitti_model):
         for tag, _ in in_order(pipe, source(), in_flight=3):
             delivered.append(tag)
     assert delivered == ["a0", "a1"]
+
+
+@pytest.mark.parametrize("preset_name", ["kitti", "nyud_three"])
+def test_evaluation_runs_the_pipelines_own_pre_and_post_processing(kitti_model, preset_name):
+    """The metrics describe what ships: evaluation feeds the network exactly what the pipeline
+    feeds it for the same frame, and turns the same raw outputs into the same labels, metres (NaN
+    where the head gave inf) and unit normals."""
+    from hydranet_ros.model.hydranet import HydraNet
+    from hydranet_ros.train.evaluate import predict
+
+    preset = get_preset(preset_name)
+    pipe = make(HydraNet(preset).eval(), preset_name, input_size=(64, 48), output_size="network", device="cpu")
+    frame = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    raw = {"segm": torch.randn(1, preset.num_classes, 12, 16), "depth": torch.randn(1, 1, 12, 16)}
+    raw["depth"][0, 0, 2, 3] = float("inf")
+    if preset.with_normals:
+        raw["normals"] = torch.randn(1, 3, 12, 16)
+    seen = {}
+
+    class RawOutputs(torch.nn.Module):
+        def forward(self, image):
+            seen["input"] = image
+            return raw
+
+    evaluated = predict(RawOutputs(), torch.from_numpy(frame).permute(2, 0, 1)[None], preset=preset)
+    assert torch.equal(seen["input"], pipe._preprocess(frame, "rgb", (64, 48)).contiguous())
+    shipped = pipe._postprocess(raw, (48, 64), frozenset({"labels", "depth", "normals"}))
+    assert torch.equal(evaluated["labels"][0], shipped["labels"])
+    assert torch.allclose(evaluated["depth_m"][0], shipped["depth_m"], rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(evaluated["depth_m"][0, 8:12, 12:16]).any()  # the inf cell, upsampled
+    if preset.with_normals:
+        assert torch.equal(evaluated["normals"][0].permute(1, 2, 0), shipped["normals"])

@@ -18,7 +18,6 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
@@ -29,6 +28,7 @@ from hydranet_ros.runtime.choices import (
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
+from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
 from hydranet_ros.runtime.result import Result
 
 log = logging.getLogger(__name__)
@@ -287,25 +287,15 @@ class Pipeline:
 
     def _postprocess(self, raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
         """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` on the engine's device
-        (None where not asked for)."""
+        (None where not asked for), by runtime/network_output.py, which evaluation runs too."""
         with torch.inference_mode():
             labels = depth = normals = None
             if "labels" in outputs:
-                # Labels come from bilinearly upsampled logits, then argmax: boundaries fall between
-                # the network's pixels where the class scores cross, instead of in 4x4 blocks
-                # (nearest labels) or on invented ids (interpolating class ids).
-                # Channels-last keeps each pixel's class scores adjacent: argmax over them is ~10x
-                # faster than over planar (NCHW) logits on CPU.
-                logits = _upsample(raw["segm"].to(torch.float32, memory_format=torch.channels_last), size)
-                labels = logits.argmax(dim=1)[0].to(torch.uint8)
+                labels = labels_from_logits(raw["segm"], size)[0]
             if "depth" in outputs:
-                # A fresh tensor: mark +/-inf invalid in place (NaN already is) instead of
-                # allocating a whole NaN frame to select from.
-                depth = _upsample(raw["depth"], size)[0, 0].abs()
-                depth.masked_fill_(torch.isinf(depth), float("nan"))
+                depth = depth_in_metres(raw["depth"], size)[0]
             if "normals" in outputs and "normals" in raw:
-                n = _upsample(raw["normals"], size)[0]
-                normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
+                normals = unit_normals(raw["normals"], size)[0].permute(1, 2, 0)
             return {"labels": labels, "depth_m": depth, "normals": normals}
 
 
@@ -380,13 +370,6 @@ def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]],
     while queued:
         tag, pending = queued.popleft()
         yield tag, pending.result()
-
-
-def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    x = x.float()
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def _tensorrt_available() -> bool:

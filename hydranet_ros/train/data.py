@@ -158,13 +158,6 @@ class SkipFirst(Sampler[int]):
         return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
 
 
-def normalise_images(images_u8: torch.Tensor, *, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N,3,H,W) -> float, /255, minus mean, over std (the preset's normalisation)."""
-    mean_t = torch.tensor(mean, device=images_u8.device, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=images_u8.device, dtype=torch.float32).view(1, 3, 1, 1)
-    return (images_u8.float() / 255.0 - mean_t) / std_t
-
-
 def label_histograms(dataset: Dataset, *, num_classes: int, frames: int | None = None) -> np.ndarray:
     """Pixels per class of each of the first ``frames`` frames (all when None): an N x C array,
     the input of median-frequency weights and class-balanced sampling."""

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.presets import Preset, get_preset
+from hydranet_ros.runtime.network_input import normalise_images
 from hydranet_ros.train import checkpointing
 from hydranet_ros.train.config import ConfigError, TrainConfig
 from hydranet_ros.train.data import (
@@ -40,7 +41,6 @@ from hydranet_ros.train.data import (
     build_augmenter,
     build_dataset,
     label_histograms,
-    normalise_images,
 )
 from hydranet_ros.train.distributed import init_from_env
 from hydranet_ros.train.evaluate import EvaluationResult, evaluate_model, write_report
