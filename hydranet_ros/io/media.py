@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,44 @@ def iter_frames(source: Source) -> Iterator[tuple[str, np.ndarray]]:
             index += 1
         if index == 0:
             raise MediaError(f"{source.path}: video has no decodable frames")
+    finally:
+        capture.release()
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames in a video by demuxing it (grab() without colour conversion): for containers that do
+    not say, or say wrong. Holds one frame at a time."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{path}: cannot open video (unsupported codec or damaged file)")
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def video_frames_at(path: Path, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB uint8 frame) for the wanted frame indices only, in order, streaming: the frames
+    in between are grabbed but never converted or kept, so memory holds one frame however long the
+    video. Stops early if the video is shorter than an index."""
+    wanted = sorted({int(i) for i in indices if int(i) >= 0})
+    if not wanted:
+        return
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{path}: cannot open video (unsupported codec or damaged file)")
+        chosen = set(wanted)
+        for index in range(wanted[-1] + 1):
+            if not capture.grab():
+                return
+            if index in chosen:
+                ok, frame = capture.retrieve()
+                if ok:
+                    yield index, np.ascontiguousarray(frame[..., ::-1])
     finally:
         capture.release()
 
