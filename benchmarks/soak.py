@@ -43,7 +43,8 @@ from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.outputs import plan as outputs, render as rendering  # noqa: E402
 from hydranet_ros.runtime import intake  # noqa: E402
 from hydranet_ros.runtime.frame_worker import FrameWorker  # noqa: E402
-from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, parse_size  # noqa: E402
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from hydranet_ros.runtime.sizes import parse_size  # noqa: E402
 
 CPU_SIZES = ((96, 72), (160, 120), (200, 150), (256, 192), (320, 240), (318, 212))
 GPU_SIZES = ((640, 480), (1280, 720), (1920, 1080), (960, 600))

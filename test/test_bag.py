@@ -15,6 +15,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from hydranet_ros.commands import bag as bag_command
+from hydranet_ros.commands.common import run_command as report_errors
 from hydranet_ros.io.bag_topics import camera_namespace, choose_camera
 from hydranet_ros.replay.bag import BagError, output_topics, replay_bag
 from hydranet_ros.io.message_defs import register_output_types
@@ -350,7 +351,7 @@ def run_command(argv: list[str], monkeypatch, pipeline) -> int:
     monkeypatch.setattr(bag_command, "pipeline_from_args", lambda args: pipeline)
     parser = argparse.ArgumentParser()
     bag_command.add_arguments(parser)
-    return bag_command.run(parser.parse_args(argv))
+    return report_errors("bag", bag_command.run, parser.parse_args(argv))  # the one error model of `hydranet`
 
 
 def test_command_line(tmp_path, pipeline, monkeypatch, capsys):

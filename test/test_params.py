@@ -159,9 +159,9 @@ def test_describe_gives_descriptor_fields():
 
 
 def test_weight_suffixes_match_what_the_loader_reads():
-    from hydranet_ros.model import checkpoints
+    from hydranet_ros.model import locate
 
-    assert set(params.WEIGHT_SUFFIXES) == {".safetensors", *checkpoints.PUBLISHED_SUFFIXES}
+    assert set(params.WEIGHT_SUFFIXES) == {".safetensors", *locate.PUBLISHED_SUFFIXES}
 
 
 def test_preset_names_match_the_presets():

@@ -4,7 +4,8 @@ import torch
 
 from hydranet_ros.model import get_preset
 from hydranet_ros.model.random_init import realistic_model
-from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order, parse_size
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order
+from hydranet_ros.runtime.sizes import parse_size
 from support import KITTI_FRAME, normalised, read_rgb
 
 

@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydranet_ros.model.checkpoints import compare_state, load_safetensors, save_safetensors, shipped_default_path  # noqa: E402
+from hydranet_ros.model.checkpoints import compare_state, load_safetensors, save_safetensors  # noqa: E402
+from hydranet_ros.model.locate import shipped_default_path  # noqa: E402
 from hydranet_ros.model.hydranet import HydraNet  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
 

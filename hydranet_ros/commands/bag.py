@@ -12,11 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from hydranet_ros.commands.common import add_pipeline_arguments, node_defaults, pipeline_from_args
+from hydranet_ros.commands.common import add_pipeline_arguments, network_options, node_defaults, pipeline_from_args
 from hydranet_ros.io.bag_topics import find_camera
 from hydranet_ros.outputs import params
-from hydranet_ros.replay.bag import BagError, check_paths, replay_bag, replay_parameters
-from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
+from hydranet_ros.replay.bag import check_paths, replay_bag, replay_parameters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,32 +43,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     source, target = Path(args.input), Path(args.output)
-    try:
-        values = {}
-        if args.params:
-            try:
-                values = params.read_parameter_file(args.params)
-            except ValueError as exc:
-                raise BagError("bad_parameters", str(exc)) from None
-        if args.depth_encoding is not None:
-            values["depth_encoding"] = args.depth_encoding
-        if args.alpha is not None:
-            values["overlay_alpha"] = args.alpha
-        if args.max_pixels is not None:
-            values["max_input_pixels"] = args.max_pixels
-        values = replay_parameters(values)  # every value checked by the node's rules before any work
-        node_defaults(args, values if args.params else {})
-        compressed = args.compressed or (bool(values["compressed"]) if args.params else False)
-        # The cheap checks first: a wrong path or a bag without images should not wait for weights.
-        check_paths(source, target, args.overwrite)
-        camera = find_camera(source, topic=args.topic, compressed=compressed)
-        # Out of GPU memory on the first frame: a smaller input size, or a clear error with --strict.
-        pipe = MemoryFallbackPipeline(pipeline_from_args(args), strict=args.strict)
-        report = replay_bag(source, target, pipe, topic=camera.image, compressed=compressed,
-                            overwrite=args.overwrite, storage=args.storage, parameters=values)
-    except BagError as exc:
-        print(f"hydranet bag: error: {exc}", file=sys.stderr)
-        return 2
+    values = {}
+    if args.params:
+        values = params.read_parameter_file(args.params)
+    if args.depth_encoding is not None:
+        values["depth_encoding"] = args.depth_encoding
+    if args.alpha is not None:
+        values["overlay_alpha"] = args.alpha
+    if args.max_pixels is not None:
+        values["max_input_pixels"] = args.max_pixels
+    values = replay_parameters(values)  # every value checked by the node's rules before any work
+    node_defaults(args, values if args.params else {})
+    compressed = args.compressed or (bool(values["compressed"]) if args.params else False)
+    # The cheap checks first: a wrong option, path or weights name, or a bag without images,
+    # should not wait for torch and the weights.
+    network_options(args)
+    check_paths(source, target, args.overwrite)
+    camera = find_camera(source, topic=args.topic, compressed=compressed)
+    from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
+
+    # Out of GPU memory on the first frame: a smaller input size, or a clear error with --strict.
+    pipe = MemoryFallbackPipeline(pipeline_from_args(args), strict=args.strict)
+    report = replay_bag(source, target, pipe, topic=camera.image, compressed=compressed,
+                        overwrite=args.overwrite, storage=args.storage, parameters=values)
     print(f"{target}: {report.summary()}")
     if report.frames and not report.processed:
         print(f"hydranet bag: error: none of the {report.frames} frame(s) could be processed", file=sys.stderr)

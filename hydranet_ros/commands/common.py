@@ -1,13 +1,23 @@
-"""Options shared by the subcommands that run the pipeline."""
+"""What the subcommands share: one-line errors, the network options, checked before torch loads.
+
+The order every command that runs the network follows: check the arguments, the paths and the
+weights name (no torch: a typo is answered at once), then build the pipeline (imports torch and
+loads the weights, seconds).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, Mapping
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
-from hydranet_ros.runtime.choices import BACKENDS, OUTPUT_SIZES, PRECISIONS
-from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, parse_size
+from hydranet_ros.errors import HydraNetError, UsageError, first_line
+from hydranet_ros.model.locate import locate_weights
+from hydranet_ros.runtime.choices import BACKENDS, DEVICES, OUTPUT_SIZES, PRECISIONS
+from hydranet_ros.runtime.sizes import network_size
 
 log = logging.getLogger("hydranet")
 
@@ -15,6 +25,63 @@ log = logging.getLogger("hydranet")
 # node's parameter file instead (see node_defaults).
 DEFAULTS = {"weights": "default", "backend": "torch", "device": "auto", "precision": "fp32", "size": "auto",
             "output_size": "input", "strict": False}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the command's one-line errors: ``hydranet CMD: error: ...`` and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(exc: BaseException) -> str:
+    """What the user reads: the error's first line; an OSError as 'path: cause'."""
+    if isinstance(exc, OSError) and not isinstance(exc, HydraNetError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+    return first_line(exc)
+
+
+def run_command(command: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace, *,
+                debug: bool = False) -> int:
+    """``run(args)`` with the one error model: a HydraNetError or an OSError (a path the user gave
+    cannot be read or written) becomes one line and exit 2; anything else propagates (a bug)."""
+    try:
+        return run(args)
+    except (HydraNetError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"hydranet {command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (threads, frames, steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_device(device: str) -> str:
+    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise UsageError(f"device {device!r} is not one of {', '.join(DEVICES)} or cuda:N")
+    return device
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's choice, all cores); 1 on a shared machine")
+
+
+def set_threads(threads: int | None) -> None:
+    """torch.set_num_threads when asked (imports torch: call it once the cheap checks are done)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str = "auto",
@@ -43,6 +110,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str
                        help=f"outputs at the input frame's size or at the network's size (default: {said('output_size')})")
     group.add_argument("--strict", action="store_true", default=default("strict"),
                        help="fail instead of falling back to another backend/device")
+    add_threads_argument(group)
 
 
 def node_defaults(args: argparse.Namespace, values: Mapping[str, Any]) -> None:
@@ -59,19 +127,49 @@ def node_defaults(args: argparse.Namespace, values: Mapping[str, Any]) -> None:
             setattr(args, name, from_node.get(name, default))
 
 
-def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
-    config = PipelineConfig(
-        weights=args.weights, backend=args.backend, device=args.device, precision=args.precision,
-        input_size=parse_size(args.size), output_size=args.output_size, strict=args.strict,
-    )
+@dataclass(frozen=True)
+class NetworkOptions:
+    """The network options, checked: everything Pipeline.create needs, found without torch."""
+
+    weights: str
+    backend: str
+    device: str
+    precision: str
+    input_size: tuple[int, int] | None | str
+    output_size: str
+    strict: bool
+    threads: int | None
+
+
+def network_options(args: argparse.Namespace) -> NetworkOptions:
+    """Check the network options without torch: the size, the device and that the weights name
+    means a file that exists (loading it, and what it holds, come with the pipeline)."""
+    options = NetworkOptions(
+        weights=str(args.weights), backend=args.backend, device=check_device(args.device), precision=args.precision,
+        input_size=network_size(args.size), output_size=args.output_size, strict=bool(args.strict),
+        threads=getattr(args, "threads", None))
+    locate_weights(options.weights)
+    return options
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Any:
+    """The pipeline the network options ask for (checks them first; imports torch)."""
+    options = network_options(args)
+    set_threads(options.threads)
+    from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
+
+    config = PipelineConfig(weights=options.weights, backend=options.backend, device=options.device,
+                            precision=options.precision, input_size=options.input_size,
+                            output_size=options.output_size, strict=options.strict)
     pipe = Pipeline.create(config)
     log.info("running %s %s on %s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"], pipe.info["weights"])
     return pipe
 
 
 def standalone_main(prog: str, description: str | None, add_arguments, run, argv: list[str] | None = None) -> int:
-    """Run one subcommand module on its own (``python -m hydranet_ros.commands.train``), as torchrun does."""
+    """Run one subcommand module on its own (``python -m hydranet_ros.commands.train``), as torchrun
+    does, with the same one-line errors as `hydranet`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_command(prog.removeprefix("hydranet "), run, parser.parse_args(argv))

@@ -14,6 +14,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.io.message_defs import DefinitionMissing, register_output_types
 
 __all__ = [
@@ -26,7 +27,7 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
 
-class BagError(Exception):
+class BagError(HydraNetError):
     """The bag cannot be replayed; the message is one line for the user, ``reason`` a short key."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -9,12 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hydranet_ros.errors import HydraNetError, first_line
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MM_PER_M = 1000.0
 
 
-class MediaError(Exception):
+class MediaError(HydraNetError):
     """An input cannot be read or an output cannot be written; the message names the file."""
 
 
@@ -55,7 +57,13 @@ def open_source(path: str | Path) -> Source:
 
 
 def read_image_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV refuses what it will not decode with an exception, not None
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise MediaError(f"{path}: more pixels than OpenCV decodes (2^30; the environment variable "
+                             "OPENCV_IO_MAX_IMAGE_PIXELS raises the limit)") from None
+        raise MediaError(f"{path}: cannot decode ({first_line(exc)})") from None
     if image is None:
         raise MediaError(f"{path}: unreadable image (damaged or not an image)")
     return image[..., ::-1]

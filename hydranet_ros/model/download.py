@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.model.checkpoints import WeightsError, load_published, save_safetensors
 from hydranet_ros.model.published import (  # noqa: F401 - the names `hydranet weights` shows
     BASE_URL_ENV, DEFAULT_BASE_URL, PUBLISHED, PublishedFile, cached_weights_path, weights_cache_dir,
@@ -21,7 +22,7 @@ from hydranet_ros.model.published import (  # noqa: F401 - the names `hydranet w
 from hydranet_ros.presets import get_preset
 
 
-class DownloadError(Exception):
+class DownloadError(HydraNetError):
     """The published weights could not be fetched or verified; the message says why."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping
 
+from hydranet_ros.errors import UsageError
+from hydranet_ros.model.locate import PUBLISHED_SUFFIXES  # torch-free, like everything imported here
 from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
@@ -40,7 +42,7 @@ __all__ = [
 
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
+WEIGHT_SUFFIXES = (".safetensors", *PUBLISHED_SUFFIXES)  # what checkpoints.load_weights reads
 PRESET_NAMES = tuple(PRESETS)  # torch-free: hydranet_ros.presets is plain data
 MAX_PIXELS_LIMIT = 1 << 28
 
@@ -267,7 +269,7 @@ def describe(spec: ParamSpec) -> dict[str, Any]:
 def read_parameter_file(path: str | PurePath) -> dict[str, Any]:
     """The node's parameter values in a ROS 2 parameter file (config/*.yaml): every
     ``ros__parameters`` mapping in it, whatever node name or namespace (``/**``) it sits under,
-    merged in file order. Unchecked: pass the result to ``validate_all``. Raises ValueError with
+    merged in file order. Unchecked: pass the result to ``validate_all``. Raises UsageError with
     a one-line reason for a file that is not such a parameter file (OSError when unreadable)."""
     import yaml
 
@@ -275,7 +277,7 @@ def read_parameter_file(path: str | PurePath) -> dict[str, Any]:
         try:
             document = yaml.safe_load(stream)
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+            raise UsageError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
     found: dict[str, Any] = {}
     sections = 0
 
@@ -292,5 +294,5 @@ def read_parameter_file(path: str | PurePath) -> dict[str, Any]:
 
     collect(document)
     if not sections:
-        raise ValueError(f"{path}: no ros__parameters section (a ROS 2 parameter file, like config/hydranet.yaml)")
+        raise UsageError(f"{path}: no ros__parameters section (a ROS 2 parameter file, like config/hydranet.yaml)")
     return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hydranet_ros.errors import UsageError
 from hydranet_ros.presets import palettes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -90,11 +91,11 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``, or a ValueError that lists the known ones."""
+    """The preset called ``name``, or a UsageError (a ValueError) that lists the known ones."""
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+        raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
 def preset_for_heads(num_classes: int, with_normals: bool) -> Preset:

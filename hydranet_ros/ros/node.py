@@ -33,6 +33,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 
+from hydranet_ros.errors import HydraNetError, first_line
 from hydranet_ros.msg import HydraNetResult
 from hydranet_ros.outputs import diagnostics, fields as output_fields, params, plan as output_plan, qos
 from hydranet_ros.outputs import render as rendering
@@ -180,8 +181,10 @@ class PerceptionNode(LifecycleNode):
             config = PipelineConfig(**params.pipeline_kwargs(values))
             # Out of GPU memory on the first frame: a smaller input size, or a clear error if strict.
             pipeline = MemoryFallbackPipeline(Pipeline.create(config), strict=config.strict)
-        except Exception as exc:  # noqa: BLE001 - WeightsError/EngineError name the file and cause
-            return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {exc}")
+        except HydraNetError as exc:  # WeightsError, EngineError, ...: the file or setting and the cause
+            return self._configure_failed(f"cannot build the pipeline: {first_line(exc)}")
+        except Exception as exc:  # noqa: BLE001 - a bug, named by its type; the node stays up all the same
+            return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {first_line(exc)}")
 
         self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
         self._live = params.LiveSettings.from_values(values)

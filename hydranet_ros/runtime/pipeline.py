@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
+from hydranet_ros.errors import UsageError
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.presets import Preset
@@ -30,6 +31,7 @@ from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
 from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
 from hydranet_ros.runtime.result import Result
+from hydranet_ros.runtime.sizes import AUTO_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 # them, so torch's warning about non-writable arrays says nothing useful here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-AUTO_SIZE = "auto"
 ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 
 
@@ -65,7 +66,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         problems = validate_config(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise UsageError("; ".join(problems))
 
 
 def validate_config(cfg: PipelineConfig) -> list[str]:
@@ -90,19 +91,6 @@ def validate_config(cfg: PipelineConfig) -> list[str]:
             problems.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: "
                             f"each side must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
     return problems
-
-
-def parse_size(text: str) -> tuple[int, int] | None | str:
-    """'640x480' -> (640, 480); 'input' or 'frame' -> None (the frame's own size); 'auto'."""
-    if text.lower() in ("input", "frame", "native"):
-        return None
-    if text.lower() == AUTO_SIZE:
-        return AUTO_SIZE
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 640x480), 'input' or 'auto'") from None
-    return w, h
 
 
 class Pipeline:
