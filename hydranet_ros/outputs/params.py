@@ -38,6 +38,7 @@ __all__ = [
     "LiveSettings",
     "describe",
     "read_parameter_file",
+    "markdown_table",
 ]
 
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
@@ -296,3 +297,23 @@ def read_parameter_file(path: str | PurePath) -> dict[str, Any]:
     if not sections:
         raise UsageError(f"{path}: no ros__parameters section (a ROS 2 parameter file, like config/hydranet.yaml)")
     return found
+
+
+def markdown_table() -> str:
+    """The parameter table of the README, made from PARAMETERS (tools/update_readme_parameters.py
+    writes it there; a test keeps the two equal)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| parameter | type | default | allowed | when | description |", "|---|---|---|---|---|---|"]
+    for spec in PARAMETERS:
+        default = f'"{spec.default}"' if spec.type is str else str(spec.default).lower() if spec.type is bool else str(spec.default)
+        if spec.choices is not None:
+            allowed = ", ".join(f"`{c}`" for c in spec.choices)
+        elif spec.range is not None:
+            allowed = f"{spec.range[0]} .. {spec.range[1]}"
+        else:
+            allowed = ""
+        when = "live" if spec.live else "configure"
+        rows.append(f"| `{spec.name}` | {spec.type.__name__} | `{default}` | {cell(allowed)} | {when} | {cell(spec.description)} |")
+    return "\n".join(rows) + "\n"
