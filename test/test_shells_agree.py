@@ -21,10 +21,19 @@ from hydranet_ros.outputs import params, plan
 from hydranet_ros.replay.bag import replay_bag
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from test_bag import STORE, T
-from test_node_standin import bring_up, camera_info_msg, feed, image_msg, make_node, publishers, subscribe_all, subscription
+from test_node_standin import HEIGHT, WIDTH, bring_up, feed, header, image_msg, make_node, publishers, subscribe_all, subscription
 from test_node_standin import weights  # noqa: F401 - the fixture
 
 NODE_SETTINGS = {"device": "cpu", "input_width": 64, "input_height": 32, "output_size": "network"}
+
+
+def camera_info_msg():
+    info = ros.CameraInfo(header=header(0), height=HEIGHT, width=WIDTH, distortion_model="plumb_bob")
+    info.k = np.array([80.0, 0.0, 47.5, 0.0, 80.0, 31.5, 0.0, 0.0, 1.0])
+    info.p = np.array([80.0, 0.0, 47.5, 0.0, 0.0, 80.0, 31.5, 0.0, 0.0, 0.0, 1.0, 0.0])
+    info.r = np.eye(3).reshape(-1)
+    info.d = array.array("d", [0.01, -0.02, 0.0, 0.0, 0.0])
+    return info
 
 
 def plain(value):
