@@ -1,12 +1,13 @@
 """A small stand-in for the parts of rclpy and the message packages that perception_node uses.
 
-ROS 2 cannot be installed here, so test_node_standin.py drives the real node code against this
-stand-in. It copies the behaviour read in the rclpy (Humble and Jazzy) and rosidl_generator_py
+The pip-installed suite has no ROS 2: test_node_standin.py, test_faults.py and
+test_fuzz_messages.py put many cases through the node's own code against this stand-in, in
+seconds. It copies the behaviour read in the rclpy (Humble and Jazzy) and rosidl_generator_py
 sources that the node relies on -- typed parameters with range checks before on-set callbacks,
 lifecycle publishers that publish only while active, `byte` fields as length-1 bytes, uint8[]
 taking array.array('B') as is and checking every element otherwise, fixed float64 arrays as
 numpy arrays, strict int/float/str field types -- so that a misuse fails here as it would there.
-It does NOT replace the launch_testing test on a ROS machine.
+It does NOT replace the launch tests in test/ros/, which run the installed node on ROS 2.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from hydranet_ros.model.checkpoints import load_safetensors, load_weights, shipped_default_path
+from hydranet_ros.model.checkpoints import load_safetensors, load_weights
+from hydranet_ros.model.locate import shipped_default_path
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from support import KITTI_FRAME, REPO, read_rgb
 

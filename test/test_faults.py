@@ -27,10 +27,10 @@ import torch
 from rosbags.rosbag2 import Writer
 
 import rclpy_standin as ros
-from hydranet_ros.io.bag import BagError, replay_bag
+from hydranet_ros.replay.bag import BagError, replay_bag
 from hydranet_ros.model.checkpoints import WeightsError, load_weights, save_safetensors
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import Engine, EngineError
 from hydranet_ros.runtime.memory_fallback import FirstFrameOutOfMemory, MemoryFallbackPipeline, smaller_input_size
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig

@@ -4,7 +4,8 @@ import torch
 
 from hydranet_ros.model import get_preset
 from hydranet_ros.model.random_init import realistic_model
-from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order, parse_size
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order
+from hydranet_ros.runtime.sizes import parse_size
 from support import KITTI_FRAME, normalised, read_rgb
 
 
@@ -245,3 +246,37 @@ def test_joint_weights_can_label_from_one_datasets_classes():
         make(model, "nyud_kitti", classes="cityscapes")
     with pytest.raises(ValueError, match="known: all"):
         make(realistic_model(get_preset("kitti"), seed=3), "kitti", classes="kitti")
+
+
+@pytest.mark.parametrize("preset_name", ["kitti", "nyud_three"])
+def test_evaluation_runs_the_pipelines_own_pre_and_post_processing(kitti_model, preset_name):
+    """The metrics describe what ships: evaluation feeds the network exactly what the pipeline
+    feeds it for the same frame, and turns the same raw outputs into the same labels, metres (NaN
+    where the head gave inf) and unit normals."""
+    from hydranet_ros.model.hydranet import HydraNet
+    from hydranet_ros.train.evaluate import predict
+
+    preset = get_preset(preset_name)
+    # a stride multiple: no padding, so the batch path and the frame path see the same pixels
+    pipe = make(HydraNet(preset).eval(), preset_name, input_size=(64, 64), output_size="network", device="cpu")
+    frame = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    raw = {"segm": torch.randn(1, preset.num_classes, 16, 16), "depth": torch.randn(1, 1, 16, 16)}
+    raw["depth"][0, 0, 2, 3] = float("inf")
+    if preset.with_normals:
+        raw["normals"] = torch.randn(1, 3, 16, 16)
+    seen = {}
+
+    class RawOutputs(torch.nn.Module):
+        def forward(self, image):
+            seen["input"] = image
+            return raw
+
+    evaluated = predict(RawOutputs(), torch.from_numpy(frame).permute(2, 0, 1)[None], preset=preset)
+    geometry = pipe.geometry_for(64, 64)
+    assert torch.equal(seen["input"], pipe._preprocess(frame, "rgb", geometry).contiguous())
+    shipped = pipe._postprocess(raw, geometry, 1.0, (64, 64), frozenset({"labels", "depth", "normals"}))
+    assert torch.equal(evaluated["labels"][0], shipped["labels"])
+    assert torch.allclose(evaluated["depth_m"][0], shipped["depth_m"], rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(evaluated["depth_m"][0, 8:12, 12:16]).any()  # the inf cell, upsampled
+    if preset.with_normals:
+        assert torch.equal(evaluated["normals"][0].permute(1, 2, 0), shipped["normals"])

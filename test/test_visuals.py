@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from hydranet_ros.io import palettes, visuals
+from hydranet_ros.io import visuals
+from hydranet_ros.presets import palettes
 from hydranet_ros.model import PRESETS
 
 

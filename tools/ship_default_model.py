@@ -24,9 +24,10 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydranet_ros.model.checkpoints import compare_state, load_safetensors, save_safetensors, shipped_default_path  # noqa: E402
+from hydranet_ros.model.checkpoints import compare_state, load_safetensors, save_safetensors  # noqa: E402
+from hydranet_ros.model.locate import shipped_default_path  # noqa: E402
 from hydranet_ros.model.hydranet import HydraNet  # noqa: E402
-from hydranet_ros.model.presets import get_preset  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
 
 HELD_OUT_SEED = 1000003  # the validation seed of the synthetic_kitti6 configs; training uses seeds 0 and 13
 DEPTH_MAX_M = 80.0  # as the training's evaluation: KITTI's usual cap

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+from hydranet_ros.commands.common import check_device, positive_int
+from hydranet_ros.model.locate import locate_weights
+from hydranet_ros.runtime.sizes import network_size
 from hydranet_ros.runtime.geometry import round_up
-from hydranet_ros.runtime.pipeline import PipelineConfig, parse_size
 
 BUILD_BACKENDS = ("tensorrt", "onnx")
 
@@ -25,45 +27,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "'input' = dynamic, ONNX only)")
     parser.add_argument("--device", default="cuda", help="GPU to build for: cuda or cuda:N (default: cuda)")
     parser.add_argument("--calibration", help="int8: folder of frames, a video or a rosbag2 from the robot's camera")
-    parser.add_argument("--calibration-frames", type=int, default=64, help="int8: frames to calibrate on (default: 64)")
+    parser.add_argument("--calibration-frames", type=positive_int, default=64, help="int8: frames to calibrate on (default: 64)")
     parser.add_argument("--cache-dir", help="engine cache directory (default: $HYDRANET_ENGINE_CACHE or "
                                             "$XDG_CACHE_HOME/hydranet_ros/engines)")
     parser.add_argument("--opset", type=int, default=17, help="onnx: opset version (default: 17)")
 
 
 def run(args: argparse.Namespace) -> int:
+    # The cheap checks first, without torch: the size, the device, the weights name.
+    size = network_size(args.size)
+    check_device(args.device)
+    located = locate_weights(args.weights)
     import torch
 
     from hydranet_ros.model.checkpoints import load_weights
     from hydranet_ros.runtime.engine_cache import EngineCache
     from hydranet_ros.runtime.engines.base import EngineError, create_engine
 
-    size = parse_size(args.size)
-    weights = load_weights(args.weights)
+    if args.backend == "tensorrt" and size is None:
+        raise EngineError("a TensorRT engine is built for one input size: pass --size WIDTHxHEIGHT")
+    if args.backend == "tensorrt" and (args.device == "cpu" or not torch.cuda.is_available()):
+        where = "--device cpu was given" if args.device == "cpu" else (
+            "this torch has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible")
+        raise EngineError(f"a TensorRT engine is built on the GPU it runs on, and needs CUDA: {where}; "
+                          "build on the robot, or use --backend onnx for a portable file")
+    weights = load_weights(located.path)
     if size == "auto":
         size = weights.trained_input_size
-    if size is not None:  # the same checks as any pipeline: a clear line for an impossible size
-        PipelineConfig(input_size=size)
+        if size is None and args.backend == "tensorrt":
+            raise EngineError(f"{located.path} records no training size; pass --size WIDTHxHEIGHT for the engine")
+    if size is not None:
         # The pipeline feeds a fixed-size engine the request padded to the stride (runtime/geometry):
         # build that size, so the node finds this engine in the cache.
         size = tuple(round_up(v) for v in size)
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise ValueError(f"device {args.device!r} is not cpu, cuda or cuda:N")
     model = weights.build_model()
     if args.backend == "onnx":
+        from hydranet_ros.commands.export_onnx import check_opset
         from hydranet_ros.runtime.engines.onnx_export import cached_onnx
 
+        check_opset(args.opset)
         if args.precision != "fp32":
             print(f"note: ONNX exports are fp32; --precision {args.precision} applies when a runtime builds from it")
         path = cached_onnx(model, weights_sha256=weights.sha256, input_size=size, opset=args.opset,
                            cache=EngineCache(directory=args.cache_dir))
         print(path)
         return 0
-    if size is None:
-        raise EngineError("a TensorRT engine is built for one input size: pass --size WIDTHxHEIGHT")
-    device = torch.device(args.device)
     options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames}
-    engine = create_engine("tensorrt", model, device=device, precision=args.precision, input_size=size,
+    engine = create_engine("tensorrt", model, device=torch.device(args.device), precision=args.precision, input_size=size,
                            weights_sha256=weights.sha256, options=options)
     print(engine.engine_path)
     return 0

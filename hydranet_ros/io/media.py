@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from hydranet_ros.errors import HydraNetError, first_line
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MM_PER_M = 1000.0
 
 
-class MediaError(Exception):
+class MediaError(HydraNetError):
     """An input cannot be read or an output cannot be written; the message names the file."""
 
 
@@ -55,7 +57,13 @@ def open_source(path: str | Path) -> Source:
 
 
 def read_image_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV refuses what it will not decode with an exception, not None
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise MediaError(f"{path}: more pixels than OpenCV decodes (2^30; the environment variable "
+                             "OPENCV_IO_MAX_IMAGE_PIXELS raises the limit)") from None
+        raise MediaError(f"{path}: cannot decode ({first_line(exc)})") from None
     if image is None:
         raise MediaError(f"{path}: unreadable image (damaged or not an image)")
     return image[..., ::-1]
@@ -78,6 +86,44 @@ def iter_frames(source: Source) -> Iterator[tuple[str, np.ndarray]]:
             index += 1
         if index == 0:
             raise MediaError(f"{source.path}: video has no decodable frames")
+    finally:
+        capture.release()
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames in a video by demuxing it (grab() without colour conversion): for containers that do
+    not say, or say wrong. Holds one frame at a time."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{path}: cannot open video (unsupported codec or damaged file)")
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def video_frames_at(path: Path, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB uint8 frame) for the wanted frame indices only, in order, streaming: the frames
+    in between are grabbed but never converted or kept, so memory holds one frame however long the
+    video. Stops early if the video is shorter than an index."""
+    wanted = sorted({int(i) for i in indices if int(i) >= 0})
+    if not wanted:
+        return
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{path}: cannot open video (unsupported codec or damaged file)")
+        chosen = set(wanted)
+        for index in range(wanted[-1] + 1):
+            if not capture.grab():
+                return
+            if index in chosen:
+                ok, frame = capture.retrieve()
+                if ok:
+                    yield index, np.ascontiguousarray(frame[..., ::-1])
     finally:
         capture.release()
 

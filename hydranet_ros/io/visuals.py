@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hydranet_ros.io.palettes import Palette, as_lut
+from hydranet_ros.presets.palettes import Palette, as_lut
 
 
 def colorize_labels(labels: np.ndarray, palette: Palette) -> np.ndarray:

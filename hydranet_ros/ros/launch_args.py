@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hydranet_ros.ros import params
+from hydranet_ros.outputs import params
 
 __all__ = [
     "LaunchArgument",

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.runtime.choices import BACKENDS, DEVICES, PRECISIONS
 
 
-class FallbackRefused(RuntimeError):
+class FallbackRefused(HydraNetError, RuntimeError):
     """strict was set and what was asked for cannot run here."""
 
 
@@ -43,35 +44,36 @@ def choose_runtime(
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     warnings: list[str] = []
 
-    def step_down(message: str) -> None:
+    def step_down(problem: str, fallback: str) -> None:
+        # Strict names what it refuses to do, never claims to be doing it ("running on CPU").
         if strict:
-            raise FallbackRefused(message + " (strict: not falling back)")
-        warnings.append(message)
+            raise FallbackRefused(f"{problem} (strict: not falling back to running {fallback})")
+        warnings.append(f"{problem}; running {fallback}")
 
     wants_cuda = device != "cpu"
     if device == "auto":
         device = "cuda" if cuda_available else "cpu"
     elif wants_cuda and not cuda_available:
-        step_down(f"device {device} asked for but CUDA is not available; running on CPU")
+        step_down(f"device {device} asked for but CUDA is not available", "on CPU")
         device = "cpu"
 
     if backend == "tensorrt" and not (tensorrt_available and device != "cpu"):
         why = "torch-tensorrt is not installed" if not tensorrt_available else "TensorRT needs CUDA"
         if device != "cpu":
-            step_down(f"backend tensorrt asked for but {why}; running torch on CUDA in fp16")
+            step_down(f"backend tensorrt asked for but {why}", "torch on CUDA in fp16")
             backend, precision = "torch", "fp16"
         else:
-            step_down(f"backend tensorrt asked for but {why}; running torch on CPU in fp32")
+            step_down(f"backend tensorrt asked for but {why}", "torch on CPU in fp32")
             backend, precision = "torch", "fp32"
     if backend == "cuda-graph" and device == "cpu":
-        step_down("backend cuda-graph needs CUDA; running torch on CPU")
+        step_down("backend cuda-graph needs CUDA", "torch on CPU")
         backend = "torch"
     if precision == "int8" and backend != "tensorrt":
         fallback = "fp16" if device != "cpu" else "fp32"
-        step_down(f"int8 needs the tensorrt backend; running {backend} in {fallback}")
+        step_down("int8 needs the tensorrt backend", f"{backend} in {fallback}")
         precision = fallback
     if precision == "fp16" and device == "cpu":
-        step_down("fp16 needs CUDA (CPU half-precision convolutions are slow); running fp32")
+        step_down("fp16 needs CUDA (CPU half-precision convolutions are slow)", "fp32")
         precision = "fp32"
     return RuntimeChoice(backend=backend, device=device, precision=precision, warnings=tuple(warnings))
 
@@ -110,9 +112,10 @@ def build_engine(
         if choice.backend not in ACCELERATED:
             raise
         precision = "fp16" if choice.backend == "tensorrt" and device.type == "cuda" else choice.precision
-        message = f"backend {choice.backend} could not be built ({exc}); running torch on {device.type} in {precision}"
+        problem, fallback = f"backend {choice.backend} could not be built ({exc})", f"torch on {device.type} in {precision}"
         if strict:
-            raise FallbackRefused(message + " (strict: not falling back)") from exc
+            raise FallbackRefused(f"{problem} (strict: not falling back to running {fallback})") from exc
+        message = f"{problem}; running {fallback}"
         log.warning(message)
         engine = create("torch", model, device=device, precision=precision, input_size=input_size,
                         weights_sha256=weights_sha256, options={})

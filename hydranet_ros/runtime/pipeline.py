@@ -20,11 +20,11 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from hydranet_ros.errors import UsageError
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset, class_group
+from hydranet_ros.presets import Preset, class_group
 from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
@@ -33,7 +33,9 @@ from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
 from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
 from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
+from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
 from hydranet_ros.runtime.result import Result
+from hydranet_ros.runtime.sizes import AUTO_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 # them, so torch's warning about non-writable arrays says nothing useful here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-AUTO_SIZE = "auto"
 ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 
 
@@ -64,7 +65,7 @@ class PipelineConfig:
     input_size: tuple[int, int] | None | str = (640, 480)
     output_size: str = "network"
     strict: bool = False
-    # Labels from one class group only (model/presets.CLASS_GROUPS: 'nyud' or 'kitti' for the
+    # Labels from one class group only (presets.CLASS_GROUPS: 'nyud' or 'kitti' for the
     # joint nyud_kitti weights); 'all' = the argmax over every class.
     classes: str = "all"
     # Backend-specific build options, e.g. {"compile": True} for torch, {"calibration": "frames/",
@@ -74,7 +75,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         problems = validate_config(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise UsageError("; ".join(problems))
 
 
 def validate_config(cfg: PipelineConfig) -> list[str]:
@@ -99,19 +100,6 @@ def validate_config(cfg: PipelineConfig) -> list[str]:
             problems.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: "
                             f"each side must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
     return problems
-
-
-def parse_size(text: str) -> tuple[int, int] | None | str:
-    """'640x480' -> (640, 480); 'input' or 'frame' -> None (the frame's own size); 'auto'."""
-    if text.lower() in ("input", "frame", "native"):
-        return None
-    if text.lower() == AUTO_SIZE:
-        return AUTO_SIZE
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 640x480), 'input' or 'auto'") from None
-    return w, h
 
 
 class Pipeline:
@@ -336,35 +324,22 @@ class Pipeline:
     def _postprocess(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
                      size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
         """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` (height, width) on the
-        engine's device (None where not asked for), cut back to the frame's area."""
-
+        engine's device (None where not asked for), cut back to the frame's area, by
+        runtime/network_output.py, which evaluation runs too."""
         with torch.inference_mode():
             labels = depth = normals = None
             if "labels" in outputs:
-                # Labels come from bilinearly upsampled logits, then argmax: boundaries fall between
-                # the network's pixels where the class scores cross, instead of in 4x4 blocks
-                # (nearest labels) or on invented ids (interpolating class ids).
-                # Channels-last keeps each pixel's class scores adjacent: argmax over them is ~10x
-                # faster than over planar (NCHW) logits on CPU.
-                segm = raw["segm"]
-                first = 0
+                segm, first = raw["segm"], 0
                 if self._class_range is not None:  # one dataset's classes only (joint weights)
                     first, stop = self._class_range
                     segm = segm[:, first:stop]
-                logits = _to_frame(segm.to(torch.float32, memory_format=torch.channels_last), geometry, size)
-                labels = logits.argmax(dim=1)[0].to(torch.uint8)
+                labels = labels_from_logits(segm, size, geometry)[0]
                 if first:
                     labels += first
             if "depth" in outputs:
-                # A fresh tensor: mark +/-inf invalid in place (NaN already is) instead of
-                # allocating a whole NaN frame to select from.
-                depth = _to_frame(raw["depth"], geometry, size)[0, 0].abs()
-                if depth_factor != 1.0:
-                    depth.mul_(depth_factor)  # the camera's focal length over the training camera's
-                depth.masked_fill_(torch.isinf(depth), float("nan"))
+                depth = depth_in_metres(raw["depth"], size, geometry, depth_factor)[0]
             if "normals" in outputs and "normals" in raw:
-                n = _to_frame(raw["normals"], geometry, size)[0]
-                normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
+                normals = unit_normals(raw["normals"], size, geometry)[0].permute(1, 2, 0)
             return {"labels": labels, "depth_m": depth, "normals": normals}
 
 
@@ -442,24 +417,6 @@ def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]],
     while queued:
         tag, pending = queued.popleft()
         yield tag, pending.result()
-
-
-def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    x = x.float()
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def _to_frame(x: torch.Tensor, geometry: InputGeometry, size: tuple[int, int]) -> torch.Tensor:
-    """Network-output map (N,C,h,w at stride 4 of the network input) -> the frame's area at
-    ``size`` (height, width): upsampled to the network input, the padding cut off, resized to
-    ``size`` -- the inverse of the input's mapping (InputGeometry.network_to_output)."""
-    if geometry.scaled_size == geometry.network_size:
-        return _upsample(x, size)  # nothing padded: one resize, as before
-    (net_w, net_h), (left, top), (w, h) = geometry.network_size, geometry.offset, geometry.scaled_size
-    x = _upsample(x, (net_h, net_w))[..., top:top + h, left:left + w]
-    return _upsample(x, size)
 
 
 def _tensorrt_available() -> bool:

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.train.losses import DEPTH_LOSSES, TASK_NAMES
 
 
-class ConfigError(ValueError):
+class ConfigError(HydraNetError, ValueError):
     """A training configuration that cannot be used; ``reason`` is a short machine key."""
 
     def __init__(self, message: str, *, reason: str = "bad_config") -> None:

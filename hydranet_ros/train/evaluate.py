@@ -1,7 +1,9 @@
 """Run a HydraNet over a dataset and report segmentation, depth (and normals) metrics.
 
-Predictions are upsampled bilinearly from the network's 1/4 resolution to the ground truth's,
-the way inference with ``output_size="input"`` produces them, and compared there.
+The frames go through the shipped pipeline's own arithmetic (runtime/network_input.py before
+the network, runtime/network_output.py after it), so the numbers describe what the node and
+`hydranet infer` publish: labels from bilinearly upsampled logits at the ground truth's size
+(``output_size="input"``), |depth| in metres with NaN where the network gave no finite value.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hydranet_ros.model.presets import Preset
-from hydranet_ros.train.data import Collate, frame_to_tensors, normalise_images
+from hydranet_ros.presets import Preset
+from hydranet_ros.runtime.network_input import normalise_images
+from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
+from hydranet_ros.train.data import Collate, frame_to_tensors
 from hydranet_ros.train.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 
 LOG = logging.getLogger(__name__)
@@ -74,20 +77,17 @@ class EvaluationResult:
 @torch.no_grad()
 def predict(model: nn.Module, images_u8: torch.Tensor, *, preset: Preset,
             size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
-    """uint8 (N,3,H,W) -> {'labels': (N,H,W) long, 'depth_m': (N,H,W), 'normals': (N,3,H,W)} at
-    ``size`` (default: the input size)."""
+    """uint8 (N,3,H,W) -> {'labels': (N,H,W) uint8, 'depth_m': (N,H,W) metres, 'normals': (N,3,H,W)}
+    at ``size`` (height, width; default: the input size), as the pipeline makes them."""
     size = tuple(images_u8.shape[-2:]) if size is None else size
     outputs = model(normalise_images(images_u8, mean=preset.mean, std=preset.std))
     result = {}
     if "segm" in outputs:
-        logits = F.interpolate(outputs["segm"].float(), size=size, mode="bilinear", align_corners=False)
-        result["labels"] = logits.argmax(dim=1)
+        result["labels"] = labels_from_logits(outputs["segm"], size)
     if "depth" in outputs:
-        depth = F.interpolate(outputs["depth"].float(), size=size, mode="bilinear", align_corners=False)
-        result["depth_m"] = depth[:, 0].abs()
+        result["depth_m"] = depth_in_metres(outputs["depth"], size)
     if "normals" in outputs:
-        normals = F.interpolate(outputs["normals"].float(), size=size, mode="bilinear", align_corners=False)
-        result["normals"] = F.normalize(normals, dim=1, eps=1e-6)
+        result["normals"] = unit_normals(outputs["normals"], size)
     return result
 
 

@@ -27,8 +27,10 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset, get_preset
+from hydranet_ros.presets import Preset, get_preset
+from hydranet_ros.runtime.network_input import normalise_images
 from hydranet_ros.train import checkpointing
 from hydranet_ros.train.config import ConfigError, TrainConfig
 from hydranet_ros.train.data import (
@@ -41,7 +43,6 @@ from hydranet_ros.train.data import (
     build_augmenter,
     build_dataset,
     label_histograms,
-    normalise_images,
 )
 from hydranet_ros.train.distributed import init_from_env
 from hydranet_ros.train.evaluate import EvaluationResult, evaluate_model, write_report
@@ -52,7 +53,7 @@ from hydranet_ros.train.optim import apply_lr, build_optimizer, lr_factor
 LOG = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(HydraNetError, RuntimeError):
     """Training cannot go on (diverged, or the data is unusable); ``reason`` is a short key."""
 
     def __init__(self, message: str, *, reason: str) -> None:

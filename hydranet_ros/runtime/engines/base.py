@@ -13,6 +13,7 @@ from typing import ClassVar, Mapping
 
 import torch
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.runtime.choices import PRECISIONS
 
@@ -26,7 +27,7 @@ ENGINE_MODULES: dict[str, str] = {
 }
 
 
-class EngineError(RuntimeError):
+class EngineError(HydraNetError, RuntimeError):
     """The engine cannot be built or run as asked; the message says why."""
 
 

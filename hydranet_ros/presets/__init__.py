@@ -1,15 +1,19 @@
-"""Network presets: what a set of published (or our own) weights means.
+"""Presets: what a set of published (or our own) weights means, without the network.
 
 A preset carries everything needed to turn network outputs into something a robot can use:
 class names and colours, the input normalisation the weights were trained with, and the depth
 range used for display. Checkpoints store the preset name and these facts as metadata.
+
+Plain data, below every other package (no torch, no ROS): the network (model/) takes only the
+head sizes from it, and the launch process reads the preset names without importing torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hydranet_ros.io import palettes
+from hydranet_ros.errors import UsageError
+from hydranet_ros.presets import palettes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -108,11 +112,11 @@ def class_group(preset_name: str, group: str) -> tuple[int, int] | None:
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``, or a ValueError that lists the known ones."""
+    """The preset called ``name``, or a UsageError (a ValueError) that lists the known ones."""
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+        raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
 def preset_for_heads(num_classes: int, with_normals: bool) -> Preset:

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping
 
+from hydranet_ros.errors import UsageError
+from hydranet_ros.model.locate import PUBLISHED_SUFFIXES  # torch-free, like everything imported here
+from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
     BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
 )
@@ -34,14 +37,14 @@ __all__ = [
     "pipeline_kwargs",
     "LiveSettings",
     "describe",
+    "read_parameter_file",
+    "markdown_table",
 ]
 
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
-# The names of hydranet_ros.model.presets.PRESETS (a test keeps them equal). Importing that module
-# would import torch into the launch process, which only needs the names.
-PRESET_NAMES = ("kitti", "nyud", "nyud_kitti", "nyud_three")
+WEIGHT_SUFFIXES = (".safetensors", *PUBLISHED_SUFFIXES)  # what checkpoints.load_weights reads
+PRESET_NAMES = tuple(PRESETS)  # torch-free: hydranet_ros.presets is plain data
 MAX_PIXELS_LIMIT = 1 << 28
 
 
@@ -270,3 +273,55 @@ def describe(spec: ParamSpec) -> dict[str, Any]:
         "integer_range": (int(spec.range[0]), int(spec.range[1])) if spec.range and spec.type is int else None,
         "floating_point_range": (float(spec.range[0]), float(spec.range[1])) if spec.range and spec.type is float else None,
     }
+
+
+def read_parameter_file(path: str | PurePath) -> dict[str, Any]:
+    """The node's parameter values in a ROS 2 parameter file (config/*.yaml): every
+    ``ros__parameters`` mapping in it, whatever node name or namespace (``/**``) it sits under,
+    merged in file order. Unchecked: pass the result to ``validate_all``. Raises UsageError with
+    a one-line reason for a file that is not such a parameter file (OSError when unreadable)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as stream:
+        try:
+            document = yaml.safe_load(stream)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    found: dict[str, Any] = {}
+    sections = 0
+
+    def collect(node: Any) -> None:
+        nonlocal sections
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("ros__parameters"), dict):
+            sections += 1
+            found.update(node["ros__parameters"])
+        for key, child in node.items():
+            if key != "ros__parameters":
+                collect(child)
+
+    collect(document)
+    if not sections:
+        raise UsageError(f"{path}: no ros__parameters section (a ROS 2 parameter file, like config/hydranet.yaml)")
+    return found
+
+
+def markdown_table() -> str:
+    """The parameter table of the README, made from PARAMETERS (tools/update_readme_parameters.py
+    writes it there; a test keeps the two equal)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| parameter | type | default | allowed | when | description |", "|---|---|---|---|---|---|"]
+    for spec in PARAMETERS:
+        default = f'"{spec.default}"' if spec.type is str else str(spec.default).lower() if spec.type is bool else str(spec.default)
+        if spec.choices is not None:
+            allowed = ", ".join(f"`{c}`" for c in spec.choices)
+        elif spec.range is not None:
+            allowed = f"{spec.range[0]} .. {spec.range[1]}"
+        else:
+            allowed = ""
+        when = "live" if spec.live else "configure"
+        rows.append(f"| `{spec.name}` | {spec.type.__name__} | `{default}` | {cell(allowed)} | {when} | {cell(spec.description)} |")
+    return "\n".join(rows) + "\n"

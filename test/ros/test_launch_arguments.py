@@ -1,0 +1,93 @@
+"""perception.launch.py under the real launch and launch_ros, without starting a node.
+
+Run by `colcon test` (ament_add_pytest_test in CMakeLists.txt) in a sourced workspace:
+- `ros2 launch hydranet_ros perception.launch.py --show-args` describes every argument;
+- a wrong argument ends the launch with the argument named, before any process starts;
+- the actions the launch file returns for given arguments, as launch_ros objects: autostart
+  adds the configure and activate events, rviz:=true adds rviz2 with the shipped view (rviz2 is
+  not part of the prebuilt ROS 2 used in CI, so it is checked here and never started).
+The launch tests beside this file start the node through the same file with real arguments.
+"""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext
+from launch.actions import EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.launch_description_sources import get_launch_description_from_python_launch_file
+from launch.utilities import perform_substitutions
+from launch_ros.actions import LifecycleNode, Node
+
+SHARE = Path(get_package_share_directory("hydranet_ros"))
+LAUNCH_FILE = SHARE / "launch" / "perception.launch.py"
+
+
+def ros2_launch(*arguments):
+    return subprocess.run(["ros2", "launch", "hydranet_ros", "perception.launch.py", *arguments],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def description():
+    return get_launch_description_from_python_launch_file(str(LAUNCH_FILE))
+
+
+def actions_for(description, **arguments):
+    """What the launch file's OpaqueFunction returns for the defaults overridden by ``arguments``."""
+    context = LaunchContext()
+    for declared in description.get_launch_arguments():
+        context.launch_configurations[declared.name] = perform_substitutions(context, declared.default_value)
+    context.launch_configurations.update(arguments)
+    [setup] = [entity for entity in description.entities if isinstance(entity, OpaqueFunction)]
+    return context, setup.execute(context)
+
+
+def test_show_args_describes_every_argument(description):
+    shown = ros2_launch("--show-args")
+    assert shown.returncode == 0, shown.stderr
+    declared = description.get_launch_arguments()
+    assert {"camera", "namespace", "resolution", "weights", "config", "use_sim_time", "autostart", "rviz"} <= {
+        argument.name for argument in declared}
+    for argument in declared:
+        assert f"'{argument.name}':" in shown.stdout, argument.name
+        assert len(argument.description) > 20 and argument.description.split(".")[0] in shown.stdout, argument.name
+
+
+@pytest.mark.parametrize("argument, message", [
+    ("resolution:=640by480", "resolution must look like 640x480"),
+    ("precision:=fp64", '"precision" provided value "fp64" is not valid'),  # launch's own choices check
+    ("weights:=kiti", "launch argument weights"),
+    ("config:=/nonexistent/hydranet.yaml", "config file /nonexistent/hydranet.yaml does not exist"),
+])
+def test_a_wrong_argument_fails_the_launch_with_its_name(argument, message):
+    launched = ros2_launch(argument)
+    output = launched.stdout + launched.stderr
+    assert launched.returncode != 0, output
+    assert message in output, output
+    assert "process started" not in output  # refused before the node was started
+
+
+def test_autostart_brings_the_node_up_and_false_leaves_it_to_a_manager(description):
+    _, actions = actions_for(description)
+    assert [type(action) for action in actions] == [LifecycleNode, RegisterEventHandler, EmitEvent]
+    node = actions[0]
+    assert (node.node_package, node.node_executable) == ("hydranet_ros", "perception_node")
+    _, actions = actions_for(description, autostart="false")
+    assert [type(action) for action in actions] == [LifecycleNode]
+
+
+def test_rviz_adds_rviz2_with_the_shipped_view(description):
+    context, actions = actions_for(description, rviz="true", autostart="false")
+    assert [type(action) for action in actions] == [LifecycleNode, Node]
+    rviz = actions[1]
+    assert (rviz.node_package, rviz.node_executable) == ("rviz2", "rviz2")
+    arguments = []
+    for part in rviz.cmd[1:]:
+        try:
+            arguments.append(perform_substitutions(context, part))
+        except AttributeError:  # the --ros-args part is filled in only when the node is executed
+            pass
+    assert arguments[:2] == ["-d", str(SHARE / "rviz" / "hydranet.rviz")]
+    assert Path(arguments[1]).is_file()
