@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hydranet_ros.cli import main
-from hydranet_ros.io import palettes
+from hydranet_ros.presets import palettes
 from hydranet_ros.train.datasets import read_colour_labels
 from hydranet_ros.train.metrics import SegmentationMetrics
 from support import KITTI_FRAME

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hydranet_ros.commands.common import camera_focal_from_args
-from hydranet_ros.model import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import Engine
 from hydranet_ros.runtime.focal import (
     PUBLISHED_CAMERAS, TrainingCamera, assumption_note, depth_scale, focal_from_camera_info_yaml, training_camera,

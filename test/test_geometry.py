@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hydranet_ros.io.camera_info import frame_focal_px, scale_camera_info
-from hydranet_ros.model import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import Engine
 from hydranet_ros.runtime.geometry import STRIDE, InputGeometry, plan_input, resize_affine
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig

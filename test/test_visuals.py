@@ -48,7 +48,7 @@ def test_depth_colours_are_fixed_range_and_no_estimate_is_grey_not_far():
 
 
 def test_preview_has_a_legend_of_present_classes_and_a_depth_bar():
-    from hydranet_ros.model import get_preset
+    from hydranet_ros.presets import get_preset
 
     preset = get_preset("kitti")
     labels = np.zeros((120, 300), np.uint8)

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydranet_ros.io import palettes  # noqa: E402
+from hydranet_ros.presets import palettes  # noqa: E402
 from hydranet_ros.train.datasets import read_colour_labels, read_rgb  # noqa: E402
 
 KITTI_FOCAL_1226_PX = 707.0912  # fy of KITTI's 1226x370 frames (2011_09_30 calibration)
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, parse_size
+    from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
+    from hydranet_ros.runtime.sizes import parse_size
 
     torch.set_num_threads(args.threads)
     frame_path = Path(args.frame)
