@@ -30,6 +30,29 @@ def upsample(x: torch.Tensor, size: tuple[int, int], geometry=None) -> torch.Ten
     return _resize(x, size)
 
 
+def class_scores(segm: torch.Tensor, size: tuple[int, int], geometry=None) -> torch.Tensor:
+    """(N,C,h,w) class scores -> (N,C,H,W) float32 scores at ``size`` (through ``geometry`` as
+    upsample does), channels-last: each pixel's scores adjacent, for the reductions over classes
+    below."""
+    return upsample(segm.to(torch.float32, memory_format=torch.channels_last), size, geometry)
+
+
+def labels_and_confidence(scores: torch.Tensor, *, labels: bool = True,
+                          confidence: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(N,C,H,W) upsampled class scores -> (N,H,W) uint8 class ids and (N,H,W) float32 confidence.
+
+    Confidence is the top class's softmax probability, 1 / sum_c exp(s_c - s_max): in (1/C, 1],
+    computed from the max the argmax finds anyway, without normalising every class. The one place
+    that defines it: every post-processing path calls this. Either output may be skipped (None).
+    """
+    if not confidence:
+        return (scores.argmax(dim=1).to(torch.uint8) if labels else None), None
+    top, ids = scores.max(dim=1, keepdim=True)
+    # exp(s - max) <= 1, so nothing overflows; the top class contributes exactly 1 to the sum.
+    total = scores.sub(top).exp_().sum(dim=1)
+    return (ids[:, 0].to(torch.uint8) if labels else None), total.reciprocal_()
+
+
 def labels_from_logits(segm: torch.Tensor, size: tuple[int, int], geometry=None) -> torch.Tensor:
     """(N,C,h,w) class scores -> (N,H,W) uint8 class ids.
 
@@ -38,8 +61,7 @@ def labels_from_logits(segm: torch.Tensor, size: tuple[int, int], geometry=None)
     on invented ids (interpolating class ids). Channels-last keeps each pixel's class scores
     adjacent: argmax over them is ~10x faster than over planar (NCHW) logits on CPU.
     """
-    logits = upsample(segm.to(torch.float32, memory_format=torch.channels_last), size, geometry)
-    return logits.argmax(dim=1).to(torch.uint8)
+    return class_scores(segm, size, geometry).argmax(dim=1).to(torch.uint8)
 
 
 def depth_in_metres(depth: torch.Tensor, size: tuple[int, int], geometry=None, factor: float = 1.0) -> torch.Tensor:

@@ -33,7 +33,7 @@ from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
 from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
 from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
-from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
+from hydranet_ros.runtime.network_output import class_scores, depth_in_metres, labels_and_confidence, unit_normals
 from hydranet_ros.runtime.result import Result
 from hydranet_ros.runtime.sizes import AUTO_SIZE
 
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
+# What a frame may ask for: ALL_OUTPUTS plus the labels' confidence, which costs a softmax over
+# the upsampled class scores and is computed only when asked for.
+KNOWN_OUTPUTS = ALL_OUTPUTS | {"confidence"}
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,10 @@ class Pipeline:
     # --- the frame path -----------------------------------------------------------------------
     def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
                 focal_px: float | None = None) -> Result:
-        """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
-        (a skipped output is None in the Result). ``focal_px``: the camera's focal length in
-        frame pixels (CameraInfo's K), for metric depth; None assumes the training camera."""
+        """One camera frame (uint8 HxWx3) -> Result. ``outputs`` (names in KNOWN_OUTPUTS) skips
+        unwanted post-processing (a skipped output is None in the Result); "confidence" is
+        computed only when named. ``focal_px``: the camera's focal length in frame pixels
+        (CameraInfo's K), for metric depth; None assumes the training camera."""
         return self.submit(frame, color_order=color_order, outputs=outputs, focal_px=focal_px).result()
 
     def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
@@ -224,6 +228,8 @@ class Pipeline:
             raise ValueError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
         if color_order not in ("rgb", "bgr"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
+        if not outputs <= KNOWN_OUTPUTS:
+            raise ValueError(f"unknown outputs {sorted(outputs - KNOWN_OUTPUTS)}; known: {', '.join(sorted(KNOWN_OUTPUTS))}")
         height, width = frame.shape[:2]
         geometry = self.geometry_for(width, height)
         out_w, out_h = self.output_size_for(width, height)
@@ -323,24 +329,29 @@ class Pipeline:
 
     def _postprocess(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
                      size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
-        """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` (height, width) on the
-        engine's device (None where not asked for), cut back to the frame's area, by
+        """Network outputs -> {'labels', 'depth_m', 'normals', 'confidence'} at ``size`` (height,
+        width) on the engine's device (None where not asked for), cut back to the frame's area, by
         runtime/network_output.py, which evaluation runs too."""
         with torch.inference_mode():
-            labels = depth = normals = None
-            if "labels" in outputs:
+            labels = depth = normals = confidence = None
+            if "labels" in outputs or "confidence" in outputs:
                 segm, first = raw["segm"], 0
                 if self._class_range is not None:  # one dataset's classes only (joint weights)
                     first, stop = self._class_range
                     segm = segm[:, first:stop]
-                labels = labels_from_logits(segm, size, geometry)[0]
-                if first:
+                # The confidence is over the same classes as the argmax (one dataset's, for
+                # joint weights restricted to it).
+                labels, confidence = labels_and_confidence(
+                    class_scores(segm, size, geometry), labels="labels" in outputs, confidence="confidence" in outputs)
+                labels = labels[0] if labels is not None else None
+                confidence = confidence[0] if confidence is not None else None
+                if first and labels is not None:
                     labels += first
             if "depth" in outputs:
                 depth = depth_in_metres(raw["depth"], size, geometry, depth_factor)[0]
             if "normals" in outputs and "normals" in raw:
                 normals = unit_normals(raw["normals"], size, geometry)[0].permute(1, 2, 0)
-            return {"labels": labels, "depth_m": depth, "normals": normals}
+            return {"labels": labels, "depth_m": depth, "normals": normals, "confidence": confidence}
 
 
 STAGING_SLOTS = 2  # one frame uploading while the one before is read: enough for in_order's two in flight

@@ -22,6 +22,8 @@ class Result:
     labels:  uint8 HxW class ids.
     depth_m: float32 HxW metres along the optical axis; NaN where the network gave no valid value.
     normals: float32 HxWx3 unit vectors, or None when the weights have no normals head.
+    confidence: float32 HxW softmax probability of each pixel's class (0..1), or None when not
+        asked for (Pipeline.process outputs without "confidence").
     timings_ms: per-stage time ('preprocess', 'inference', 'postprocess', 'total'): host wall time on
         CPU, CUDA event time on a GPU (see PendingResult).
     geometry: how the frame was mapped into the network (runtime/geometry.InputGeometry).
@@ -32,6 +34,7 @@ class Result:
     labels: np.ndarray
     depth_m: np.ndarray
     normals: np.ndarray | None = None
+    confidence: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     geometry: "InputGeometry | None" = None
     depth_scale: "DepthScale | None" = None
