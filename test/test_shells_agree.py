@@ -41,7 +41,10 @@ def plain(value):
     if isinstance(value, ros.Message):
         return {name: plain(getattr(value, name)) for name in type(value)._fields}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "__msgtype__"}
+        # rosbags lists a message's constants (PointField.FLOAT32, ...) as fields; ROS names constants
+        # in capitals and fields in lower case.
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name != "__msgtype__" and not f.name.isupper()}
     if isinstance(value, array.array):
         return ("array", np.frombuffer(value, dtype=value.typecode).tobytes())
     if isinstance(value, np.ndarray):

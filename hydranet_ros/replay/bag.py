@@ -109,7 +109,7 @@ def output_topics(camera: CameraTopics, publish: Mapping[str, bool] | None = Non
     """key -> (topic, message type) of every topic the node would publish for this camera, with
     the publish_* switches ``publish`` (switch name -> bool; None: all on, the node's default)."""
     return {key: (f"{camera.namespace}/{relative}", msgtype) for key, (relative, msgtype) in OUTPUT_TOPICS.items()
-            if (camera.camera_info or key not in output_plan.CAMERA_INFO_OUTPUTS)
+            if (camera.camera_info or key not in output_plan.NEED_CAMERA_INFO)
             and (publish is None or publish.get(_SWITCHES[key], False))}
 
 
@@ -193,7 +193,7 @@ class _Replay:
         self.output_qos = qos.qos_settings(parameters["output_qos"], parameters["output_depth"])
         self.outputs: dict[str, Any] = {}
         self.copies: dict[int, Any] = {}
-        self.label_info_frame_id: str | None = None  # the frame id LabelInfo was last written for
+        self.label_info_sent: tuple[str, float] | None = None  # (frame id, threshold) LabelInfo was last written for
         self.peak_queued_writes = 0  # most messages held back at once (bounded, see run)
 
     def add_connections(self) -> None:
@@ -201,8 +201,11 @@ class _Replay:
             copy = self._copy_connection(connection)
             if copy is not None:
                 self.copies[connection.id] = copy
-        # Without CameraInfo (none in the bag, or use_camera_info off) no CameraInfo is republished.
-        publish = {**self.live.publish, "camera_info": self.live.publish["camera_info"] and self.use_camera_info}
+        # Without CameraInfo (none in the bag, or use_camera_info off) no CameraInfo is republished
+        # and no point cloud made.
+        publish = {**self.live.publish, **{switch: self.live.publish[switch] and self.use_camera_info
+                                           for switch in {output_plan.OUTPUTS[name].switch
+                                                          for name in output_plan.NEED_CAMERA_INFO}}}
         for key, (topic, msgtype) in output_topics(self.camera, publish).items():
             # The QoS the node offers, recorded as rosbag2 records it: `ros2 bag play` offers the
             # same again, so LabelInfo stays latched for subscribers that join late.
@@ -304,13 +307,13 @@ class _Replay:
         frame = Frame(pixels, order, msg.header, info)
         # The node's plan for a frame every output topic listens to; LabelInfo when the frame id is
         # new (frames are written in the order they are submitted).
-        label_info_due = output_fields.label_info_due(self.label_info_frame_id, msg.header.frame_id)
+        label_info_due = output_fields.label_info_due(self.label_info_sent, msg.header.frame_id, self.live.min_confidence)
         plan = output_plan.plan_frame(self.live.publish, _EVERYONE, have_camera_info=info is not None,
-                                      label_info_due=label_info_due)
+                                      label_info_due=label_info_due, min_confidence=self.live.min_confidence)
         if not plan.publishes:
             return None
         if plan.label_info:
-            self.label_info_frame_id = msg.header.frame_id
+            self.label_info_sent = (msg.header.frame_id, plan.min_confidence)
         pending = None
         if plan.run_inference:
             # Metric depth for the recorded camera: its focal length from the frame's CameraInfo.
@@ -324,7 +327,8 @@ class _Replay:
         size = _result_size(result) or self.pipeline.output_size_for(width, height)
         rendered = rendering.frame_messages(frame, result, plan, size=size, preset=self.pipeline.preset,
                                             depth_encoding=self.live.depth_encoding,
-                                            overlay_alpha=self.live.overlay_alpha)
+                                            overlay_alpha=self.live.overlay_alpha,
+                                            confidence_encoding=self.live.confidence_encoding, cloud=self.live.cloud)
         if rendered.camera_info_problem is not None:
             self.report.camera_info_problems[rendered.camera_info_problem.reason] += 1
         for key, message in rendered.messages.items():
@@ -366,6 +370,9 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     if max_pixels is not None:
         overrides["max_input_pixels"] = int(max_pixels)
     values = replay_parameters(overrides)
+    refusal = params.class_refusal(values, pipeline.preset.class_names)
+    if refusal:
+        raise BagError("bad_parameters", refusal)
     check_paths(source, target, overwrite)
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}.get(storage or "") or storage_of(source)
     report = ReplayReport(storage=plugin.name.lower())

@@ -31,7 +31,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 
 from hydranet_ros.errors import HydraNetError, first_line
 from hydranet_ros.msg import HydraNetResult
@@ -51,7 +51,7 @@ NODE_NAME = "perception_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _MESSAGE_CLASSES = {
     rendering.IMAGE: Image, rendering.CAMERA_INFO: CameraInfo, rendering.REGION_OF_INTEREST: RegionOfInterest,
-    rendering.RESULT: HydraNetResult,
+    rendering.RESULT: HydraNetResult, rendering.POINT_CLOUD2: PointCloud2, rendering.POINT_FIELD: PointField,
     **({rendering.LABEL_INFO: LabelInfo, rendering.VISION_CLASS: VisionClass} if LabelInfo is not None else {}),
 }
 
@@ -115,7 +115,7 @@ class PerceptionNode(LifecycleNode):
         self._worker: FrameWorker | None = None
         self._output_pubs: dict[str, Any] = {}
         self._label_info_pub: Any = None
-        self._label_info_frame_id: str | None = None
+        self._label_info_sent: tuple[str, float] | None = None  # (frame_id, threshold) last sent
         self._input_subs: list[Any] = []
         self._camera_info: Any = None
         self._depth_focal: str | None = None  # where depth's focal length came from, last frame
@@ -126,6 +126,7 @@ class PerceptionNode(LifecycleNode):
         self._last_timings: dict[str, float] = {}
         self._last_stats: WorkerStats | None = None
         self._last_report_at = time.monotonic()
+        self._points_skipped_reported = 0
 
         # /diagnostics is a plain publisher: it reports in every state, including a failed configure.
         self._diagnostics_pub = self.create_publisher(
@@ -160,6 +161,8 @@ class PerceptionNode(LifecycleNode):
             return SetParametersResult(successful=True)
         current = self._values()
         reason = params.change_refusal(changes, current, configured=self._pipeline is not None)
+        if not reason and self._pipeline is not None:  # class names need the weights' classes
+            reason = params.class_refusal(changes, self._pipeline.preset.class_names)
         if reason:
             self.get_logger().warning(f"parameter change refused: {reason}")
             return SetParametersResult(successful=False, reason=reason)
@@ -187,6 +190,9 @@ class PerceptionNode(LifecycleNode):
             return self._configure_failed(f"cannot build the pipeline: {first_line(exc)}")
         except Exception as exc:  # noqa: BLE001 - a bug, named by its type; the node stays up all the same
             return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {first_line(exc)}")
+        refusal = params.class_refusal(values, pipeline.preset.class_names)
+        if refusal:
+            return self._configure_failed(f"parameters refused: {refusal}")
 
         self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
         self._depth_focal = None
@@ -202,7 +208,7 @@ class PerceptionNode(LifecycleNode):
         else:
             self._label_info_pub = self.create_lifecycle_publisher(
                 LabelInfo, output_plan.LABEL_INFO_TOPIC, to_rclpy(qos.LABEL_INFO_QOS))
-        self._label_info_frame_id = None
+        self._label_info_sent = None
         self._worker = FrameWorker(process=self._infer, on_result=self._publish,
                                    on_error=self._on_worker_error).start()
         self._last_stats, self._last_report_at = None, time.monotonic()
@@ -294,14 +300,17 @@ class PerceptionNode(LifecycleNode):
     def _plan(self, *, have_camera_info: bool, label_info_due: bool = False) -> output_plan.FramePlan:
         subscribers = {name: publisher.get_subscription_count() for name, publisher in self._output_pubs.items()}
         return output_plan.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info,
-                                      label_info_due=label_info_due)
+                                      label_info_due=label_info_due, min_confidence=self._live.min_confidence)
 
     def _take(self, msg: Any, *, compressed: bool) -> None:
         worker = self._worker
         if worker is None:
             return
         camera_info = self._camera_info
-        if not self._plan(have_camera_info=camera_info is not None).publishes:
+        plan = self._plan(have_camera_info=camera_info is not None)
+        if plan.without_camera_info & set(output_plan.CLOUD_OUTPUTS):
+            self._count(diagnostics.POINTS_WITHOUT_CAMERA_INFO)
+        if not plan.publishes:
             self._count("frames_skipped_no_subscribers")
             return
         refusal = intake.offer(worker, msg, compressed=compressed, max_pixels=self._live.max_input_pixels,
@@ -320,12 +329,14 @@ class PerceptionNode(LifecycleNode):
 
     def _infer(self, frame: intake.Frame) -> rendering.Rendered | None:
         live = self._live
-        # LabelInfo is latched: sent with the first frame and again when the frame id changes.
+        # LabelInfo is latched: sent with the first frame and again when the frame id or the
+        # confidence threshold changes.
         label_info_due = self._label_info_pub is not None and output_fields.label_info_due(
-            self._label_info_frame_id, frame.header.frame_id)
+            self._label_info_sent, frame.header.frame_id, live.min_confidence)
         plan = self._plan(have_camera_info=frame.camera_info is not None, label_info_due=label_info_due)
         return rendering.render(self._pipeline, frame, plan, depth_encoding=live.depth_encoding,
-                                overlay_alpha=live.overlay_alpha)
+                                overlay_alpha=live.overlay_alpha, confidence_encoding=live.confidence_encoding,
+                                cloud=live.cloud)
 
     def _publish(self, frame: intake.Frame, rendered: rendering.Rendered | None) -> None:
         if rendered is None:  # the last subscriber left while the frame waited
@@ -340,7 +351,7 @@ class PerceptionNode(LifecycleNode):
             publisher = self._label_info_pub if name == "label_info" else self._output_pubs[name]
             publisher.publish(_to_ros(message, built))
         if "label_info" in rendered.messages:
-            self._label_info_frame_id = frame.header.frame_id
+            self._label_info_sent = (frame.header.frame_id, rendered.plan.min_confidence)
 
     def _note_depth_focal(self, source: str) -> None:
         """Say once (log and /diagnostics) where metric depth's focal length comes from, and again
@@ -374,9 +385,14 @@ class PerceptionNode(LifecycleNode):
         current = worker.stats() if worker is not None else None
         with self._counters_lock:
             counters = dict(self._counters)
+        skipped = counters.get(diagnostics.POINTS_WITHOUT_CAMERA_INFO, 0)
+        note = diagnostics.points_note(skipped, self._points_skipped_reported,
+                                       use_camera_info=bool(self.get_parameter("use_camera_info").value))
+        self._points_skipped_reported = skipped
         report = diagnostics.diagnostics_report(
             state=self._state, current=current, previous=self._last_stats, period_s=now - self._last_report_at,
-            info=self._info, counters=counters, timings_ms=self._last_timings, problem=self._problem)
+            info=self._info, counters=counters, timings_ms=self._last_timings, problem=self._problem,
+            notes=(note,) if note else ())
         self._last_stats, self._last_report_at = current, now
         status = DiagnosticStatus()
         status.level = bytes([report.level])  # a ROS `byte` is a length-1 bytes object in Python
