@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from hydranet_ros.commands.common import (
 )
 from hydranet_ros.errors import UsageError
 from hydranet_ros.io import media
+from hydranet_ros.io.camera_info import CameraCalibration, read_camera_calibration
+from hydranet_ros.outputs.choices import POINT_COLORS, CloudSettings
 
 # What `hydranet infer` writes for a frame (<stem><suffix>.png): a folder holding an earlier run's
 # results must not feed them back in as camera frames.
@@ -26,7 +29,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-images", action="store_true",
                         help="in a folder, also run on images named like our outputs (*_labels.png, ...) or ground "
                              "truth (*_gt*); skipped by default")
+    points = parser.add_argument_group("3D points")
+    points.add_argument("--points", action="store_true",
+                        help="also write <stem>_points.ply: every pixel with depth as a 3D point in the camera's optical "
+                             "frame (x right, y down, z forward, metres) with its colour, label and confidence; needs "
+                             "--camera-info (the whole calibration: K and P, not only the focal length)")
+    points.add_argument("--points-stride", type=int, default=1, metavar="N",
+                        help="every N-th pixel of every N-th row (default 1)")
+    points.add_argument("--points-max-range", type=float, default=0.0, metavar="M",
+                        help="leave out points farther than M metres from the camera (default 0: no limit)")
+    points.add_argument("--points-color", choices=POINT_COLORS, default="class",
+                        help="colour the points by class (default) or with the camera's pixel")
     add_pipeline_arguments(parser)
+
+
+@dataclass(frozen=True)
+class PointsRequest:
+    """--points: the camera it is unprojected with and the cloud's settings (the node's, for
+    semantic/points: sky left out, dense)."""
+
+    camera: CameraCalibration
+    settings: CloudSettings
+
+
+def points_request(args: argparse.Namespace) -> PointsRequest | None:
+    """The --points options, checked before torch loads; None without --points. The calibration
+    is the same --camera-info file that gives depth its focal length."""
+    if not args.points:
+        return None
+    if getattr(args, "camera_info", None) is None:
+        raise UsageError("--points needs --camera-info FILE: the camera's calibration the depth is unprojected with"
+                         + (" (--focal gives the focal length only)" if getattr(args, "focal", None) else ""))
+    if args.points_stride < 1:
+        raise UsageError(f"--points-stride must be at least 1, got {args.points_stride}")
+    if not args.points_max_range >= 0:
+        raise UsageError(f"--points-max-range must be >= 0 metres, got {args.points_max_range}")
+    return PointsRequest(read_camera_calibration(args.camera_info),
+                         CloudSettings(stride=args.points_stride, max_range_m=args.points_max_range,
+                                       color=args.points_color))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,13 +74,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--alpha must be within 0..1, got {args.alpha}")
     network_options(args)  # size, device, weights name: answered before torch loads
     focal = camera_focal_from_args(args)  # --focal / --camera-info, checked before torch loads too
+    points = points_request(args)
     source = media.open_source(args.input)
     out_dir = output_folder(args.output)
     if not source.is_video and source.path.is_dir() and not args.all_images:
         source = skip_known_non_frames(source)
     pipe = pipeline_from_args(args)
     say_depth_camera(pipe, focal)
-    written = process_source(pipe, source, out_dir, alpha=args.alpha, focal=focal)
+    written = process_source(pipe, source, out_dir, alpha=args.alpha, focal=focal, points=points)
     print(f"{written} frame(s) -> {args.output}  ({pipe.info['backend']} {pipe.info['precision']} on {pipe.info['device']}, weights {pipe.info['weights']})")
     return 0
 
@@ -78,15 +119,16 @@ def skip_known_non_frames(source: media.Source) -> media.Source:
 
 
 def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: float = 0.5,
-                   focal: Any = None) -> int:
+                   focal: Any = None, points: PointsRequest | None = None) -> int:
     """Write <stem>_labels.png (uint8 ids), <stem>_depth.png (uint16 metres x 256, 0 = no estimate,
     65535 = 256 m or farther), <stem>_color.png, <stem>_preview.png (overlay, depth, legend and
     colour bar) for each frame, and <video stem>_preview.mp4 (H.264) or .webm (VP8) for a video.
-    ``focal``: a runtime.focal.CameraFocal for metric depth, or None (training camera assumed)."""
+    ``focal``: a runtime.focal.CameraFocal for metric depth, or None (training camera assumed).
+    With ``points``, <stem>_points.ply too."""
     from tqdm import tqdm
 
     from hydranet_ros.io import visuals
-    from hydranet_ros.runtime.pipeline import in_order
+    from hydranet_ros.runtime.pipeline import ALL_OUTPUTS, in_order
 
     out_dir.mkdir(parents=True, exist_ok=True)
     preview_video = media.PreviewVideo(out_dir / f"{source.path.stem}_preview", source.fps) if source.is_video else None
@@ -95,14 +137,21 @@ def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: flo
         frames = tqdm(media.iter_frames(source), total=source.frame_count, unit="frame", disable=None, desc="infer")
         # Frames go in ahead: on a GPU the next frame is read, uploaded and run while this one's
         # pictures are encoded and written.
+        outputs = ALL_OUTPUTS | {"confidence"} if points is not None else ALL_OUTPUTS
         for (stem, frame), result in in_order(pipe, (((stem, frame), frame, "rgb") for stem, frame in frames),
-                                              focal=focal):
+                                              focal=focal, outputs=outputs):
             colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
             preview = visuals.preview(frame, result.labels, colour, result.depth_m, pipe.preset, alpha=alpha)
             media.write_png(out_dir / f"{stem}_labels.png", result.labels)
             media.write_png(out_dir / f"{stem}_depth.png", media.depth_to_png(result.depth_m))
             media.write_png(out_dir / f"{stem}_color.png", colour, rgb=True)
             media.write_png(out_dir / f"{stem}_preview.png", preview, rgb=True)
+            if points is not None:
+                if count == 0 and result.labels.shape != (points.camera.height, points.camera.width):
+                    print(f"note: the calibration is for {points.camera.width}x{points.camera.height} images and the "
+                          f"outputs are {result.labels.shape[1]}x{result.labels.shape[0]}: its intrinsics are scaled "
+                          "as for a resized image (a cropped image needs a calibration of its own)")
+                write_points(out_dir / f"{stem}_points.ply", frame, result, pipe.preset, points)
             if preview_video is not None:
                 preview_video.write(preview)
             count += 1
@@ -115,3 +164,41 @@ def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: flo
             if preview_video.note:
                 print(f"note: {preview_video.note}")
     return count
+
+
+def write_points(path: Path, frame: Any, result: Any, preset: Any, request: PointsRequest) -> int:
+    """<stem>_points.ply for one frame, unprojected with the calibration scaled to the outputs'
+    size by the same function as the node's published CameraInfo. Returns the number of points."""
+    import numpy as np
+
+    from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
+    from hydranet_ros.io.ply import VERTEX_DTYPE, write_ply
+    from hydranet_ros.outputs import cloud
+    from hydranet_ros.outputs.choices import point_classes
+    from hydranet_ros.outputs.fields import overlay_base
+
+    height, width = result.labels.shape
+    try:
+        camera = scale_camera_info(request.camera, width, height)
+    except CameraInfoRejected as exc:
+        raise UsageError(f"--camera-info: {exc}") from None
+    settings = request.settings
+    colour = ({"camera_rgb": overlay_base(frame, "rgb", (width, height))} if settings.color == "camera"
+              else {"palette_packed": cloud.packed_palette(preset.palette)})
+    points = cloud.cloud_points(result.depth_m, result.labels, result.confidence, cloud.Intrinsics.from_camera_info(camera),
+                                keep=cloud.label_mask(point_classes(settings, preset)), stride=settings.stride,
+                                max_range_m=settings.max_range_m, **colour)
+    vertices = np.zeros(len(points), VERTEX_DTYPE)
+    for name in ("x", "y", "z", "label", "confidence"):
+        vertices[name] = points[name]
+    packed = points["rgb"].view(np.uint32)
+    vertices["red"], vertices["green"], vertices["blue"] = packed >> 16, (packed >> 8) & 0xFF, packed & 0xFF
+    intrinsics = cloud.Intrinsics.from_camera_info(camera)
+    comments = [
+        "hydranet_ros: camera optical frame (x right, y down, z forward), metres",
+        f"intrinsics at {width}x{height}: fx {intrinsics.fx:.4f} fy {intrinsics.fy:.4f} cx {intrinsics.cx:.4f} "
+        f"cy {intrinsics.cy:.4f}",
+        *(f"label {class_id} {name}" for class_id, name in enumerate(preset.class_names) if name.isascii()),
+    ]
+    write_ply(path, vertices, comments=comments)
+    return len(vertices)

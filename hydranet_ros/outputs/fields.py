@@ -31,6 +31,7 @@ __all__ = [
     "camera_info_for_ros",
     "label_info_content",
     "label_info_due",
+    "float32",
     "STAGES",
     "stage_timings",
 ]
@@ -157,8 +158,14 @@ def label_info_content(class_names: Sequence[str], threshold: float = 0.0) -> di
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     return {
         "class_map": [(class_id, str(name)) for class_id, name in enumerate(class_names)],
-        "threshold": float(threshold),
+        "threshold": float32(threshold),
     }
+
+
+def float32(value: float) -> float:
+    """``value`` as a float32 field carries it (0.4 -> 0.4000000059604645): what a subscriber
+    receives, whichever shell sent it."""
+    return float(np.float32(value))
 
 
 def label_info_due(last_sent: tuple[str, float] | None, frame_id: str, threshold: float = 0.0) -> bool:

@@ -209,7 +209,7 @@ def frame_messages(frame: Frame, result: Any | None, plan: FramePlan, *, size: t
         out["fused"] = Message(RESULT, {
             "header": header, "labels": labels, "depth": depth,
             "confidence": confidence if confidence is not None else _empty_image(),
-            "min_confidence": float(plan.min_confidence),
+            "min_confidence": output_fields.float32(plan.min_confidence),
             "has_camera_info": camera_info is not None,
             "camera_info": camera_info if camera_info is not None else _empty_camera_info(),
             "class_names": [str(name) for name in preset.class_names],
