@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -191,6 +190,21 @@ def test_the_pipeline_computes_confidence_only_when_asked(kitti_pipeline):
     np.testing.assert_array_equal(only.confidence, both.confidence)
     with pytest.raises(ValueError, match="unknown outputs"):
         kitti_pipeline.process(frame, outputs=frozenset({"labels", "confidance"}))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the GPU check runs it)")
+def test_confidence_on_cuda_matches_the_cpu(kitti_pipeline):
+    """The CUDA path (its own streams and pinned downloads) hands the confidence back like the CPU's."""
+    from hydranet_ros.model.hydranet import HydraNet
+    from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
+
+    torch.manual_seed(0)
+    cuda = Pipeline.from_model(HydraNet(KITTI).eval(), KITTI, PipelineConfig(input_size=(64, 32), device="cuda"))
+    frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
+    outputs = frozenset({"labels", "confidence"})
+    on_gpu, on_cpu = cuda.process(frame, outputs=outputs), kitti_pipeline.process(frame, outputs=outputs)
+    np.testing.assert_allclose(on_gpu.confidence, on_cpu.confidence, atol=2e-3)
+    assert (on_gpu.labels == on_cpu.labels).mean() > 0.99
 
 
 @pytest.fixture(scope="module")

@@ -113,10 +113,12 @@ def _point_cloud(header: Any, points: np.ndarray) -> Message:
     return Message(POINT_CLOUD2, {"header": header, **fields, "fields": point_fields})
 
 
-def _clouds(header: Any, frame: Frame, result: Any, labels: np.ndarray, plan: FramePlan, camera_info: Mapping[str, Any],
-            *, size: tuple[int, int], preset: Any, settings: CloudSettings, camera_rgb: np.ndarray | None) -> dict[str, Message]:
+def _clouds(header: Any, result: Any, labels: np.ndarray, plan: FramePlan, camera_info: Mapping[str, Any], *,
+            preset: Any, settings: CloudSettings, camera_rgb: np.ndarray | None) -> dict[str, Message]:
     """semantic/points and semantic/obstacles, unprojected with the CameraInfo published beside the
-    depth image (``camera_info``: scale_camera_info's fields for the output size)."""
+    depth image (``camera_info``: scale_camera_info's fields for the output size). ``labels``:
+    the published labels (255 below min_confidence); ``camera_rgb``: the frame at the output size
+    when the points take the camera's colours."""
     intrinsics = clouds.Intrinsics.from_camera_info(camera_info)
     colour = ({"camera_rgb": camera_rgb} if settings.color == "camera"
               else {"palette_packed": clouds.packed_palette(preset.palette)})
@@ -203,8 +205,8 @@ def frame_messages(frame: Frame, result: Any | None, plan: FramePlan, *, size: t
     if camera_info is not None:
         out.update({name: camera_info for name in CAMERA_INFO_OUTPUTS if name in plan.outputs})
         if plan.cloud:
-            out.update(_clouds(header, frame, result, class_ids, plan, scaled, size=size, preset=preset,
-                               settings=cloud, camera_rgb=camera_rgb))
+            out.update(_clouds(header, result, class_ids, plan, scaled, preset=preset, settings=cloud,
+                               camera_rgb=camera_rgb))
     if "fused" in plan.outputs:
         out["fused"] = Message(RESULT, {
             "header": header, "labels": labels, "depth": depth,
