@@ -186,14 +186,6 @@ def test_without_vision_msgs_one_warning_and_no_label_info(monkeypatch, weights)
     node.release()
 
 
-def camera_info_msg(width=WIDTH, height=HEIGHT):
-    info = ros.CameraInfo(header=header(0), height=height, width=width, distortion_model="plumb_bob")
-    info.k = np.array([80.0, 0.0, 47.5, 0.0, 80.0, 31.5, 0.0, 0.0, 1.0])
-    info.p = np.array([80.0, 0.0, 47.5, 0.0, 0.0, 80.0, 31.5, 0.0, 0.0, 0.0, 1.0, 0.0])
-    info.r = np.eye(3).reshape(-1)
-    return info
-
-
 def test_the_cloud_runs_only_for_its_subscribers_and_needs_camera_info(monkeypatch, weights):
     module, node = make_node(monkeypatch, weights)
     bring_up(module, node)
@@ -265,7 +257,9 @@ def test_min_confidence_marks_uncertain_labels_255_and_label_info_says_so(monkey
     assert 0 < (labels == 255).sum() < labels.size
     fused = pubs["hydranet/result"].sent[-1]
     assert fused.min_confidence == threshold and bytes(fused.labels.data) == labels.tobytes()
-    assert fused.confidence.encoding == "32FC1" and (fused.confidence.width, fused.confidence.height) == (64, 32)
+    published = pubs["semantic/labels"].sent[-1]
+    assert fused.confidence.encoding == "32FC1"
+    assert (fused.confidence.width, fused.confidence.height) == (published.width, published.height)
     points = pubs["semantic/points"].sent[-1]
     point_labels = np.frombuffer(points.data, np.uint8).reshape(-1, 24)[:, 20]
     assert 255 in point_labels  # uncertain points stay in semantic/points, labelled unknown...

@@ -127,8 +127,10 @@ def test_bag_replay_writes_what_the_node_publishes(monkeypatch, weights, tmp_pat
     # The clouds are among what both wrote (with CameraInfo), and follow the parameters.
     points = written[plan.OUTPUTS["points"].topic][0]
     assert points.header.frame_id == image.header.frame_id and points.point_step == 24
-    if parameters.get("points_organized"):
-        assert (points.width, points.height) == (NODE_SETTINGS["input_width"] // 2, NODE_SETTINGS["input_height"] // 2)
+    if parameters.get("points_organized"):  # one point per sampled pixel of the published images
+        labels = written[plan.OUTPUTS["labels"].topic][0]
+        stride = parameters["points_stride"]
+        assert (points.width, points.height) == (-(-labels.width // stride), -(-labels.height // stride))
     if parameters.get("min_confidence"):
         [label_info] = written[plan.LABEL_INFO_TOPIC]
         assert label_info.threshold == pytest.approx(parameters["min_confidence"])

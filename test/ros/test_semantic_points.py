@@ -1,7 +1,7 @@
 """launch_testing: semantic/points, semantic/obstacles and semantic/confidence on the real middleware.
 
-Launches the installed node (CPU, 320x96 network input and outputs) as a user does, plays the
-camera driver with the KITTI sample frame, and checks:
+Launches the installed node (CPU, the frame fitted inside 320x96, outputs at that resolution) as
+a user does, plays the camera driver with the KITTI sample frame, and checks:
 - without CameraInfo no cloud is published and /diagnostics says why;
 - with it, semantic/points and semantic/obstacles arrive with the input header (stamp and
   frame_id), as PointCloud2 that sensor_msgs_py's read_points reads: every point lies on the ray
@@ -101,7 +101,8 @@ class TestSemanticPoints(unittest.TestCase):
 
         labels, depth = image_array(got["labels"]), image_array(got["depth"])
         confidence = image_array(got["confidence"])
-        self.assertEqual(labels.shape, (96, 320))
+        out_h, out_w = labels.shape  # the frame fitted inside 320x96, aspect kept
+        self.assertEqual((got["points"].header.frame_id, out_h), (FRAME_ID, 96))
         self.assertTrue(((confidence > 0) & (confidence <= 1)).all())
         info = got["camera_info"]
         fx, cx, fy, cy = info.p[0], info.p[2], info.p[5], info.p[6]
@@ -118,7 +119,7 @@ class TestSemanticPoints(unittest.TestCase):
         np.testing.assert_allclose(u, np.round(u), atol=1e-2)
         np.testing.assert_allclose(v, np.round(v), atol=1e-2)
         u, v = np.round(u).astype(int), np.round(v).astype(int)
-        self.assertTrue(((u >= 0) & (u < 320) & (v >= 0) & (v < 96)).all())
+        self.assertTrue(((u >= 0) & (u < out_w) & (v >= 0) & (v < out_h)).all())
         np.testing.assert_allclose(z, depth[v, u], rtol=1e-6)
         np.testing.assert_array_equal(np.asarray(points["label"]), labels[v, u])
         np.testing.assert_allclose(np.asarray(points["confidence"]), confidence[v, u], rtol=1e-6)
