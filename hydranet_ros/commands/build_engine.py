@@ -1,8 +1,10 @@
-"""`hydranet build-engine`: build a TensorRT engine (or an ONNX export) into the engine cache
-ahead of time, e.g. while making a deployment image, and print where it went.
+"""`hydranet build-engine`: build a TensorRT engine, an OpenVINO or ONNX Runtime model (fp32 or
+int8), or an ONNX export into the engine cache ahead of time, e.g. while making a deployment
+image, and print where it went.
 
-A TensorRT build takes minutes on a Jetson; the node then starts in seconds because it finds the
-engine in the cache (same weights, size, precision, GPU and library versions).
+A TensorRT build takes minutes on a Jetson, and an int8 model needs calibration frames the node
+does not have; the node then starts in seconds because it finds the artifact in the cache (same
+weights, size, precision, GPU or CPU, and library versions).
 """
 
 from __future__ import annotations
@@ -11,20 +13,25 @@ import argparse
 
 from hydranet_ros.runtime.pipeline import PipelineConfig, parse_size
 
-BUILD_BACKENDS = ("tensorrt", "onnx")
+BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime", "onnx")
+DEFAULT_PRECISION = {"tensorrt": "fp16"}  # the others: fp32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="default",
                         help="a .safetensors file, a published .ckpt, a downloaded preset name, or 'default'")
     parser.add_argument("--backend", default="tensorrt", choices=BUILD_BACKENDS, help="what to build (default: tensorrt)")
-    parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
-                        help="engine precision (default: fp16; int8 needs --calibration; onnx is always fp32)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                        help="engine precision (default: fp16 for tensorrt, else fp32; int8 needs --calibration; "
+                             "onnx is always fp32)")
     parser.add_argument("--size", default="640x480", help="network input size WIDTHxHEIGHT (default: 640x480; "
                                                           "'input' = dynamic, ONNX only)")
-    parser.add_argument("--device", default="cuda", help="GPU to build for: cuda or cuda:N (default: cuda)")
+    parser.add_argument("--device", help="tensorrt: the GPU to build for, cuda or cuda:N (default: cuda); "
+                                         "openvino and onnxruntime build for this machine's CPU")
     parser.add_argument("--calibration", help="int8: folder of frames, a video or a rosbag2 from the robot's camera")
-    parser.add_argument("--calibration-frames", type=int, default=64, help="int8: frames to calibrate on (default: 64)")
+    parser.add_argument("--calibration-frames", type=int, default=64,
+                        help="int8: frames to calibrate on (default: 64; openvino and onnxruntime hold up to 16 more "
+                             "out to check the int8 model's accuracy against fp32)")
     parser.add_argument("--cache-dir", help="engine cache directory (default: $HYDRANET_ENGINE_CACHE or "
                                             "$XDG_CACHE_HOME/hydranet_ros/engines)")
     parser.add_argument("--opset", type=int, default=17, help="onnx: opset version (default: 17)")
@@ -43,23 +50,26 @@ def run(args: argparse.Namespace) -> int:
         size = weights.trained_input_size
     if size is not None:  # the same checks as any pipeline: a clear line for an impossible size
         PipelineConfig(input_size=size)
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise ValueError(f"device {args.device!r} is not cpu, cuda or cuda:N")
+    precision = args.precision or DEFAULT_PRECISION.get(args.backend, "fp32")
+    device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device {device!r} is not cpu, cuda or cuda:N")
     model = weights.build_model()
     if args.backend == "onnx":
         from hydranet_ros.runtime.engines.onnx_export import cached_onnx
 
-        if args.precision != "fp32":
-            print(f"note: ONNX exports are fp32; --precision {args.precision} applies when a runtime builds from it")
+        if precision != "fp32":
+            print(f"note: ONNX exports are fp32; --precision {precision} applies when a runtime builds from it")
         path = cached_onnx(model, weights_sha256=weights.sha256, input_size=size, opset=args.opset,
                            cache=EngineCache(directory=args.cache_dir))
         print(path)
         return 0
-    if size is None:
-        raise EngineError("a TensorRT engine is built for one input size: pass --size WIDTHxHEIGHT")
-    device = torch.device(args.device)
+    if size is None and (args.backend == "tensorrt" or precision == "int8"):
+        raise EngineError(f"a {args.backend} {precision} model is built for one input size: pass --size WIDTHxHEIGHT")
     options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames}
-    engine = create_engine("tensorrt", model, device=device, precision=args.precision, input_size=size,
+    engine = create_engine(args.backend, model, device=torch.device(device), precision=precision, input_size=size,
                            weights_sha256=weights.sha256, options=options)
-    print(engine.engine_path)
+    print(engine.engine_path if args.backend == "tensorrt" else engine.model_path)
+    if gate := engine.describe().get("int8_gate"):
+        print(f"int8 accuracy: {gate}")
     return 0
