@@ -14,6 +14,9 @@ def kitti_model():
 
 
 def make(model, preset="kitti", **cfg):
+    # The pipeline's own work (pre/post-processing) against the torch engine's outputs; the other
+    # engines are compared with torch in test_cpu_engines.py.
+    cfg.setdefault("backend", "torch")
     return Pipeline.from_model(model, get_preset(preset), PipelineConfig(**cfg))
 
 

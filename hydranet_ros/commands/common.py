@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hydranet_ros.runtime.choices import BACKENDS, OUTPUT_SIZES, PRECISIONS
+from hydranet_ros.runtime.choices import AUTO, BACKENDS, OUTPUT_SIZES, PRECISIONS
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, parse_size
 
 log = logging.getLogger("hydranet")
@@ -16,7 +16,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str
     group.add_argument("--weights", default="default",
                        help="a .safetensors file, a published .ckpt, a preset name whose weights were downloaded "
                             "(kitti, nyud, nyud_kitti, nyud_three), or 'default' (cached kitti, else the shipped model)")
-    group.add_argument("--backend", default="torch", choices=BACKENDS, help="inference backend (default: torch)")
+    group.add_argument("--backend", default=AUTO, choices=BACKENDS,
+                       help="inference backend (default: auto, the fastest installed for the device: "
+                            "tensorrt, cuda-graph, torch on CUDA; openvino, onnxruntime, torch on the CPU)")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     group.add_argument("--precision", default="fp32", choices=PRECISIONS, help="numeric precision (default: fp32)")
     group.add_argument("--size", default=default_size,
@@ -33,7 +35,8 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         input_size=parse_size(args.size), output_size=args.output_size, strict=args.strict,
     )
     pipe = Pipeline.create(config)
-    log.info("running %s %s on %s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"], pipe.info["weights"])
+    log.info("running %s %s on %s%s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"],
+             " (backend auto)" if args.backend == AUTO else "", pipe.info["weights"])
     return pipe
 
 

@@ -25,7 +25,7 @@ from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.model.presets import Preset
 from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
-    BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
+    AUTO, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, installed_backends, problems,
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
@@ -52,44 +52,36 @@ class PipelineConfig:
     """
 
     weights: str = "default"
-    backend: str = "torch"
+    backend: str = AUTO  # the fastest engine installed for the device (fallback.AUTO_ORDER)
     device: str = "auto"
     precision: str = "fp32"
     input_size: tuple[int, int] | None | str = (640, 480)
     output_size: str = "network"
     strict: bool = False
-    # Backend-specific build options, e.g. {"compile": True} for torch, {"calibration": "frames/",
-    # "cache_dir": "/opt/engines"} for tensorrt; dropped when a fallback runs another backend.
+    # Backend-specific build options (choices.ENGINES lists each backend's), e.g. {"compile": True}
+    # for torch, {"calibration": "frames/", "cache_dir": "/opt/engines"} for tensorrt, openvino and
+    # onnxruntime; each engine tried gets the ones it takes.
     engine_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        problems = validate_config(self)
-        if problems:
-            raise ValueError("; ".join(problems))
+        if found := validate_config(self):
+            raise ValueError("; ".join(found))
 
 
 def validate_config(cfg: PipelineConfig) -> list[str]:
-    problems = []
-    if cfg.backend not in BACKENDS:
-        problems.append(f"backend {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
-    if cfg.device not in DEVICES and not cfg.device.startswith("cuda:"):
-        problems.append(f"device {cfg.device!r} is not one of {', '.join(DEVICES)}")
-    if cfg.precision not in PRECISIONS:
-        problems.append(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if not isinstance(cfg.engine_options, Mapping) or not all(isinstance(k, str) for k in cfg.engine_options):
-        problems.append(f"engine_options must map option names to values, not {cfg.engine_options!r}")
+    found = problems(backend=cfg.backend, device=cfg.device, precision=cfg.precision, options=cfg.engine_options)
     if cfg.output_size not in OUTPUT_SIZES:
-        problems.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
+        found.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
     if isinstance(cfg.input_size, str):
         if cfg.input_size != AUTO_SIZE:
-            problems.append(f"input_size {cfg.input_size!r} must be (width, height), None or {AUTO_SIZE!r}")
+            found.append(f"input_size {cfg.input_size!r} must be (width, height), None or {AUTO_SIZE!r}")
     elif cfg.input_size is not None:
         if len(cfg.input_size) != 2 or not all(isinstance(v, (int, np.integer)) for v in cfg.input_size):
-            problems.append(f"input_size {cfg.input_size!r} must be (width, height) integers")
+            found.append(f"input_size {cfg.input_size!r} must be (width, height) integers")
         elif not all(MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in cfg.input_size):
-            problems.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: "
+            found.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: "
                             f"each side must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
-    return problems
+    return found
 
 
 def parse_size(text: str) -> tuple[int, int] | None | str:
@@ -148,10 +140,13 @@ class Pipeline:
             config = dataclasses.replace(config, input_size=None)
         choice = choose_runtime(
             backend=config.backend, device=config.device, precision=config.precision, strict=config.strict,
-            cuda_available=torch.cuda.is_available(), tensorrt_available=_tensorrt_available(),
+            cuda_available=torch.cuda.is_available(), installed=installed_backends(),
+            fixed_input_size=config.input_size is not None,
         )
         for warning in choice.warnings:
             log.warning(warning)
+        if choice.reason:
+            log.info(choice.reason)
         device = indexed(torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device))
         # A backend that exists but fails to build (TensorRT out of memory, unsupported version)
         # steps down to eager torch like a missing one, unless strict.
@@ -162,8 +157,10 @@ class Pipeline:
                 choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
                 strict=config.strict, requested_backend=config.backend, options=config.engine_options,
             )
-        return cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
+        pipe = cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
                    weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings)
+        pipe.info["requested_backend"] = config.backend
+        return pipe
 
     # --- sizes --------------------------------------------------------------------------------
     def network_size_for(self, width: int, height: int) -> tuple[int, int]:
@@ -388,8 +385,3 @@ def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
-
-def _tensorrt_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch_tensorrt") is not None
