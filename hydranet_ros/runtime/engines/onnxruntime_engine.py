@@ -15,6 +15,7 @@ onnxruntime is imported inside ``build`` only (choosing another backend never lo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -155,14 +156,30 @@ def quantise(fp32_path: Path, out_path: Path, frames: list[np.ndarray], *, model
             return None if frame is None else {"image": frame}
 
     try:
-        quantize_static(
-            str(fp32_path), str(out_path), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            reduce_range=True,  # 7-bit weights: no saturating 16-bit sums on CPUs without VNNI (see above)
-            nodes_to_exclude=[n for n in FP32_NODES if n in model_nodes],
-        )
+        with _without_preprocessing_advice():
+            quantize_static(
+                str(fp32_path), str(out_path), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                reduce_range=True,  # 7-bit weights: no saturating 16-bit sums on CPUs without VNNI (see above)
+                nodes_to_exclude=[n for n in FP32_NODES if n in model_nodes],
+            )
     except Exception as exc:
         raise EngineError(f"onnxruntime int8 quantisation failed: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """quantize_static advises (twice, on the root logger) to run its model pre-processing, which
+    would rewrite the exported graph; the exported graph is already folded and shape-inferred."""
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _node_names(path: Path) -> set[str]:
