@@ -1,5 +1,6 @@
 """What every CPU int8 build shares: calibration frames split from held-out gate frames, the
-accuracy gate an int8 model must pass against fp32, and finding an int8 model built ahead.
+accuracy gate an int8 model must pass against fp32, and finding an int8 model built ahead (which
+the TensorRT engine shares).
 
 The gate compares what the pipeline would publish, not raw logits: labels (argmax of the logits
 upsampled to the network input, as the pipeline does) and |depth|, int8 against fp32 of the same
