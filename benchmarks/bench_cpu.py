@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"built {backend} {precision} {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s", flush=True)
         forward_ms = {key: [] for key in pipes}
         pipeline_ms = {key: [] for key in pipes}
-        inputs = {key: pipe._preprocess(frame, "rgb", size) for key, pipe in pipes.items()}
+        inputs = {key: pipe._preprocess(frame, "rgb", pipe.geometry_for(*size)) for key, pipe in pipes.items()}
         for key, pipe in pipes.items():  # warm-up: first runs allocate and pick kernels
             for _ in range(2):
                 pipe.engine(inputs[key])

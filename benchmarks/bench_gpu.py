@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.notebook_baseline import NotebookBaseline  # noqa: E402
 from hydranet_ros.model.checkpoints import WeightsError, load_weights  # noqa: E402
-from hydranet_ros.model.presets import get_preset  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.model.random_init import realistic_model  # noqa: E402
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order  # noqa: E402
 

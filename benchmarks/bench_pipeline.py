@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.notebook_baseline import NotebookBaseline  # noqa: E402
 from hydranet_ros.model.checkpoints import WeightsError, load_weights  # noqa: E402
-from hydranet_ros.model.presets import get_preset  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.model.random_init import realistic_model  # noqa: E402
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
 
@@ -89,7 +89,7 @@ def main() -> int:
         for size in SIZES:
             frame = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
             pipe = Pipeline.from_model(model, preset, PipelineConfig(backend="torch", device=device, input_size=size))
-            net_input = pipe._preprocess(frame, "rgb", size)
+            net_input = pipe._preprocess(frame, "rgb", pipe.geometry_for(*size))
             sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
             def forward():

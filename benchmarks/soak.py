@@ -2,9 +2,9 @@
 
     python benchmarks/soak.py [--frames 20000] [--overload 4] [--size 128x96] [--json PATH]
 
-The node's own frame path without ROS: each message goes through hydranet_ros.ros.intake.offer
+The node's own frame path without ROS: each message goes through hydranet_ros.runtime.intake.offer
 (conversion, then the newest-frame-wins FrameWorker) in this thread, as the subscription callback
-does, and intake.render builds every output in the worker thread, as the node publishes them.
+does, and hydranet_ros.outputs.render builds every output in the worker thread, as the node publishes them.
 Messages vary in size (small frames up to 320x240 on CPU; up to 1920x1080 on CUDA) and encoding
 (rgb8, bgr8, rgba8, mono8, mono16, yuv422, bayer_rggb8, JPEG, PNG).
 
@@ -39,10 +39,12 @@ import torch  # noqa: E402
 
 from hydranet_ros.io.ros_image import image_fields  # noqa: E402
 from hydranet_ros.model.hydranet import HydraNet  # noqa: E402
-from hydranet_ros.model.presets import get_preset  # noqa: E402
-from hydranet_ros.ros import intake, outputs  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
+from hydranet_ros.outputs import plan as outputs, render as rendering  # noqa: E402
+from hydranet_ros.runtime import intake  # noqa: E402
 from hydranet_ros.runtime.frame_worker import FrameWorker  # noqa: E402
-from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, parse_size  # noqa: E402
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from hydranet_ros.runtime.sizes import parse_size  # noqa: E402
 
 CPU_SIZES = ((96, 72), (160, 120), (200, 150), (256, 192), (320, 240), (318, 212))
 GPU_SIZES = ((640, 480), (1280, 720), (1920, 1080), (960, 600))
@@ -114,7 +116,7 @@ class Soak:
 
     def _render(self, frame: intake.Frame) -> Any:
         plan = outputs.plan_frame(PUBLISH_ALL, SUBSCRIBED_ALL, have_camera_info=False)
-        return intake.render(self.pipeline, frame, plan, depth_encoding="32FC1", overlay_alpha=0.5)
+        return rendering.render(self.pipeline, frame, plan, depth_encoding="32FC1", overlay_alpha=0.5)
 
     def _done(self, frame: intake.Frame, rendered: Any) -> None:
         index = frame.header.index

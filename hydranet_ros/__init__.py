@@ -1,7 +1,10 @@
 """hydranet_ros: HydraNet joint semantic segmentation and metric depth for ROS 2.
 
-The core (model, runtime, io, train) imports no ROS module; only ``hydranet_ros.ros.node``
-needs rclpy.
+Layers, bottom first (test/test_layering.py keeps imports pointing down): presets, errors,
+paths; io (messages <-> numpy, files, bags) and model (the network, its weights); runtime
+(frame -> Result on a device); outputs (Result -> message fields, the node's parameters) and
+train; the shells: ros (rclpy node, launch helpers) and replay (bag replay); commands; cli.
+Only hydranet_ros/ros/ imports rclpy.
 """
 
 __version__ = "0.1.0"

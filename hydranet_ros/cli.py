@@ -1,4 +1,14 @@
-"""The `hydranet` command: one entry point, one module per subcommand (hydranet_ros/commands/)."""
+"""The `hydranet` command: one entry point, one module per subcommand (hydranet_ros/commands/).
+
+Exit status: 0 done; 2 the input could not be used (one line on stderr, ``hydranet CMD: error:
+...``: a HydraNetError, an OSError on a path the user gave, or a bad option); 130 interrupted
+(Ctrl-C); ended by SIGTERM after cleaning up. ``hydranet bag`` also exits 1 when a bag has
+frames but none could be processed. Any other exception is a bug: it shows its traceback (exit 1).
+``--debug`` shows the traceback of the one-line errors too.
+
+Nothing here or in a subcommand module imports torch before the arguments, paths and weights
+names are checked: a typo is answered at once, not after seconds of imports.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +19,8 @@ import os
 import signal
 import sys
 import threading
+
+from hydranet_ros.commands.common import Parser, run_command
 
 # name -> (module, one-line help). Modules are imported only when their subcommand runs, so
 # `hydranet --help` stays quick and a missing optional extra breaks only its own subcommand.
@@ -27,20 +39,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from hydranet_ros.io.media import MediaError
-    from hydranet_ros.model.checkpoints import WeightsError
-    from hydranet_ros.model.download import DownloadError
-    from hydranet_ros.runtime.engines.base import EngineError
-    from hydranet_ros.runtime.fallback import FallbackRefused
-
-    return (WeightsError, DownloadError, MediaError, EngineError, FallbackRefused, ValueError, OSError)
-
-
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the ``chosen`` subcommand's module is imported to add its options."""
-    parser = argparse.ArgumentParser(prog="hydranet", description="HydraNet semantic segmentation and metric depth, without ROS.")
+    parser = Parser(prog="hydranet", description="HydraNet semantic segmentation and metric depth, without ROS.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the pipeline decides")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error as well as its one line")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         subparser = sub.add_parser(name, help=help_text, description=help_text)
@@ -58,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"hydranet_ros.commands.{args._module}")
     previous = _unwind_on_sigterm()
     try:
-        return module.run(args)
-    except _expected_errors() as exc:
-        print(f"hydranet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return run_command(args.command, module.run, args, debug=args.debug)
     except KeyboardInterrupt:
         print(f"hydranet {args.command}: interrupted", file=sys.stderr)
         return 130

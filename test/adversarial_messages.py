@@ -23,7 +23,8 @@ from typing import Any, Protocol, Sequence, TypeVar
 import cv2
 import numpy as np
 
-from hydranet_ros.ros import intake, outputs
+from hydranet_ros.outputs import plan as outputs, render as rendering
+from hydranet_ros.runtime import intake
 from hydranet_ros.runtime.frame_worker import FrameWorker
 
 T = TypeVar("T")
@@ -429,7 +430,7 @@ class Outcome:
 
 
 class NodePathRig:
-    """The node's frame path: intake.offer in the caller's thread, intake.render in a FrameWorker.
+    """The node's frame path: intake.offer in the caller's thread, rendering.render in a FrameWorker.
 
     ``push`` waits for the worker after each message (a test of outcomes, not of throughput) and
     says how the message ended. Anything but a published result or a named rejection is a failure:
@@ -441,7 +442,7 @@ class NodePathRig:
                  timeout_s: float = 60.0) -> None:
         self.pipeline, self.max_pixels, self.depth_encoding, self.timeout_s = pipeline, max_pixels, depth_encoding, timeout_s
         self._problems: list[str] = []
-        self._last_rendered: intake.Rendered | None = None
+        self._last_rendered: rendering.Rendered | None = None
         self._last_error = ""
         self.worker = FrameWorker(process=self._render, on_result=self._check, on_error=self._error).start()
         self.counts: Counter[str] = Counter()
@@ -452,11 +453,11 @@ class NodePathRig:
     def close(self) -> None:
         self.worker.stop()
 
-    def _render(self, frame: intake.Frame) -> intake.Rendered | None:
+    def _render(self, frame: intake.Frame) -> rendering.Rendered | None:
         plan = outputs.plan_frame(PUBLISH_ALL, SUBSCRIBED_ALL, have_camera_info=frame.camera_info is not None)
-        return intake.render(self.pipeline, frame, plan, depth_encoding=self.depth_encoding, overlay_alpha=0.5)
+        return rendering.render(self.pipeline, frame, plan, depth_encoding=self.depth_encoding, overlay_alpha=0.5)
 
-    def _check(self, frame: intake.Frame, rendered: intake.Rendered | None) -> None:
+    def _check(self, frame: intake.Frame, rendered: rendering.Rendered | None) -> None:
         self._last_rendered = rendered
         if rendered is None:
             self._problems.append("nothing rendered although every output is subscribed")
@@ -469,8 +470,8 @@ class NodePathRig:
                 self._problems.append(f"{name}: {len(fields['data'])} bytes for step {fields['step']} x {fields['height']}")
         if set(rendered.images) != {"labels", "depth", "color", "overlay"}:
             self._problems.append(f"outputs {sorted(rendered.images)}")
-        if rendered.camera_info is not None:
-            k = np.asarray(rendered.camera_info["k"])
+        if "depth_camera_info" in rendered.messages:
+            k = np.asarray(rendered.messages["depth_camera_info"].fields["k"])
             if not np.all(np.isfinite(k)) or k[0] <= 0:
                 self._problems.append(f"published CameraInfo with K {k.tolist()}")
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not DATA.is_dir():  # helpers' worktrees sit one level deeper than the main checkout

@@ -15,11 +15,13 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from hydranet_ros.commands import bag as bag_command
-from hydranet_ros.io.bag import BagError, camera_namespace, choose_camera, replay_bag
+from hydranet_ros.commands.common import run_command as report_errors
+from hydranet_ros.io.bag_topics import camera_namespace, choose_camera
+from hydranet_ros.replay.bag import BagError, output_topics, replay_bag
 from hydranet_ros.io.message_defs import register_output_types
 from hydranet_ros.io.ros_image import image_fields, image_to_numpy
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -332,10 +334,10 @@ def test_topic_choice_and_namespaces():
         choose_camera(topics)
     assert caught.value.reason == "several_image_topics" and "--topic" in str(caught.value)
     camera = choose_camera(topics, topic="/cam/image_raw")
-    assert camera.camera_info == "/cam/camera_info" and camera.output_topics()["labels"][0] == "/cam/semantic/labels"
+    assert camera.camera_info == "/cam/camera_info" and output_topics(camera)["labels"][0] == "/cam/semantic/labels"
     left = choose_camera(topics, topic="/left/image", compressed=True)
     assert left.image == "/left/image/compressed" and left.camera_info is None and left.namespace == "/left"
-    assert choose_camera({"/image": "sensor_msgs/msg/Image"}).output_topics()["depth"][0] == "/depth/image"
+    assert output_topics(choose_camera({"/image": "sensor_msgs/msg/Image"}))["depth"][0] == "/depth/image"
     assert camera_namespace("/a/b/image_raw") == "/a/b"
     with pytest.raises(BagError) as caught:
         choose_camera(topics, topic="/nope")
@@ -349,7 +351,7 @@ def run_command(argv: list[str], monkeypatch, pipeline) -> int:
     monkeypatch.setattr(bag_command, "pipeline_from_args", lambda args: pipeline)
     parser = argparse.ArgumentParser()
     bag_command.add_arguments(parser)
-    return bag_command.run(parser.parse_args(argv))
+    return report_errors("bag", bag_command.run, parser.parse_args(argv))  # the one error model of `hydranet`
 
 
 def test_command_line(tmp_path, pipeline, monkeypatch, capsys):
@@ -368,10 +370,35 @@ def test_command_line(tmp_path, pipeline, monkeypatch, capsys):
     assert "none of the 2 frame(s)" in capsys.readouterr().err
 
 
+def test_command_line_follows_the_node_parameter_file(tmp_path, pipeline, monkeypatch, capsys):
+    """--params takes the node's YAML: its depth encoding and output switches decide what is written;
+    a flag on the command line wins over the file; a bad value is refused before any work."""
+    config = tmp_path / "node.yaml"
+    config.write_text("/**:\n  ros__parameters:\n    depth_encoding: '16UC1'\n    publish_overlay: false\n"
+                      "    output_size: 'network'\n")
+    source = write_bag(tmp_path / "in", "sqlite3", frames=1)
+    assert run_command([str(source), str(tmp_path / "out"), "--params", str(config)], monkeypatch, pipeline) == 0
+    _, messages = read_bag(tmp_path / "out")
+    assert "/cam/semantic/overlay" not in messages and "/cam/semantic/color" in messages
+    depth = STORE.deserialize_cdr(messages["/cam/depth/image"][0][1], "sensor_msgs/msg/Image")
+    assert depth.encoding == "16UC1" and image_to_numpy(depth).dtype == np.uint16
+
+    flags = [str(source), str(tmp_path / "out2"), "--params", str(config), "--depth-encoding", "32FC1"]
+    assert run_command(flags, monkeypatch, pipeline) == 0
+    depth = STORE.deserialize_cdr(read_bag(tmp_path / "out2")[1]["/cam/depth/image"][0][1], "sensor_msgs/msg/Image")
+    assert depth.encoding == "32FC1"
+
+    capsys.readouterr()
+    config.write_text("/**:\n  ros__parameters:\n    overlay_alpha: 3.0\n")
+    assert run_command([str(source), str(tmp_path / "out3"), "--params", str(config)], monkeypatch, pipeline) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "overlay_alpha" in err and not (tmp_path / "out3").exists()
+
+
 def test_a_read_error_mid_bag_becomes_a_bag_error():
     import sqlite3
 
-    from hydranet_ros.io.bag import _messages
+    from hydranet_ros.io.bag_reader import messages as _messages
 
     class DamagedReader:
         path = Path("/bags/damaged")
@@ -394,7 +421,7 @@ def test_a_failure_mid_replay_leaves_neither_output_nor_staging(tmp_path, pipeli
         def __init__(self):
             self.calls = 0
 
-        def submit(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"})):
+        def submit(self, frame, *, color_order="rgb", outputs=frozenset({"labels", "depth"}), focal_px=None):
             self.calls += 1
             if self.calls == 2:
                 raise RuntimeError("engine lost")
@@ -431,7 +458,7 @@ def test_outputs_are_written_right_after_their_image_although_frames_are_queued_
 def test_messages_are_not_held_back_without_frames_to_wait_for(tmp_path, pipeline, monkeypatch):
     """Copies wait only behind a queued frame, and never more than MAX_QUEUED_WRITES of them: a
     camera that stops while other sensors record on must not pile the bag up in memory."""
-    from hydranet_ros.io import bag as bag_module
+    from hydranet_ros.replay import bag as bag_module
 
     replays = []
     original_init = bag_module._Replay.__init__

@@ -22,11 +22,11 @@ import pytest
 import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from hydranet_ros.io.bag import replay_bag
+from hydranet_ros.replay.bag import replay_bag
 from hydranet_ros.io.ros_image import image_fields
 from hydranet_ros.model.checkpoints import save_safetensors
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from test_bag import STORE, T, camera_info, header, pipeline, tree_digest, write_bag  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]

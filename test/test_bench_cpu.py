@@ -27,7 +27,7 @@ def test_plan(bench):
 
 def test_flops_match_the_architecture(bench):
     from hydranet_ros.model.hydranet import HydraNet
-    from hydranet_ros.model.presets import get_preset
+    from hydranet_ros.presets import get_preset
 
     # The design card: about 6.5 GFLOPs at 640x480 (4.4 GMAC of convolutions by our own count).
     flops = bench.model_flops(HydraNet(get_preset("kitti")).eval(), (640, 480))

@@ -3,6 +3,8 @@ the pipeline prepares camera frames."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from rosbags.typesys import Stores, get_typestore
 from gpu_support import SHARED_FRAMES, shared_frame, small_frame
 from hydranet_ros.io.ros_image import image_fields
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.calibration import (
     CalibrationError, batches_digest, calibration_batches, calibration_frames, prepare,
 )
@@ -57,6 +59,67 @@ def test_video_frames(tmp_path):
     assert len(frames) == 3 and frames[0].shape == (32, 48, 3)
 
 
+def write_video(path, count: int):
+    """Flat grey frames of value 8 x index: a lossy codec keeps flat frames (nearly) exact."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 32))
+    for i in range(count):
+        writer.write(np.full((32, 48, 3), 8 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def video_index(frame) -> int:
+    return round(float(frame.mean()) / 8)
+
+
+class CountingCapture:
+    """cv2.VideoCapture that counts the frames converted for Python (read/retrieve) at once."""
+
+    converted = 0
+    real = cv2.VideoCapture
+
+    def __init__(self, *args):
+        self._capture = self.real(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._capture, name)
+
+    def read(self):
+        ok, frame = self._capture.read()
+        type(self).converted += ok
+        return ok, frame
+
+    def retrieve(self):
+        ok, frame = self._capture.retrieve()
+        type(self).converted += ok
+        return ok, frame
+
+
+def test_video_frames_are_chosen_first_then_streamed(tmp_path, monkeypatch):
+    """A long drive must not be decoded into memory: only the chosen frames are converted."""
+    from hydranet_ros.io import media
+
+    path = write_video(tmp_path / "drive.avi", 30)
+    monkeypatch.setattr(media.cv2, "VideoCapture", CountingCapture)
+    CountingCapture.converted = 0
+    frames = calibration_frames(path, limit=3)
+    assert CountingCapture.converted == 3
+    # Indices 0, 14, 29: evenly over the drive.
+    assert [video_index(f) for f in frames] == [0, 14, 29]
+
+
+@pytest.mark.parametrize("reported", [None, 45])
+def test_video_whose_container_misreports_its_length(tmp_path, monkeypatch, reported):
+    """No frame count (some containers) or a wrong one: the frames are counted, then chosen."""
+    from hydranet_ros.io import media
+
+    path = write_video(tmp_path / "drive.avi", 20)
+    real_open = media.open_source
+    monkeypatch.setattr(media, "open_source", lambda p: dataclasses.replace(real_open(p), frame_count=reported))
+    frames = calibration_frames(path, limit=3)
+    assert [video_index(f) for f in frames] == [0, 10, 19]
+
+
 @pytest.mark.parametrize("storage", [StoragePlugin.SQLITE3, StoragePlugin.MCAP])
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "jpeg"])
 def test_bag_frames(tmp_path, storage, encoding):
@@ -82,19 +145,24 @@ def test_bag_frames(tmp_path, storage, encoding):
 
 
 def test_prepare_matches_the_pipeline(tmp_path):
-    """Calibration must see what the engine will see: same resize and normalisation."""
-    pipe = Pipeline.from_model(HydraNet(PRESET).eval(), PRESET, PipelineConfig(device="cpu", input_size=(64, 48)))
+    """Calibration must see what the engine will see: same geometry (fitted, padded to the fixed
+    engine size), resize and normalisation."""
+    from hydranet_ros.runtime.geometry import plan_input
+
+    pipe = Pipeline.from_model(HydraNet(PRESET).eval(), PRESET, PipelineConfig(device="cpu", input_size=(64, 64)))
     for frame in (shared_frame("kitti/000099.png"), small_frame("nyud/000464.png", (64, 48)), small_frame("nyud/000433.png", (40, 30))):
-        ours = prepare(frame, size=(64, 48), mean=PRESET.mean, std=PRESET.std)
-        theirs = pipe._preprocess(frame, "rgb", (64, 48)).float().contiguous()
-        assert ours.shape == (1, 3, 48, 64)
+        ours = prepare(frame, size=(64, 64), mean=PRESET.mean, std=PRESET.std)
+        geometry = plan_input((frame.shape[1], frame.shape[0]), (64, 64), fill_request=True)  # as for TensorRT
+        theirs = pipe._preprocess(frame, "rgb", geometry).float().contiguous()
+        assert ours.shape == (1, 3, 64, 64)
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
 def test_batches_and_digest():
     frames = [numbered_frame(i) for i in range(5)]
     batches = calibration_batches(frames, size=(32, 24), mean=PRESET.mean, std=PRESET.std, batch_size=2)
-    assert [tuple(b.shape) for b in batches] == [(2, 3, 24, 32), (2, 3, 24, 32), (1, 3, 24, 32)]
+    # an engine for 32x24 is built at 32x32 (the stride); frames are fitted and padded to it
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 32, 32), (2, 3, 32, 32), (1, 3, 32, 32)]
     assert all(b.dtype == torch.float32 for b in batches)
     # Normalised like ImageNet: roughly zero-centred, unit-scale values.
     values = torch.cat([b.flatten() for b in batches])

@@ -60,7 +60,7 @@ def test_create_engine_asks_the_same_check():
     import torch
 
     from hydranet_ros.model.hydranet import HydraNet
-    from hydranet_ros.model.presets import get_preset
+    from hydranet_ros.presets import get_preset
 
     model = HydraNet(get_preset("kitti")).eval()
     with pytest.raises(EngineError, match="backend torch has no option input_size"):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hydranet_ros.io import palettes
+from hydranet_ros.presets import palettes
 from hydranet_ros.train.datasets import (
     KITTI, NYU_K, Cityscapes, DatasetError, FolderDataset, NYUDepthV2, read_colour_labels,
 )

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import EngineError
 from hydranet_ros.runtime.fallback import FallbackRefused, RuntimeChoice, build_engine
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig

@@ -1,7 +1,7 @@
 """Adversarial camera messages through the node's own frame path: published or rejected by name.
 
 Three layers:
-- hypothesis over the plain path (hydranet_ros.ros.intake, which perception_node calls), with a
+- hypothesis over the plain path (hydranet_ros.runtime.intake and outputs.render, which perception_node calls), with a
   small real pipeline: every message ends published (with consistent fields) or as a counted
   rejection with a reason; well-formed frames are always published;
 - hand-written cases for each fault the issue lists, with the reason each must get;
@@ -29,9 +29,9 @@ from adversarial_messages import (
     Case, HypothesisDraw, NodePathRig, RngDraw, any_case, camera_info_case, compressed_case, header, image_case,
 )
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.io.ros_image import message_to_frame
-from hydranet_ros.ros import intake
+from hydranet_ros.runtime import intake
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from test_node_standin import make_node, publishers, subscribe_all, subscription, weights  # noqa: F401
 

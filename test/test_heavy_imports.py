@@ -19,7 +19,7 @@ import torch
 torch.set_num_threads(1)
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 import hydranet_ros.runtime.engines.tensorrt_engine  # the module itself imports nothing heavy either
 import hydranet_ros.runtime.engines.cuda_graph_engine
 import hydranet_ros.runtime.engines.onnxruntime_engine

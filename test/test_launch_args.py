@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydranet_ros.ros import params
+from hydranet_ros.outputs import params
 from hydranet_ros.ros.launch_args import (
     LAUNCH_ARGUMENTS,
     input_topics,

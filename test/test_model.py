@@ -79,3 +79,56 @@ def test_crp_pool_is_a_5x5_same_size_max_pool_in_either_layout(layout, height, w
         out = pool(x)
         assert torch.equal(out, expected)
         assert out.is_contiguous(memory_format=layout)
+
+
+def test_encoder_returns_named_features_as_its_table_says():
+    """The encoder's contract: names, channels and strides from the t, c, n, s table, checked
+    against the maps it actually returns."""
+    from hydranet_ros.model.mobilenetv2 import FeatureInfo, MobileNetV2Encoder
+
+    encoder = MobileNetV2Encoder().eval()
+    assert encoder.features == {
+        "layer3": FeatureInfo(24, 4), "layer4": FeatureInfo(32, 8), "layer5": FeatureInfo(64, 16),
+        "layer6": FeatureInfo(96, 16), "layer7": FeatureInfo(160, 32), "layer8": FeatureInfo(320, 32),
+    }
+    with torch.inference_mode():
+        maps = encoder(torch.randn(1, 3, 64, 96))
+    assert list(maps) == list(encoder.features)
+    for name, info in encoder.features.items():
+        assert maps[name].shape == (1, info.channels, 64 // info.stride, 96 // info.stride), name
+
+
+def test_decoder_sizes_itself_from_the_encoder_table():
+    from hydranet_ros.model.mobilenetv2 import STAGES, feature_table
+    from hydranet_ros.model.refinenet import RefineNetDecoder
+
+    wider = tuple((t, c * 2, n, s) for t, c, n, s in STAGES)  # another table: the decoder follows it
+    features = feature_table(wider)
+    decoder = RefineNetDecoder(features)
+    assert decoder.conv8.in_channels == 640 and decoder.conv3.in_channels == 48
+    maps = {name: torch.randn(1, info.channels, 64 // info.stride, 96 // info.stride) for name, info in features.items()}
+    with torch.inference_mode():
+        assert decoder(maps).shape == (1, 256, 16, 24)
+
+
+def test_decoder_refuses_features_that_do_not_fit_its_fusion():
+    from hydranet_ros.model.mobilenetv2 import STAGES, feature_table
+    from hydranet_ros.model.refinenet import RefineNetDecoder
+
+    no_last_stride = tuple((t, c, n, 1 if index == 5 else s) for index, (t, c, n, s) in enumerate(STAGES))
+    with pytest.raises(ValueError, match="strides"):
+        RefineNetDecoder(feature_table(no_last_stride))  # layer7/layer8 at stride 16: levels no longer halve
+    with pytest.raises(ValueError, match="encoder returns"):
+        RefineNetDecoder(feature_table(min_stride=8))  # no stride-4 map
+
+
+def test_module_names_keep_the_published_checkpoint_keys():
+    """Renaming a module would stop the published weights (and our shipped ones) from loading."""
+    from hydranet_ros.model.checkpoints import ours_to_published, published_to_ours
+
+    keys = HydraNet(get_preset("kitti")).state_dict()
+    published = {ours_to_published(k) for k in keys}
+    assert {"layer1.0.weight", "layer8.0.output.2.1.running_var", "conv8.weight", "conv3.weight",
+            "crp4.0.1_outvar_dimred.weight", "crp1.0.4_outvar_dimred.weight", "conv_adapt2.weight",
+            "pre_segm.weight", "segm.bias", "pre_depth.weight", "depth.bias"} <= published
+    assert all(published_to_ours(ours_to_published(k)) == k for k in keys)

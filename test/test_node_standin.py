@@ -25,7 +25,7 @@ import torch
 import rclpy_standin as ros
 from hydranet_ros.model.checkpoints import save_safetensors
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 
 FRAME_ID = "cam_optical"
 WIDTH, HEIGHT = 96, 64
@@ -107,6 +107,48 @@ def test_camera_input_queue_is_one_frame_deep(monkeypatch, weights):
     for topic in ("image", "camera_info"):
         qos = subscription(node, topic).qos.kwargs
         assert (qos["depth"], qos["reliability"].name) == (1, "BEST_EFFORT"), topic
+    node.release()
+
+
+def camera_info_msg(focal: float = 80.0):
+    info = ros.CameraInfo(header=header(0), height=HEIGHT, width=WIDTH, distortion_model="plumb_bob")
+    info.k = np.array([focal, 0.0, 47.5, 0.0, focal, 31.5, 0.0, 0.0, 1.0])
+    info.p = np.array([focal, 0.0, 47.5, 0.0, 0.0, focal, 31.5, 0.0, 0.0, 0.0, 1.0, 0.0])
+    info.r = np.eye(3).reshape(-1)
+    info.d = array.array("d", [0.0] * 5)
+    return info
+
+
+def test_depth_takes_the_focal_length_from_camera_info_and_says_once_when_it_assumes(monkeypatch, weights):
+    """Without CameraInfo the training camera is assumed: one warning and a depth_focal value in
+    /diagnostics; with it, depth is scaled by the camera's focal length over the assumed one (the
+    same network output reads as that much farther). The published size follows the geometry:
+    the 96x64 frame fitted inside 64x32 is 48x32 (network 64x32, padded)."""
+    module, node = make_node(monkeypatch, weights)
+    bring_up(module, node)
+    subscribe_all(node)
+    pubs = publishers(node)
+    feed(node, image_msg(7))
+    feed(node, image_msg(7))
+    assumed = [r for r in node.logger.records if "depth:" in str(r) and "field of view" in str(r)]
+    assert len(assumed) == 1, node.logger.records
+    node._publish_diagnostics()
+    values = dict((kv.key, kv.value) for kv in pubs["/diagnostics"].sent[-1].status[0].values)
+    assert "field of view" in values["depth_focal"]
+    first = pubs["depth/image"].sent[-1]
+    assert (first.width, first.height) == (48, 32)
+    depth_assumed = np.frombuffer(bytes(first.data), np.float32)
+
+    subscription(node, "camera_info").callback(camera_info_msg(80.0))
+    feed(node, image_msg(7))
+    factor = 80.0 / node._pipeline.training_camera.focal_at_width(WIDTH)
+    depth_camera = np.frombuffer(bytes(pubs["depth/image"].sent[-1].data), np.float32)
+    np.testing.assert_allclose(depth_camera, depth_assumed * factor, rtol=1e-5)
+    node._publish_diagnostics()
+    values = dict((kv.key, kv.value) for kv in pubs["/diagnostics"].sent[-1].status[0].values)
+    assert values["depth_focal"].startswith("camera_info")
+    info = pubs["depth/camera_info"].sent[-1]
+    assert (info.width, info.height) == (48, 32) and info.k[0] == pytest.approx(80.0 * 48 / WIDTH)
     node.release()
 
 

@@ -12,21 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hydranet_ros.model.presets import PRESETS
-from hydranet_ros.ros import outputs, params
-from hydranet_ros.ros.outputs import (
-    OUTPUTS,
-    RejectionThrottle,
+from hydranet_ros.presets import PRESETS
+from hydranet_ros.outputs import diagnostics, params
+from hydranet_ros.outputs import plan as outputs
+from hydranet_ros.outputs.diagnostics import RejectionThrottle, diagnostics_report
+from hydranet_ros.outputs.fields import (
     camera_info_for_ros,
     depth_image,
-    diagnostics_report,
     label_info_content,
     label_info_due,
     overlay_base,
-    plan_frame,
     stage_timings,
     to_msg_bytes,
 )
+from hydranet_ros.outputs.plan import OUTPUTS, plan_frame
 from hydranet_ros.runtime.frame_worker import LatencyStats, WorkerStats
 
 ALL_ON = {name[len("publish_"):]: True for name in params.SPECS if name.startswith("publish_")}
@@ -105,12 +104,14 @@ def test_depth_32fc1_keeps_metres_and_nan():
     np.testing.assert_array_equal(out, depth)
 
 
-def test_depth_16uc1_millimetres_zero_invalid():
+def test_depth_16uc1_millimetres_zero_invalid_far_saturates():
     depth = np.array([[1.5, np.nan, np.inf, -np.inf], [0.0, -2.0, 65.535, 65.536], [0.0004, 0.0006, 1e9, 3.2]],
                      dtype=np.float32)
     out = depth_image(depth, "16UC1")
     assert out.dtype == np.uint16
-    expected = [[1500, 0, 0, 0], [0, 0, 65535, 0], [0, 1, 0, 3200]]
+    # valid far depth (and +Inf, "nothing within range") saturates at 65535, never becomes 0;
+    # a positive depth under half a millimetre is 1, not "no estimate"
+    expected = [[1500, 0, 65535, 0], [0, 0, 65535, 65535], [1, 1, 65535, 3200]]
     np.testing.assert_array_equal(out, expected)
 
 
@@ -120,11 +121,11 @@ def test_depth_16uc1_millimetres_zero_invalid():
 def test_depth_16uc1_property(depth):
     out = depth_image(depth, "16UC1")
     valid = out > 0
-    # Valid pixels are within half a millimetre; everything invalid or out of range is 0.
-    error_m = np.abs(out[valid] / 1000.0 - depth[valid].astype(np.float64))
+    # Valid pixels are within half a millimetre (or saturated); only no-estimate pixels are 0.
+    inside = valid & (out < 65535) & (depth >= 0.0005)
+    error_m = np.abs(out[inside] / 1000.0 - depth[inside].astype(np.float64))
     assert np.all(error_m <= 0.0005 + 1e-5)
-    assert not np.any(valid & ~np.isfinite(depth))
-    assert not np.any(valid & (depth <= 0))
+    assert np.array_equal(valid, depth > 0)
 
 
 def test_depth_bad_input():
@@ -255,7 +256,7 @@ def test_diagnostics_ok_with_rates_and_engine_facts():
     now = stats(received=40, processed=28, dropped=12, latency=LatencyStats(count=5, mean_ms=20, p95_ms=30, max_ms=31))
     report = diagnostics_report(state="active", current=now, previous=before, period_s=2.0, info=INFO,
                                 timings_ms={"inference": 12.5}, counters={"skipped_no_subscribers": 3})
-    assert report.level == outputs.OK
+    assert report.level == diagnostics.OK
     values = values_of(report)
     assert values["input_rate_hz"] == "15.00" and values["output_rate_hz"] == "10.00"
     assert values["frames_dropped"] == "12" and values["backend"] == "torch" and values["device"] == "cpu"
@@ -274,7 +275,7 @@ def test_diagnostics_warns_on_rejections_with_reasons():
     before = stats(received=5, processed=5)
     now = stats(received=9, processed=6, rejected={"bad_step": 2, "unknown_encoding": 1})
     report = diagnostics_report(state="active", current=now, previous=before, period_s=1.0, info=INFO)
-    assert report.level == outputs.WARN
+    assert report.level == diagnostics.WARN
     assert "bad_step x2" in report.message and "unknown_encoding x1" in report.message
     values = values_of(report)
     assert values["rejected.bad_step"] == "2" and values["frames_rejected"] == "3"
@@ -284,27 +285,27 @@ def test_diagnostics_old_rejections_do_not_warn_forever():
     before = stats(received=9, processed=6, rejected={"bad_step": 3})
     now = stats(received=19, processed=16, rejected={"bad_step": 3})
     report = diagnostics_report(state="active", current=now, previous=before, period_s=1.0, info=INFO)
-    assert report.level == outputs.OK and values_of(report)["rejected.bad_step"] == "3"
+    assert report.level == diagnostics.OK and values_of(report)["rejected.bad_step"] == "3"
 
 
 def test_diagnostics_error_on_processing_errors():
     now = stats(received=3, processed=1, errors=2, last_error="RuntimeError: CUDA out of memory")
     report = diagnostics_report(state="active", current=now, previous=None, period_s=1.0, info=INFO)
-    assert report.level == outputs.ERROR and "CUDA out of memory" in report.message
+    assert report.level == diagnostics.ERROR and "CUDA out of memory" in report.message
 
 
 def test_diagnostics_warns_when_nothing_gets_processed():
     now = stats(received=30, processed=0, dropped=29)
     report = diagnostics_report(state="active", current=now, previous=None, period_s=1.0, info=INFO)
-    assert report.level == outputs.WARN and "none was processed" in report.message
+    assert report.level == diagnostics.WARN and "none was processed" in report.message
 
 
 def test_diagnostics_configure_failure_is_error_and_unconfigured_is_ok():
     report = diagnostics_report(state="unconfigured", current=None, previous=None, period_s=1.0, info={},
                                 problem="weights file /x.safetensors not found")
-    assert report.level == outputs.ERROR and "not found" in report.message
+    assert report.level == diagnostics.ERROR and "not found" in report.message
     idle = diagnostics_report(state="unconfigured", current=None, previous=None, period_s=1.0, info={})
-    assert idle.level == outputs.OK and values_of(idle)["state"] == "unconfigured"
+    assert idle.level == diagnostics.OK and values_of(idle)["state"] == "unconfigured"
 
 
 def test_rejection_throttle_per_reason():
@@ -334,3 +335,10 @@ def test_network_outputs_skip_unwanted_heads(subscribed, expected):
     plan = plan_frame(ALL_ON, subscribed, have_camera_info=True)
     assert plan.network_outputs == expected
     assert plan.run_inference == bool(expected)
+
+
+def test_depth_png_is_kitti_metres_x256_and_never_turns_far_depth_into_none():
+    from hydranet_ros.io.media import depth_to_png
+
+    depth = np.array([[1.0, 80.0, 255.99, 300.0, np.inf, np.nan, 0.0, -1.0]], np.float32)
+    np.testing.assert_array_equal(depth_to_png(depth), [[256, 20480, 65533, 65535, 65535, 0, 0, 0]])

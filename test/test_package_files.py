@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hydranet_ros.ros import launch_args, outputs, params
+from hydranet_ros.outputs import fields as output_fields, params, plan
+from hydranet_ros.ros import launch_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_XML = ROOT / "package.xml"
@@ -135,7 +136,7 @@ def test_fused_message_fields():
     assert fields["class_names"] == "string[]"
     # The node fills exactly these timing fields.
     timing_fields = {name for name, field_type in fields.items() if field_type == "float32"}
-    assert timing_fields == set(outputs.stage_timings({}))
+    assert timing_fields == set(output_fields.stage_timings({}))
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
@@ -173,6 +174,6 @@ def test_rviz_view_shows_camera_semantics_and_depth():
     view = yaml.safe_load((ROOT / "rviz" / "hydranet.rviz").read_text())
     displays = view["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
-    assert {"/camera/image_raw", "/" + outputs.OUTPUTS["color"].topic, "/" + outputs.OUTPUTS["depth"].topic} <= topics
+    assert {"/camera/image_raw", "/" + plan.OUTPUTS["color"].topic, "/" + plan.OUTPUTS["depth"].topic} <= topics
     camera = launch_args.input_topics("camera", "image_raw", "camera_info")[0]
     assert camera in topics

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydranet_ros.ros import params
-from hydranet_ros.ros.params import PARAMETERS, SPECS, LiveSettings, change_refusal, validate, validate_all
+from hydranet_ros.outputs import params
+from hydranet_ros.outputs.params import PARAMETERS, SPECS, LiveSettings, change_refusal, validate, validate_all
 
 
 def test_every_default_is_valid():
@@ -133,7 +133,8 @@ def test_pipeline_kwargs():
     values = {**params.defaults(), "input_width": 640, "input_height": 480, "precision": "fp16", "strict": True}
     kwargs = params.pipeline_kwargs(values)
     assert kwargs == {"weights": "default", "backend": "auto", "device": "auto", "precision": "fp16",
-                      "input_size": (640, 480), "output_size": "input", "strict": True, "engine_options": {}}
+                      "input_size": (640, 480), "output_size": "input", "strict": True, "classes": "all",
+                      "engine_options": {}}
     assert params.pipeline_kwargs(params.defaults())["input_size"] == "auto"  # training size, else frame size
 
 
@@ -170,13 +171,13 @@ def test_describe_gives_descriptor_fields():
 
 
 def test_weight_suffixes_match_what_the_loader_reads():
-    from hydranet_ros.model import checkpoints
+    from hydranet_ros.model import locate
 
-    assert set(params.WEIGHT_SUFFIXES) == {".safetensors", *checkpoints.PUBLISHED_SUFFIXES}
+    assert set(params.WEIGHT_SUFFIXES) == {".safetensors", *locate.PUBLISHED_SUFFIXES}
 
 
 def test_preset_names_match_the_presets():
-    from hydranet_ros.model.presets import PRESETS
+    from hydranet_ros.presets import PRESETS
 
     assert params.PRESET_NAMES == tuple(PRESETS)
 
@@ -193,3 +194,20 @@ def test_launch_side_modules_do_not_import_torch():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
+
+
+def test_readme_parameter_table_matches_the_table_in_code():
+    """README.md's table is generated from PARAMETERS; after changing a parameter run
+    `python tools/update_readme_parameters.py`."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("update_readme_parameters", root / "tools" / "update_readme_parameters.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    readme = (root / "README.md").read_text()
+    assert readme.count(tool.BEGIN) == 1 and readme.count(tool.END) == 1
+    assert tool.with_table(readme) == readme, "run: python tools/update_readme_parameters.py"
+    for spec_ in PARAMETERS:
+        assert f"| `{spec_.name}` |" in readme

@@ -4,7 +4,8 @@ import torch
 
 from hydranet_ros.model import get_preset
 from hydranet_ros.model.random_init import realistic_model
-from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order, parse_size
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig, in_order
+from hydranet_ros.runtime.sizes import parse_size
 from support import KITTI_FRAME, normalised, read_rgb
 
 
@@ -23,8 +24,10 @@ def make(model, preset="kitti", **cfg):
 def test_result_types_shapes_and_ranges(kitti_model):
     frame = read_rgb(KITTI_FRAME)
     result = make(kitti_model, input_size=(320, 96)).process(frame)
-    assert result.labels.dtype == np.uint8 and result.labels.shape == (96, 320)
-    assert result.depth_m.dtype == np.float32 and result.depth_m.shape == (96, 320)
+    # output_size 'network': the frame as scaled for the network, aspect kept (1226x370 -> 318x96)
+    assert result.labels.dtype == np.uint8 and result.labels.shape == (96, 318)
+    assert result.depth_m.dtype == np.float32 and result.depth_m.shape == (96, 318)
+    assert result.geometry.network_size == (320, 96) and result.geometry.offset == (1, 0)
     assert result.labels.max() < 6
     assert np.all(np.isnan(result.depth_m) | (result.depth_m >= 0))
     assert result.normals is None
@@ -36,15 +39,15 @@ def test_matches_notebook_style_computation(kitti_model):
     """Same labels and depth as normalising in numpy and upsampling logits by hand."""
     import cv2
 
-    size = (256, 80)
-    frame = cv2.resize(read_rgb(KITTI_FRAME), size, interpolation=cv2.INTER_AREA)  # no resize inside
+    size = (256, 96)  # a multiple of the stride: no resize and no padding inside
+    frame = cv2.resize(read_rgb(KITTI_FRAME), size, interpolation=cv2.INTER_AREA)
     # On the CPU, like the reference: on a GPU the pipeline's fp32 convolutions run in TF32
     # (0.997 of labels agreed on an H200); test_cuda_matches_cpu covers the GPU against the CPU.
     result = make(kitti_model, input_size=size, output_size="input", device="cpu").process(frame)
     with torch.inference_mode():
         raw = kitti_model(normalised(frame, size))
-    logits = torch.nn.functional.interpolate(raw["segm"], size=(80, 256), mode="bilinear", align_corners=False)
-    depth = torch.nn.functional.interpolate(raw["depth"], size=(80, 256), mode="bilinear", align_corners=False).abs()
+    logits = torch.nn.functional.interpolate(raw["segm"], size=(96, 256), mode="bilinear", align_corners=False)
+    depth = torch.nn.functional.interpolate(raw["depth"], size=(96, 256), mode="bilinear", align_corners=False).abs()
     agree = (logits.argmax(1)[0].numpy() == result.labels).mean()
     assert agree > 0.999  # only near-ties may flip between folded and unfolded arithmetic
     np.testing.assert_allclose(result.depth_m, depth[0, 0].numpy(), rtol=1e-3, atol=1e-3)
@@ -69,8 +72,10 @@ def test_output_size_input_and_native_network_size(kitti_model, frame_size):
     assert result.labels.shape == (h, w) == result.depth_m.shape
     assert pipe.output_size_for(w, h) == (w, h)
     net = make(kitti_model, input_size=(64, 32), output_size="network")
-    assert net.process(frame).labels.shape == (32, 64)
-    assert net.output_size_for(w, h) == (64, 32)
+    scaled = net.geometry_for(w, h).scaled_size  # fits inside 64x32 with the frame's aspect ratio
+    assert net.process(frame).labels.shape == scaled[::-1]
+    assert net.output_size_for(w, h) == scaled and (scaled[0] == 64 or scaled[1] == 32)
+    assert net.network_size_for(w, h) == tuple(-(-v // 32) * 32 for v in scaled)
 
 
 def test_labels_come_from_upsampled_logits_not_blocks(kitti_model):
@@ -161,9 +166,10 @@ def test_auto_size_is_the_training_size_recorded_in_the_weights(tmp_path, kitti_
     path = tmp_path / "trained.safetensors"
     save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"), extra={"input_size": "96x64"})
     pipe = Pipeline.create(PipelineConfig(weights=str(path), input_size="auto"))
-    assert pipe.network_size_for(1226, 370) == (96, 64)
+    assert pipe.config.input_size == (96, 64)
+    assert pipe.geometry_for(1226, 370).scaled_size == (96, 29) and pipe.network_size_for(1226, 370) == (96, 32)
     save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"))  # nothing recorded
-    assert Pipeline.create(PipelineConfig(weights=str(path), input_size="auto")).network_size_for(1226, 370) == (1226, 370)
+    assert Pipeline.create(PipelineConfig(weights=str(path), input_size="auto")).network_size_for(1226, 370) == (1248, 384)
     assert parse_size("auto") == "auto"
     with pytest.raises(ValueError, match="auto"):
         PipelineConfig(input_size="huge")
@@ -228,3 +234,52 @@ def test_frames_queued_before_a_source_error_are_still_delivered(kitti_model):
         for tag, _ in in_order(pipe, source(), in_flight=3):
             delivered.append(tag)
     assert delivered == ["a0", "a1"]
+
+
+def test_joint_weights_can_label_from_one_datasets_classes():
+    model = realistic_model(get_preset("nyud_kitti"), seed=3)
+    frame = np.random.default_rng(1).integers(0, 255, (48, 96, 3), dtype=np.uint8)
+    joint = make(model, "nyud_kitti", input_size=None).process(frame).labels
+    kitti = make(model, "nyud_kitti", input_size=None, classes="kitti").process(frame).labels
+    nyud = make(model, "nyud_kitti", input_size=None, classes="nyud").process(frame).labels
+    assert kitti.min() >= 40 and kitti.max() <= 45 and nyud.max() <= 39
+    # where the joint argmax already picked a KITTI class, restricting to KITTI agrees with it
+    assert np.array_equal(kitti[joint >= 40], joint[joint >= 40])
+    with pytest.raises(ValueError, match="known: all, nyud, kitti"):
+        make(model, "nyud_kitti", classes="cityscapes")
+    with pytest.raises(ValueError, match="known: all"):
+        make(realistic_model(get_preset("kitti"), seed=3), "kitti", classes="kitti")
+
+
+@pytest.mark.parametrize("preset_name", ["kitti", "nyud_three"])
+def test_evaluation_runs_the_pipelines_own_pre_and_post_processing(kitti_model, preset_name):
+    """The metrics describe what ships: evaluation feeds the network exactly what the pipeline
+    feeds it for the same frame, and turns the same raw outputs into the same labels, metres (NaN
+    where the head gave inf) and unit normals."""
+    from hydranet_ros.model.hydranet import HydraNet
+    from hydranet_ros.train.evaluate import predict
+
+    preset = get_preset(preset_name)
+    # a stride multiple: no padding, so the batch path and the frame path see the same pixels
+    pipe = make(HydraNet(preset).eval(), preset_name, input_size=(64, 64), output_size="network", device="cpu")
+    frame = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    raw = {"segm": torch.randn(1, preset.num_classes, 16, 16), "depth": torch.randn(1, 1, 16, 16)}
+    raw["depth"][0, 0, 2, 3] = float("inf")
+    if preset.with_normals:
+        raw["normals"] = torch.randn(1, 3, 16, 16)
+    seen = {}
+
+    class RawOutputs(torch.nn.Module):
+        def forward(self, image):
+            seen["input"] = image
+            return raw
+
+    evaluated = predict(RawOutputs(), torch.from_numpy(frame).permute(2, 0, 1)[None], preset=preset)
+    geometry = pipe.geometry_for(64, 64)
+    assert torch.equal(seen["input"], pipe._preprocess(frame, "rgb", geometry).contiguous())
+    shipped = pipe._postprocess(raw, geometry, 1.0, (64, 64), frozenset({"labels", "depth", "normals"}))
+    assert torch.equal(evaluated["labels"][0], shipped["labels"])
+    assert torch.allclose(evaluated["depth_m"][0], shipped["depth_m"], rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(evaluated["depth_m"][0, 8:12, 12:16]).any()  # the inf cell, upsampled
+    if preset.with_normals:
+        assert torch.equal(evaluated["normals"][0].permute(1, 2, 0), shipped["normals"])

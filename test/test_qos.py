@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hydranet_ros.ros import params
-from hydranet_ros.ros.qos import (
+from hydranet_ros.outputs import params
+from hydranet_ros.outputs.qos import (
     DIAGNOSTICS_QOS,
     LABEL_INFO_QOS,
     QosSettings,

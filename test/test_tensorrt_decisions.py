@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import EngineError, create_engine
 from hydranet_ros.runtime.engines.tensorrt_engine import (
     check_supported, compile_kwargs, engine_dtype, output_order, parse_version,

@@ -8,7 +8,7 @@ import logging
 import torch
 
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import get_preset
+from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import create_engine
 
 MODEL = HydraNet(get_preset("kitti")).eval()

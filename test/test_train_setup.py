@@ -12,6 +12,7 @@ from hydranet_ros.commands import train as train_command
 from hydranet_ros.model import HydraNet, get_preset
 from hydranet_ros.train.checkpointing import CheckpointError, CheckpointStore, init_encoder_from_published
 from hydranet_ros.train.config import ConfigError, ScheduleConfig, config_from_dict, load_config, parse_override
+from hydranet_ros.commands.common import run_command
 from hydranet_ros.train.data import ShuffledSampler, SkipFirst, WeightedEpochSampler
 from hydranet_ros.train.logs import CsvLog
 from hydranet_ros.train.optim import lr_factor
@@ -160,7 +161,7 @@ def test_train_command_reports_bad_config_without_traceback(tmp_path, capsys):
     bad.write_text("schedule: {stepz: 3}\n")
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)
-    assert train_command.run(parser.parse_args(["--config", str(bad)])) == 2
+    assert run_command("train", train_command.run, parser.parse_args(["--config", str(bad)])) == 2
     assert "stepz" in capsys.readouterr().err
 
 

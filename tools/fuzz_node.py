@@ -2,7 +2,7 @@
 
     python tools/fuzz_node.py [--count 10000] [--seed 0] [--json PATH]
 
-The path is the node's own (hydranet_ros.ros.intake.offer in this thread, intake.render in the
+The path is the node's own (hydranet_ros.runtime.intake.offer in this thread, outputs.render.render in the
 newest-frame-wins FrameWorker) with a small real pipeline (random HydraNet 'kitti', 64x48 input,
 CPU). Messages come from test/adversarial_messages.py, the generator the CI fuzz test uses:
 malformed sensor_msgs/Image (wrong step, short/long data, zero/huge/negative sizes, unknown and
@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from adversarial_messages import NodePathRig, RngDraw, any_case  # noqa: E402
 from hydranet_ros.model.hydranet import HydraNet  # noqa: E402
-from hydranet_ros.model.presets import get_preset  # noqa: E402
+from hydranet_ros.presets import get_preset  # noqa: E402
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
 
 

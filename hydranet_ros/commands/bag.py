@@ -1,4 +1,10 @@
-"""`hydranet bag IN OUT`: replay a rosbag2 through the network, offline, as the ROS node would."""
+"""`hydranet bag IN OUT`: replay a rosbag2 through the network, offline, as the ROS node would.
+
+Exit status: 0 when the replay finished (frames the node would reject are counted in the
+summary line, not errors); 1 when the bag has image frames but none could be processed (every
+one rejected: the output bag holds only the copied input); 2 when nothing was written (bad
+arguments or paths, unreadable bag, no image topic, bad weights, disk full).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from hydranet_ros.commands.common import add_pipeline_arguments, pipeline_from_args
-from hydranet_ros.io.bag import BagError, check_paths, find_camera, replay_bag
-from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
+from hydranet_ros.commands.common import add_pipeline_arguments, network_options, node_defaults, pipeline_from_args
+from hydranet_ros.io.bag_topics import find_camera
+from hydranet_ros.outputs import params
+from hydranet_ros.replay.bag import check_paths, replay_bag, replay_parameters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,24 +27,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it is an existing bag")
     parser.add_argument("--storage", choices=("sqlite3", "mcap"), default=None,
                         help="storage format of OUT (default: the same as IN)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours in semantic/overlay (0..1)")
-    parser.add_argument("--max-pixels", type=int, default=None, help="drop frames larger than this many pixels")
-    add_pipeline_arguments(parser)
+    node = parser.add_argument_group("node parameters (the outputs are the node's for the same parameters)")
+    node.add_argument("--params", metavar="FILE",
+                      help="the node's parameter file (e.g. config/hydranet.yaml): its publish_*, use_camera_info, "
+                           "compressed, depth_encoding, overlay_alpha, max_input_pixels and output QoS apply, and its "
+                           "network parameters are the defaults of the network options")
+    node.add_argument("--depth-encoding", choices=params.DEPTH_ENCODINGS,
+                      help="depth/image as 32FC1 metres or 16UC1 millimetres (default: the --params file's, else 32FC1)")
+    node.add_argument("--alpha", type=float, default=None,
+                      help="opacity of the class colours in semantic/overlay, 0..1 (default: the --params file's, else 0.5)")
+    node.add_argument("--max-pixels", type=int, default=None,
+                      help="drop frames with more pixels, 0 = no limit (default: the --params file's, else 3840x2160)")
+    add_pipeline_arguments(parser, defaults_from_params=True)
 
 
 def run(args: argparse.Namespace) -> int:
     source, target = Path(args.input), Path(args.output)
-    try:
-        # The cheap checks first: a wrong path or a bag without images should not wait for weights.
-        check_paths(source, target, args.overwrite)
-        camera = find_camera(source, topic=args.topic, compressed=args.compressed)
-        # Out of GPU memory on the first frame: a smaller input size, or a clear error with --strict.
-        pipe = MemoryFallbackPipeline(pipeline_from_args(args), strict=args.strict)
-        report = replay_bag(source, target, pipe, topic=camera.image, compressed=args.compressed,
-                            overwrite=args.overwrite, storage=args.storage, alpha=args.alpha, max_pixels=args.max_pixels)
-    except BagError as exc:
-        print(f"hydranet bag: error: {exc}", file=sys.stderr)
-        return 2
+    values = {}
+    if args.params:
+        values = params.read_parameter_file(args.params)
+    if args.depth_encoding is not None:
+        values["depth_encoding"] = args.depth_encoding
+    if args.alpha is not None:
+        values["overlay_alpha"] = args.alpha
+    if args.max_pixels is not None:
+        values["max_input_pixels"] = args.max_pixels
+    values = replay_parameters(values)  # every value checked by the node's rules before any work
+    node_defaults(args, values if args.params else {})
+    compressed = args.compressed or (bool(values["compressed"]) if args.params else False)
+    # The cheap checks first: a wrong option, path or weights name, or a bag without images,
+    # should not wait for torch and the weights.
+    network_options(args)
+    check_paths(source, target, args.overwrite)
+    camera = find_camera(source, topic=args.topic, compressed=compressed)
+    from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
+
+    # Out of GPU memory on the first frame: a smaller input size, or a clear error with --strict.
+    pipe = MemoryFallbackPipeline(pipeline_from_args(args), strict=args.strict)
+    report = replay_bag(source, target, pipe, topic=camera.image, compressed=compressed,
+                        overwrite=args.overwrite, storage=args.storage, parameters=values)
     print(f"{target}: {report.summary()}")
     if report.frames and not report.processed:
         print(f"hydranet bag: error: none of the {report.frames} frame(s) could be processed", file=sys.stderr)

@@ -1,17 +1,19 @@
 """`hydranet build-engine`: build a TensorRT engine, an OpenVINO or ONNX Runtime model (fp32 or
-int8), or an ONNX export into the engine cache ahead of time, e.g. while making a deployment
-image, and print where it went.
+int8), or an ONNX export into the engine cache
+ahead of time, e.g. while making a deployment image, and print where it went.
 
-A TensorRT build takes minutes on a Jetson, and an int8 model needs calibration frames the node
-does not have; the node then starts in seconds because it finds the artifact in the cache (same
-weights, size, precision, GPU or CPU, and library versions).
+A TensorRT build takes minutes on a Jetson; the node then starts in seconds because it finds the
+engine in the cache (same weights, size, precision, GPU and library versions).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from hydranet_ros.runtime.pipeline import PipelineConfig, parse_size
+from hydranet_ros.commands.common import check_device, positive_int
+from hydranet_ros.model.locate import locate_weights
+from hydranet_ros.runtime.sizes import network_size
+from hydranet_ros.runtime.geometry import round_up
 
 BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime", "onnx")
 DEFAULT_PRECISION = {"tensorrt": "fp16"}  # the others: fp32
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="tensorrt: the GPU to build for, cuda or cuda:N (default: cuda); "
                                          "openvino and onnxruntime build for this machine's CPU")
     parser.add_argument("--calibration", help="int8: folder of frames, a video or a rosbag2 from the robot's camera")
-    parser.add_argument("--calibration-frames", type=int, default=64,
+    parser.add_argument("--calibration-frames", type=positive_int, default=64,
                         help="int8: frames to calibrate on (default: 64; openvino and onnxruntime hold up to 16 more "
                              "out to check the int8 model's accuracy against fp32)")
     parser.add_argument("--cache-dir", help="engine cache directory (default: $HYDRANET_ENGINE_CACHE or "
@@ -38,36 +40,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The cheap checks first, without torch: the size, the device, the weights name.
+    size = network_size(args.size)
+    args.precision = args.precision or DEFAULT_PRECISION.get(args.backend, "fp32")
+    args.device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
+    check_device(args.device)
+    located = locate_weights(args.weights)
     import torch
 
     from hydranet_ros.model.checkpoints import load_weights
     from hydranet_ros.runtime.engine_cache import EngineCache
     from hydranet_ros.runtime.engines.base import EngineError, create_engine
 
-    size = parse_size(args.size)
-    weights = load_weights(args.weights)
+    if args.backend == "tensorrt" and size is None:
+        raise EngineError("a TensorRT engine is built for one input size: pass --size WIDTHxHEIGHT")
+    if args.backend == "tensorrt" and (args.device == "cpu" or not torch.cuda.is_available()):
+        where = "--device cpu was given" if args.device == "cpu" else (
+            "this torch has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible")
+        raise EngineError(f"a TensorRT engine is built on the GPU it runs on, and needs CUDA: {where}; "
+                          "build on the robot, or use --backend onnx for a portable file")
+    weights = load_weights(located.path)
     if size == "auto":
         size = weights.trained_input_size
-    if size is not None:  # the same checks as any pipeline: a clear line for an impossible size
-        PipelineConfig(input_size=size)
-    precision = args.precision or DEFAULT_PRECISION.get(args.backend, "fp32")
-    device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device {device!r} is not cpu, cuda or cuda:N")
+        if size is None and args.backend == "tensorrt":
+            raise EngineError(f"{located.path} records no training size; pass --size WIDTHxHEIGHT for the engine")
+    if size is not None:
+        # The pipeline feeds a fixed-size engine the request padded to the stride (runtime/geometry):
+        # build that size, so the node finds this engine in the cache.
+        size = tuple(round_up(v) for v in size)
     model = weights.build_model()
     if args.backend == "onnx":
+        from hydranet_ros.commands.export_onnx import check_opset
         from hydranet_ros.runtime.engines.onnx_export import cached_onnx
 
-        if precision != "fp32":
-            print(f"note: ONNX exports are fp32; --precision {precision} applies when a runtime builds from it")
+        check_opset(args.opset)
+        if args.precision != "fp32":
+            print(f"note: ONNX exports are fp32; --precision {args.precision} applies when a runtime builds from it")
         path = cached_onnx(model, weights_sha256=weights.sha256, input_size=size, opset=args.opset,
                            cache=EngineCache(directory=args.cache_dir))
         print(path)
         return 0
-    if size is None and (args.backend == "tensorrt" or precision == "int8"):
-        raise EngineError(f"a {args.backend} {precision} model is built for one input size: pass --size WIDTHxHEIGHT")
+    if size is None and args.precision == "int8":
+        raise EngineError(f"a {args.backend} int8 model is calibrated for one input size: pass --size WIDTHxHEIGHT")
     options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames}
-    engine = create_engine(args.backend, model, device=torch.device(device), precision=precision, input_size=size,
+    engine = create_engine(args.backend, model, device=torch.device(args.device), precision=args.precision, input_size=size,
                            weights_sha256=weights.sha256, options=options)
     print(engine.engine_path if args.backend == "tensorrt" else engine.model_path)
     if gate := engine.describe().get("int8_gate"):

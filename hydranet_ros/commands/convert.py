@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-import torch
-
-from hydranet_ros.model.checkpoints import load_published, save_safetensors
-from hydranet_ros.model.presets import PRESETS
+from hydranet_ros.errors import UsageError
+from hydranet_ros.model.locate import WeightsError
+from hydranet_ros.presets import PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.output.endswith(".safetensors"):
-        raise ValueError(f"output {args.output!r} must end in .safetensors")
+        raise UsageError(f"output {args.output!r} must end in .safetensors")
+    source = Path(args.input)
+    if not source.is_file():
+        raise WeightsError(source, "no such file" if not source.exists() else "not a regular file")
+    if Path(args.output).resolve() == source.resolve():
+        raise UsageError(f"output {args.output} is the input; the input is never overwritten")
+    import torch
+
+    from hydranet_ros.model.checkpoints import load_published, save_safetensors
+
     weights = load_published(args.input, preset=args.preset)
     digest = save_safetensors(args.output, weights.state_dict, weights.preset,
                               extra={"source": weights.source}, dtype=torch.float16 if args.fp16 else None)

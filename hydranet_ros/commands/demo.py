@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from hydranet_ros.commands.common import add_pipeline_arguments, pipeline_from_args
-from hydranet_ros.commands.infer import process_source
+from hydranet_ros.commands.common import add_pipeline_arguments, network_options, pipeline_from_args
+from hydranet_ros.commands.infer import output_folder, process_source
 from hydranet_ros.io import media
 
 SAMPLE_DATA_ENV = "HYDRANET_SAMPLE_DATA"
+INDOOR_PRESETS = ("nyud", "nyud_three", "nyud_kitti")
 
 
 def sample_data_dir() -> Path | None:
@@ -21,17 +23,36 @@ def sample_data_dir() -> Path | None:
     return next((p / "shared" / "data" for p in checkout.parents if (p / "shared" / "data").is_dir()), None)
 
 
-def sample_frames(preset_name: str, data_dir: Path | None) -> list[Path]:
+@dataclass
+class SampleFrames:
+    """The camera frames chosen for the weights, and what was left out and why."""
+
+    frames: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one phrase per reason
+
+
+def choose_sample_frames(preset_name: str, data_dir: Path | None) -> SampleFrames:
     """Camera frames (not ground truth) from the sample folders that suit the weights' classes."""
+    chosen = SampleFrames()
     if data_dir is None:
-        return []
-    folders = ["nyud"] if preset_name.startswith("nyud") and preset_name != "nyud_kitti" else ["kitti", "nyud"]
-    if preset_name not in ("nyud", "nyud_three", "nyud_kitti"):
-        folders = ["kitti"]  # street-scene weights: indoor frames would only mislead
-    frames = []
-    for folder in folders:
-        frames += sorted(p for p in (data_dir / folder).glob("*.png") if "_gt" not in p.stem)
-    return frames
+        return chosen
+    street_only = preset_name not in INDOOR_PRESETS
+    indoor_only = preset_name in ("nyud", "nyud_three")
+    for folder in ("kitti", "nyud"):
+        images = sorted((data_dir / folder).glob("*.png"))
+        if not images:
+            continue
+        if (folder == "nyud" and street_only) or (folder == "kitti" and indoor_only):
+            scene = "indoor" if folder == "nyud" else "street"
+            chosen.skipped.append(f"{folder}/ ({len(images)} {scene} image(s): the {preset_name} weights do not "
+                                  f"know those classes)")
+            continue
+        truth = [p for p in images if "_gt" in p.stem]
+        chosen.frames += [p for p in images if p not in truth]
+        if truth:
+            chosen.skipped.append(f"{len(truth)} ground-truth image(s) in {folder}/ (*_gt.png: labels, depth, "
+                                  "normals, not camera frames)")
+    return chosen
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,18 +61,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    network_options(args)  # size, device, weights name: answered before torch loads
+    out = output_folder(args.output)
     pipe = pipeline_from_args(args)
     print(f"weights: {pipe.info['weights']} (preset {pipe.preset.name}: {', '.join(pipe.preset.class_names[:8])}"
           f"{' ...' if pipe.preset.num_classes > 8 else ''})")
     print(f"running: {pipe.info['backend']} {pipe.info['precision']} on {pipe.info['device']}")
-    frames = sample_frames(pipe.preset.name, sample_data_dir())
-    out = Path(args.output)
+    data_dir = sample_data_dir()
+    chosen = choose_sample_frames(pipe.preset.name, data_dir)
+    frames = chosen.frames
+    if chosen.skipped:
+        print(f"skipped from {data_dir}: " + "; ".join(chosen.skipped))
     if frames:
         source = media.Source(path=frames[0].parent, images=frames, is_video=False, frame_count=len(frames))
         origin = f"{len(frames)} sample frame(s) from {frames[0].parent.parent}"
     else:
         source = _synthetic_source(out / "inputs")
-        origin = f"{source.frame_count} synthetic street frames (no sample data found; set ${SAMPLE_DATA_ENV})"
+        why = "no sample data found" if data_dir is None else f"no sample frames for these weights in {data_dir}"
+        origin = f"{source.frame_count} synthetic street frames ({why}; set ${SAMPLE_DATA_ENV})"
     count = process_source(pipe, source, out)
     print(f"{origin}: {count} processed -> {out}/ (*_preview.png shows overlay and depth)")
     return 0

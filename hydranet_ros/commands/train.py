@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+from hydranet_ros.commands.common import add_threads_argument, check_device, set_threads
+from hydranet_ros.errors import UsageError
 
 LOG = logging.getLogger(__name__)
 
@@ -21,30 +25,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's device)")
     parser.add_argument("--restart", action="store_true",
                         help="start from step 0 even if the output folder holds checkpoints (default: resume)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    # The cheap checks first, before torch loads: the config file and the device's spelling.
+    if not Path(args.config).is_file():
+        raise UsageError(f"--config {args.config}: no such file")
+    if args.device:
+        check_device(args.device)
+    set_threads(args.threads)
+    from hydranet_ros.train.config import load_config, parse_override
+    from hydranet_ros.train.trainer import train
 
-    from hydranet_ros.train.checkpointing import CheckpointError
-    from hydranet_ros.train.config import ConfigError, load_config, parse_override
-    from hydranet_ros.train.trainer import TrainingError, train
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.out_dir:
+        overrides["out_dir"] = args.out_dir
+    if args.device:
+        overrides["device"] = args.device
+    config = load_config(args.config, overrides=overrides)
     try:
-        overrides = dict(parse_override(text) for text in args.overrides)
-        if args.out_dir:
-            overrides["out_dir"] = args.out_dir
-        if args.device:
-            overrides["device"] = args.device
-        config = load_config(args.config, overrides=overrides)
         summary = train(config, resume=not args.restart, progress=not args.no_progress)
-    except (ConfigError, CheckpointError, TrainingError) as error:
-        print(f"hydranet train: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("hydranet train: interrupted; run the same command again to resume from the last checkpoint",
               file=sys.stderr)

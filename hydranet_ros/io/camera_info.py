@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CameraInfoRejected", "camera_info_size", "camera_info_matches", "scale_camera_info"]
+__all__ = ["CameraInfoRejected", "camera_info_size", "camera_info_matches", "scale_camera_info", "frame_focal_px"]
 
 
 class CameraInfoRejected(ValueError):
@@ -61,6 +61,29 @@ def camera_info_matches(info: Any, width: int, height: int) -> bool:
     return camera_info_size(info) == (int(width), int(height))
 
 
+def frame_focal_px(info: Any, width: int, height: int) -> float | None:
+    """The camera's focal length (sqrt(fx * fy)) in pixels of a width x height frame it sent, for
+    metric depth (runtime/focal.py); None when ``info`` is missing, uncalibrated or malformed.
+
+    K is in full-sensor pixels; the frame is the ROI binned (and, if its size still differs, the
+    camera's image resized by a driver or a republisher: the focal length scales with the width).
+    """
+    if info is None:
+        return None
+    try:
+        k = _matrix(info, "k", 9)
+        if k[0] <= 0 or k[4] <= 0:
+            return None
+        binning_x, binning_y = _binning(info)
+        source_width, source_height = camera_info_size(info)
+    except (CameraInfoRejected, AttributeError, TypeError, ValueError):
+        return None
+    fx, fy = k[0] / binning_x, k[4] / binning_y
+    if source_width > 0 and source_height > 0 and (source_width, source_height) != (int(width), int(height)):
+        fx, fy = fx * width / source_width, fy * height / source_height
+    return float(np.sqrt(fx * fy))
+
+
 def scale_camera_info(info: Any, width: int, height: int) -> dict[str, Any]:
     """CameraInfo fields (all but header) for the camera's image resized to width x height.
 
@@ -99,6 +122,8 @@ def scale_camera_info(info: Any, width: int, height: int) -> dict[str, Any]:
     # affine map of sensor pixels it is applied to K and P by one product, which also scales
     # skew, P's Tx/Ty (-f * baseline, lengths in pixels) and keeps the homogeneous row. Plain
     # c * scale would put the principal point (scale - 1) / 2 px off, 0.375 px at quarter size.
+    # (runtime/geometry.resize_affine is the same map; io stays below runtime, and
+    # test_geometry checks that the two agree.)
     to_output = np.array([
         [scale_x, 0.0, (0.5 - x_offset) * scale_x - 0.5],
         [0.0, scale_y, (0.5 - y_offset) * scale_y - 0.5],

@@ -1,20 +1,22 @@
-"""Frames from image files, folders and videos; results to PNG files and an mp4 preview."""
+"""Frames from image files, folders and videos; results to PNG files and a preview video."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from hydranet_ros.errors import HydraNetError, first_line
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MM_PER_M = 1000.0
 
 
-class MediaError(Exception):
+class MediaError(HydraNetError):
     """An input cannot be read or an output cannot be written; the message names the file."""
 
 
@@ -55,7 +57,13 @@ def open_source(path: str | Path) -> Source:
 
 
 def read_image_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV refuses what it will not decode with an exception, not None
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise MediaError(f"{path}: more pixels than OpenCV decodes (2^30; the environment variable "
+                             "OPENCV_IO_MAX_IMAGE_PIXELS raises the limit)") from None
+        raise MediaError(f"{path}: cannot decode ({first_line(exc)})") from None
     if image is None:
         raise MediaError(f"{path}: unreadable image (damaged or not an image)")
     return image[..., ::-1]
@@ -82,16 +90,73 @@ def iter_frames(source: Source) -> Iterator[tuple[str, np.ndarray]]:
         capture.release()
 
 
-def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
-    """float metres -> uint16 millimetres with 0 = invalid (NaN, Inf, non-positive, or beyond
-    65.535 m: saturating would report a false distance; 0 is REP 118's "invalid")."""
-    # float32 is exact for every integer millimetre below 2**24, so it loses nothing here and
-    # runs several times faster than float64 on a 1080p frame.
+def count_video_frames(path: Path) -> int:
+    """Frames in a video by demuxing it (grab() without colour conversion): for containers that do
+    not say, or say wrong. Holds one frame at a time."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{path}: cannot open video (unsupported codec or damaged file)")
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def video_frames_at(path: Path, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB uint8 frame) for the wanted frame indices only, in order, streaming: the frames
+    in between are grabbed but never converted or kept, so memory holds one frame however long the
+    video. Stops early if the video is shorter than an index."""
+    wanted = sorted({int(i) for i in indices if int(i) >= 0})
+    if not wanted:
+        return
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{path}: cannot open video (unsupported codec or damaged file)")
+        chosen = set(wanted)
+        for index in range(wanted[-1] + 1):
+            if not capture.grab():
+                return
+            if index in chosen:
+                ok, frame = capture.retrieve()
+                if ok:
+                    yield index, np.ascontiguousarray(frame[..., ::-1])
+    finally:
+        capture.release()
+
+
+def _saturated_uint16(depth_m: np.ndarray, units_per_m: float) -> np.ndarray:
+    """float metres -> uint16 (value = metres x units_per_m, rounded), 0 = no estimate (NaN,
+    -Inf, non-positive). A valid depth is never turned into "no estimate": beyond the largest
+    value (and +Inf, REP 117's "nothing within range") it saturates at 65535, read as "this far
+    or farther"; a positive depth that would round to 0 becomes 1."""
+    top = np.iinfo(np.uint16).max
+    # float32 is exact for every integer below 2**24, so it loses nothing here and runs several
+    # times faster than float64 on a 1080p frame.
     with np.errstate(invalid="ignore", over="ignore"):
-        mm = np.rint(np.asarray(depth_m).astype(np.float32, copy=False) * np.float32(MM_PER_M))
-        # NaN and +/-Inf fail both comparisons, so they land in the invalid (0) set as well.
-        valid = (mm > 0) & (mm <= np.iinfo(np.uint16).max)
-    return np.where(valid, mm, 0).astype(np.uint16)
+        depth = np.asarray(depth_m).astype(np.float32, copy=False)
+        value = np.rint(np.minimum(depth, np.float32(top + 1) / np.float32(units_per_m)) * np.float32(units_per_m))
+        valid = depth > 0  # NaN fails the comparison; +Inf passes and saturates
+        value = np.clip(value, 1, top)
+    return np.where(valid, value, 0).astype(np.uint16)
+
+
+def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
+    """16UC1 for ROS (REP 118): uint16 millimetres, 0 = no estimate; 65535 = 65.535 m or farther
+    (see _saturated_uint16)."""
+    return _saturated_uint16(depth_m, MM_PER_M)
+
+
+DEPTH_PNG_UNITS_PER_M = 256.0  # KITTI's depth PNG encoding: uint16 = metres x 256
+
+
+def depth_to_png(depth_m: np.ndarray) -> np.ndarray:
+    """``<stem>_depth.png``: uint16 = metres x 256 (KITTI's encoding: 1/256 m steps up to 255.996 m),
+    0 = no estimate, 65535 = 256 m or farther. Read back with ``png / 256.0``."""
+    return _saturated_uint16(depth_m, DEPTH_PNG_UNITS_PER_M)
 
 
 def write_png(path: Path, image: np.ndarray, *, rgb: bool = False) -> None:
@@ -104,19 +169,42 @@ def write_png(path: Path, image: np.ndarray, *, rgb: bool = False) -> None:
         raise MediaError(f"{path}: cannot write (missing folder, read-only or disk full)")
 
 
+# Browsers play H.264 in MP4 and VP8/VP9 in WebM; OpenCV's pip wheels have no H.264 encoder
+# (patent licensing), but they do have libvpx. MPEG-4 Part 2 (mp4v), OpenCV's old default, plays
+# in media players but in no browser: the last resort, said aloud.
+VIDEO_CODECS = (("avc1", ".mp4", "H.264"), ("VP80", ".webm", "VP8"), ("mp4v", ".mp4", "MPEG-4 Part 2"))
+
+
 class PreviewVideo:
-    """An mp4 of preview frames, opened on the first frame (its size fixes the video's)."""
+    """A preview video, opened on the first frame (its size fixes the video's): H.264 MP4 where
+    the OpenCV build can write it, else VP8 WebM, else MPEG-4 Part 2 MP4 with a note. ``path``
+    is the stem's path; the suffix comes with the codec (``.path`` after the first frame)."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path, self.fps, self._writer = path, fps, None
+        self.codec: str | None = None
+        self.note: str | None = None  # set when the video will not play in a browser
 
     def write(self, frame_rgb: np.ndarray) -> None:
         if self._writer is None:
             h, w = frame_rgb.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise MediaError(f"{self.path}: cannot open an mp4 writer")
-        self._writer.write(np.ascontiguousarray(frame_rgb[..., ::-1]))
+            w_even, h_even = w - w % 2, h - h % 2  # encoders want even sizes (4:2:0 chroma)
+            self._size = (w_even, h_even)
+            for fourcc, suffix, name in VIDEO_CODECS:
+                path = self.path.with_suffix(suffix)
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, (w_even, h_even))
+                if writer.isOpened():
+                    self._writer, self.path, self.codec = writer, path, name
+                    break
+                writer.release()
+                path.unlink(missing_ok=True)
+            if self._writer is None:
+                raise MediaError(f"{self.path}: this OpenCV build cannot write any video codec ({', '.join(c[2] for c in VIDEO_CODECS)})")
+            if self.codec == "MPEG-4 Part 2":
+                self.note = (f"{self.path}: no H.264 or VP8 encoder in this OpenCV build; MPEG-4 Part 2 plays in media "
+                             "players, not in browsers (ffmpeg -i IN -c:v libx264 OUT.mp4 converts it)")
+        w, h = self._size
+        self._writer.write(np.ascontiguousarray(frame_rgb[:h, :w, ::-1]))
 
     def close(self) -> None:
         if self._writer is not None:

@@ -22,10 +22,10 @@ import torch
 
 from hydranet_ros.errors import first_line
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import PRESETS, Preset, get_preset, preset_for_heads
+from hydranet_ros.model.locate import WeightsError, locate_weights
+from hydranet_ros.presets import Preset, get_preset, preset_for_heads
 
 FORMAT = "hydranet_ros/1"
-PUBLISHED_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
 
 # Top-level module of a published key -> where it lives in our model.
 _PUBLISHED_HEADS = {
@@ -38,15 +38,6 @@ _DECODER_TOP = re.compile(r"^(conv[3-8]|conv_adapt[2-4]|crp[1-4])$")
 # crpK.0.{i}_outvar_dimred.weight (i from 1) <-> decoder.crpK.convs.{i-1}.weight
 _PUBLISHED_CRP = re.compile(r"^crp([1-4])\.0\.(\d+)_outvar_dimred\.(.+)$")
 _OUR_CRP = re.compile(r"^decoder\.crp([1-4])\.convs\.(\d+)\.(.+)$")
-
-
-class WeightsError(Exception):
-    """A weights file cannot be used; the message names the file and the problem."""
-
-    def __init__(self, source: str | os.PathLike, problem: str) -> None:
-        self.source = str(source)
-        self.problem = problem
-        super().__init__(f"{self.source}: {problem}")
 
 
 def published_to_ours(key: str) -> str | None:
@@ -307,36 +298,8 @@ def load_published(path: str | os.PathLike, *, preset: Preset | str | None = Non
     return LoadedWeights(preset=preset, state_dict=state, sha256=weights_sha256(state), source=str(path))
 
 
-def shipped_default_path() -> Path:
-    """The small model trained on synthetic streets that ships inside the package."""
-    return Path(__file__).resolve().parent.parent / "weights" / "hydranet_synthetic_kitti6.safetensors"
-
-
 def load_weights(spec: str | os.PathLike) -> LoadedWeights:
-    """Weights from a file path, a preset name (downloaded and cached), or 'default'.
-
-    'default' takes the cached published KITTI weights when present, else the shipped model.
-    """
-    from hydranet_ros.model import download
-
-    spec_str = str(spec)
-    if spec_str == "default":
-        cached = download.cached_weights_path("kitti")
-        if cached.is_file():
-            return load_safetensors(cached)
-        if shipped_default_path().is_file():
-            return load_safetensors(shipped_default_path())
-        raise WeightsError("default", "no cached published weights and no shipped default model in this install")
-    if spec_str in PRESETS:
-        cached = download.cached_weights_path(spec_str)
-        if not cached.is_file():
-            raise WeightsError(spec_str, f"published '{spec_str}' weights are not cached; run `hydranet weights download {spec_str}`")
-        return load_safetensors(cached)
-    path = Path(spec_str).expanduser()
-    if path.suffix == ".safetensors":
-        return load_safetensors(path)
-    if path.suffix in PUBLISHED_SUFFIXES:
-        return load_published(path)
-    if not path.exists():
-        raise WeightsError(spec_str, f"no such file, and not a preset name ({', '.join(PRESETS)}) or 'default'")
-    raise WeightsError(spec_str, f"unknown weights format {path.suffix!r}: use .safetensors or a published {'/'.join(PUBLISHED_SUFFIXES)} checkpoint")
+    """Weights from a file path, a preset name (downloaded and cached), or 'default'
+    (model/locate.py says which file each means)."""
+    found = locate_weights(spec)
+    return load_published(found.path) if found.published else load_safetensors(found.path)

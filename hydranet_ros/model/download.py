@@ -11,44 +11,19 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hydranet_ros.model.presets import get_preset
-
-DEFAULT_BASE_URL = "https://raw.githubusercontent.com/DrSleep/multi-task-refinenet/master/weights/"
-BASE_URL_ENV = "HYDRANET_WEIGHTS_URL"  # a mirror, e.g. inside a fleet without internet
-
-
-@dataclass(frozen=True)
-class PublishedFile:
-    filename: str
-    git_blob_sha1: str
+from hydranet_ros.errors import HydraNetError
+from hydranet_ros.model.checkpoints import WeightsError, load_published, save_safetensors
+from hydranet_ros.model.published import (  # noqa: F401 - the names `hydranet weights` shows
+    BASE_URL_ENV, DEFAULT_BASE_URL, PUBLISHED, PublishedFile, cached_weights_path, weights_cache_dir,
+)
+from hydranet_ros.presets import get_preset
 
 
-PUBLISHED: dict[str, PublishedFile] = {
-    "kitti": PublishedFile("ExpKITTI_joint.ckpt", "d9386a96f748001406c622100ce944333d1967ff"),
-    "nyud": PublishedFile("ExpNYUD_joint.ckpt", "56f5f5a6bc08a64f36e83547140add41baa4216d"),
-    "nyud_kitti": PublishedFile("ExpNYUDKITTI_joint.ckpt", "54f57cc2bd15e5cdfa9f3f1eaba9760951218bfa"),
-    "nyud_three": PublishedFile("ExpNYUD_three.ckpt", "6f412c152600827cabff5e1b66efad50090c16a7"),
-}
-
-
-class DownloadError(Exception):
+class DownloadError(HydraNetError):
     """The published weights could not be fetched or verified; the message says why."""
-
-
-def cache_dir() -> Path:
-    """$HYDRANET_CACHE_DIR, else $XDG_CACHE_HOME/hydranet_ros, else ~/.cache/hydranet_ros."""
-    if explicit := os.environ.get("HYDRANET_CACHE_DIR"):
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "hydranet_ros"
-
-
-def cached_weights_path(preset: str) -> Path:
-    return cache_dir() / "weights" / f"{preset}.safetensors"
 
 
 def git_blob_sha1(path: str | os.PathLike) -> str:
@@ -91,8 +66,6 @@ def download_published(
     progress: Callable[[int, int | None], None] | None = None, force: bool = False,
 ) -> Path:
     """Download, verify, convert and cache one preset's published weights; returns the cached path."""
-    from hydranet_ros.model.checkpoints import WeightsError, load_published, save_safetensors
-
     get_preset(preset)  # a clear error for unknown names
     if preset not in PUBLISHED:
         raise DownloadError(f"no published weights for preset {preset!r}")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from hydranet_ros.model.mobilenetv2 import MobileNetV2Encoder
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.presets import Preset
 from hydranet_ros.model.refinenet import DECODER_CHANNELS, RefineNetDecoder
 
 class TaskHead(nn.Module):
@@ -33,7 +33,7 @@ class HydraNet(nn.Module):
         super().__init__()
         self.preset = preset
         self.encoder = MobileNetV2Encoder()
-        self.decoder = RefineNetDecoder(self.encoder.feature_channels)
+        self.decoder = RefineNetDecoder(self.encoder.features)
         heads = {"segm": TaskHead(preset.num_classes), "depth": TaskHead(1)}
         if preset.with_normals:
             heads["normals"] = TaskHead(3)

@@ -1,12 +1,17 @@
-"""MobileNetV2 encoder as HydraNet uses it: no final 1280-channel conv, six feature maps out.
+"""MobileNetV2 encoder as HydraNet uses it: no final 1280-channel conv, named feature maps out.
 
 Module names follow the published checkpoints (``layer1`` .. ``layer8``, ``output``) so that
 their keys map onto ours with a fixed prefix (see checkpoints.py).
+
+The encoder's contract with a decoder is ``features``: the name, channels and stride of every map
+it returns, derived from the ``t, c, n, s`` table below, so a decoder sizes itself from it
+instead of from a list of channel counts that could drift from the table.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,6 +28,29 @@ STAGES: tuple[tuple[int, int, int, int], ...] = (
     (6, 320, 1, 1),
 )
 STEM_CHANNELS = 32
+STEM_STRIDE = 2
+# The decoder takes every stage output at stride 4 or coarser (layer3 .. layer8); layer2 (stride
+# 2, 16 channels) only feeds layer3.
+MIN_FEATURE_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature map the encoder returns: its channels and its stride (input pixels per map pixel)."""
+
+    channels: int
+    stride: int
+
+
+def feature_table(stages: tuple[tuple[int, int, int, int], ...] = STAGES, *,
+                  min_stride: int = MIN_FEATURE_STRIDE) -> dict[str, FeatureInfo]:
+    """layer name -> FeatureInfo for each stage output the encoder returns, from the table alone."""
+    features, stride = {}, STEM_STRIDE
+    for index, (_, channels, _, first_stride) in enumerate(stages, start=2):
+        stride *= first_stride
+        if stride >= min_stride:
+            features[f"layer{index}"] = FeatureInfo(channels, stride)
+    return features
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -58,16 +86,13 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2Encoder(nn.Module):
-    """Image (N,3,H,W) -> the outputs of layer3..layer8 (24, 32, 64, 96, 160, 320 channels).
-
-    Strides of those outputs: 4, 8, 16, 16, 32, 32.
-    """
-
-    feature_channels: tuple[int, ...] = (24, 32, 64, 96, 160, 320)
+    """Image (N,3,H,W) -> {layer name: feature map} for the maps ``features`` describes
+    (layer3 .. layer8: 24, 32, 64, 96, 160, 320 channels at strides 4, 8, 16, 16, 32, 32)."""
 
     def __init__(self) -> None:
         super().__init__()
-        stages: OrderedDict[str, nn.Module] = OrderedDict(layer1=conv_bn(3, STEM_CHANNELS, 3, stride=2))
+        self.features: dict[str, FeatureInfo] = feature_table()
+        stages: OrderedDict[str, nn.Module] = OrderedDict(layer1=conv_bn(3, STEM_CHANNELS, 3, stride=STEM_STRIDE))
         in_ch = STEM_CHANNELS
         for index, (t, c, n, s) in enumerate(STAGES, start=2):
             blocks = []
@@ -77,10 +102,10 @@ class MobileNetV2Encoder(nn.Module):
             stages[f"layer{index}"] = nn.Sequential(*blocks)
         self.stages = nn.Sequential(stages)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for index, stage in enumerate(self.stages):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = {}
+        for name, stage in self.stages.named_children():
             x = stage(x)
-            if index >= 2:  # layer3 onwards feed the decoder
-                features.append(x)
+            if name in self.features:
+                features[name] = x
         return features

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.presets import Preset
 
 
 @torch.no_grad()

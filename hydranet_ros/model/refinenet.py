@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hydranet_ros.model.mobilenetv2 import FeatureInfo
+
 DECODER_CHANNELS = 256
+# The published fusion, coarse to fine: the encoder maps summed at each level (one stride per
+# level, each level twice as fine as the one before), then refined and upsampled into the next.
+FUSION_LEVELS: tuple[tuple[str, ...], ...] = (("layer8", "layer7"), ("layer6", "layer5"), ("layer4",), ("layer3",))
 
 
 def conv1x1(in_ch: int, out_ch: int, *, groups: int = 1) -> nn.Conv2d:
@@ -77,22 +84,25 @@ def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class RefineNetDecoder(nn.Module):
-    """Fuse the six encoder outputs coarse to fine into one 256-channel map at stride 4.
+    """Fuse the encoder's named feature maps coarse to fine into one 256-channel map at stride 4.
 
     Attribute names follow the published checkpoints: ``convN`` reduces the output of encoder
-    ``layerN`` to 256 channels, ``crpK`` and ``conv_adaptK`` refine fusion level K.
+    ``layerN`` to 256 channels, ``crpK`` and ``conv_adaptK`` refine fusion level K (4 = coarsest).
+    Each ``convN`` takes its input channels from ``features`` (the encoder's contract), and the
+    strides there must fit FUSION_LEVELS.
     """
 
-    def __init__(self, in_channels: tuple[int, ...] = (24, 32, 64, 96, 160, 320)) -> None:
+    def __init__(self, features: Mapping[str, FeatureInfo]) -> None:
         super().__init__()
+        check_fusion(features)
         c = DECODER_CHANNELS
-        c3, c4, c5, c6, c7, c8 = in_channels
-        self.conv8 = conv1x1(c8, c)
-        self.conv7 = conv1x1(c7, c)
-        self.conv6 = conv1x1(c6, c)
-        self.conv5 = conv1x1(c5, c)
-        self.conv4 = conv1x1(c4, c)
-        self.conv3 = conv1x1(c3, c)
+        channels = {name: info.channels for name, info in features.items()}
+        self.conv8 = conv1x1(channels["layer8"], c)
+        self.conv7 = conv1x1(channels["layer7"], c)
+        self.conv6 = conv1x1(channels["layer6"], c)
+        self.conv5 = conv1x1(channels["layer5"], c)
+        self.conv4 = conv1x1(channels["layer4"], c)
+        self.conv3 = conv1x1(channels["layer3"], c)
         self.crp4 = ChainedResidualPooling(c)
         self.crp3 = ChainedResidualPooling(c)
         self.crp2 = ChainedResidualPooling(c)
@@ -103,16 +113,32 @@ class RefineNetDecoder(nn.Module):
         self.conv_adapt2 = conv1x1(c, c)
         self.act = nn.ReLU6(inplace=True)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        l3, l4, l5, l6, l7, l8 = features
-        x = self.act(self.conv8(l8) + self.conv7(l7))  # stride 32
+    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        f = features
+        x = self.act(self.conv8(f["layer8"]) + self.conv7(f["layer7"]))  # stride 32
         x = self.conv_adapt4(self.crp4(x))
-        x = _upsample_to(x, l6)
-        x = self.act(self.conv6(l6) + self.conv5(l5) + x)  # stride 16
+        x = _upsample_to(x, f["layer6"])
+        x = self.act(self.conv6(f["layer6"]) + self.conv5(f["layer5"]) + x)  # stride 16
         x = self.conv_adapt3(self.crp3(x))
-        x = _upsample_to(x, l4)
-        x = self.act(self.conv4(l4) + x)  # stride 8
+        x = _upsample_to(x, f["layer4"])
+        x = self.act(self.conv4(f["layer4"]) + x)  # stride 8
         x = self.conv_adapt2(self.crp2(x))
-        x = _upsample_to(x, l3)
-        x = self.act(self.conv3(l3) + x)  # stride 4
+        x = _upsample_to(x, f["layer3"])
+        x = self.act(self.conv3(f["layer3"]) + x)  # stride 4
         return self.crp1(x)
+
+
+def check_fusion(features: Mapping[str, FeatureInfo]) -> None:
+    """Refuse an encoder whose maps do not fit FUSION_LEVELS: a missing or extra map, maps of
+    different strides summed at one level, or levels that are not each twice as fine."""
+    wanted = {name for level in FUSION_LEVELS for name in level}
+    if set(features) != wanted:
+        raise ValueError(f"the decoder fuses {sorted(wanted)}; the encoder returns {sorted(features)}")
+    strides = []
+    for level in FUSION_LEVELS:
+        level_strides = {features[name].stride for name in level}
+        if len(level_strides) != 1:
+            raise ValueError(f"maps {level} are summed but have strides {sorted(level_strides)}")
+        strides.append(level_strides.pop())
+    if any(coarse != 2 * fine for coarse, fine in zip(strides, strides[1:])):
+        raise ValueError(f"fusion levels must halve the stride each time, got strides {strides}")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hydranet_ros.ros import params
+from hydranet_ros.outputs import params
 
 __all__ = [
     "LaunchArgument",
@@ -45,7 +45,10 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    f"{_FROM_CONFIG}.",
                    ("", "true", "false")),
     LaunchArgument("resolution", "",
-                   f"Network input size WIDTHxHEIGHT, e.g. 640x480; 0x0 = the camera's size; {_FROM_CONFIG}."),
+                   "Network input: the camera frame is scaled to fit inside WIDTHxHEIGHT with its aspect ratio "
+                   "kept (never stretched), then padded to multiples of 32; e.g. 640x480 runs a 1242x375 frame "
+                   "at 640x193 (padded to 640x224). 0x0 = the size the weights were trained at, else the "
+                   f"camera's own size; {_FROM_CONFIG}."),
     LaunchArgument("precision", "", f"Engine precision: fp32, fp16 or int8; {_FROM_CONFIG}.",
                    ("", *params.PRECISIONS)),
     LaunchArgument("backend", "", f"Inference engine: auto (the fastest installed), {', '.join(params.BACKENDS[1:])}; "
@@ -75,7 +78,8 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 def parse_resolution(text: str) -> tuple[int, int] | None:
-    """'640x480' -> (640, 480); '' -> None (keep the config's); '0x0' -> (0, 0) (frame size)."""
+    """'640x480' -> (640, 480); '' -> None (keep the config's); '0x0' -> (0, 0) (the trained size,
+    else the frame's: see params' input_width)."""
     if not text.strip():
         return None
     match = _RESOLUTION.match(text)

@@ -1,10 +1,10 @@
 """perception_node: the rclpy lifecycle shell around the HydraNet pipeline (Humble and Jazzy).
 
 Thin on purpose: every decision (parameter rules, QoS, which outputs to compute, depth
-encoding, LabelInfo content, diagnostics) is a plain function in hydranet_ros.ros.params /
-qos / outputs, and the per-message path (convert, submit, infer, build outputs) is
-hydranet_ros.ros.intake, tested and fuzzed without ROS. This module only declares, subscribes
-and copies intake's fields into messages.
+encoding, LabelInfo content, diagnostics) is a plain function in hydranet_ros/outputs/ (params,
+qos, plan, render, diagnostics), and the per-message path (convert and submit:
+runtime/intake.py; infer and build every output: outputs/render.py) is tested and fuzzed
+without ROS. This module only declares, subscribes and copies the rendered fields into messages.
 
 Life cycle:
 - configure: validate parameters, load weights and build the engine (Pipeline.create), make the
@@ -33,9 +33,14 @@ from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 
+from hydranet_ros.errors import HydraNetError, first_line
 from hydranet_ros.msg import HydraNetResult
-from hydranet_ros.ros import intake, outputs, params, qos
+from hydranet_ros.outputs import diagnostics, fields as output_fields, params, plan as output_plan, qos
+from hydranet_ros.outputs import render as rendering
+from hydranet_ros.ros.qos import to_rclpy
+from hydranet_ros.runtime import intake
 from hydranet_ros.runtime.frame_worker import FrameWorker, WorkerStats
+from hydranet_ros.runtime.focal import depth_focal_status
 
 try:  # vision_msgs is optional: without it only semantic/label_info is missing
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -44,8 +49,11 @@ except ImportError:
 
 NODE_NAME = "perception_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-_MESSAGE_TYPES = {"sensor_msgs/Image": Image, "sensor_msgs/CameraInfo": CameraInfo,
-                  "hydranet_ros/HydraNetResult": HydraNetResult}
+_MESSAGE_CLASSES = {
+    rendering.IMAGE: Image, rendering.CAMERA_INFO: CameraInfo, rendering.REGION_OF_INTEREST: RegionOfInterest,
+    rendering.RESULT: HydraNetResult,
+    **({rendering.LABEL_INFO: LabelInfo, rendering.VISION_CLASS: VisionClass} if LabelInfo is not None else {}),
+}
 
 
 def _descriptor(spec: params.ParamSpec) -> ParameterDescriptor:
@@ -65,15 +73,26 @@ def _descriptor(spec: params.ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
-def _image(header: Any, fields: dict[str, Any]) -> Image:
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = fields["height"], fields["width"]
-    msg.encoding = fields["encoding"]
-    msg.is_bigendian = fields["is_bigendian"]
-    msg.step = fields["step"]
-    msg.data = fields["data"]  # already array.array('B'): stored by rclpy without a per-element check
-    return msg
+def _to_ros(message: rendering.Message, built: dict[int, Any], into: Any = None) -> Any:
+    """The rclpy message for a rendered Message: fields copied as they are (already in the types
+    rclpy's setters store without a per-element check). A Message in two places (the labels image,
+    published and nested in the fused message) becomes one object: ``built`` holds this frame's.
+    Nested types the node has no class for (std_msgs/Header, builtin_interfaces/Time) are filled
+    into the default instance their parent already holds."""
+    if into is None:
+        if id(message) in built:
+            return built[id(message)]
+        into = built[id(message)] = _MESSAGE_CLASSES[message.type]()
+    for name, value in message.fields.items():
+        if isinstance(value, rendering.Message):
+            if value.type not in _MESSAGE_CLASSES:
+                _to_ros(value, built, into=getattr(into, name))
+                continue
+            value = _to_ros(value, built)
+        elif isinstance(value, list):
+            value = [_to_ros(item, built) if isinstance(item, rendering.Message) else item for item in value]
+        setattr(into, name, value)
+    return into
 
 
 class PerceptionNode(LifecycleNode):
@@ -99,17 +118,18 @@ class PerceptionNode(LifecycleNode):
         self._label_info_frame_id: str | None = None
         self._input_subs: list[Any] = []
         self._camera_info: Any = None
+        self._depth_focal: str | None = None  # where depth's focal length came from, last frame
         self._counters: Counter[str] = Counter()
         self._counters_lock = threading.Lock()
-        self._image_warnings = outputs.RejectionThrottle(interval_s=5.0)  # executor thread
-        self._info_warnings = outputs.RejectionThrottle(interval_s=5.0)  # worker thread
+        self._image_warnings = diagnostics.RejectionThrottle(interval_s=5.0)  # executor thread
+        self._info_warnings = diagnostics.RejectionThrottle(interval_s=5.0)  # worker thread
         self._last_timings: dict[str, float] = {}
         self._last_stats: WorkerStats | None = None
         self._last_report_at = time.monotonic()
 
         # /diagnostics is a plain publisher: it reports in every state, including a failed configure.
         self._diagnostics_pub = self.create_publisher(
-            DiagnosticArray, "/diagnostics", qos.to_rclpy(qos.DIAGNOSTICS_QOS))
+            DiagnosticArray, "/diagnostics", to_rclpy(qos.DIAGNOSTICS_QOS))
         # On steady time, not ROS time: under `ros2 bag play --clock` with use_sim_time a ROS-time
         # timer waits for the first /clock and stops while the bag is paused, and the node's health
         # would go unreported exactly then. Its messages are still stamped with ROS time.
@@ -163,22 +183,25 @@ class PerceptionNode(LifecycleNode):
             config = PipelineConfig(**params.pipeline_kwargs(values))
             # Out of GPU memory on the first frame: a smaller input size, or a clear error if strict.
             pipeline = MemoryFallbackPipeline(Pipeline.create(config), strict=config.strict)
-        except Exception as exc:  # noqa: BLE001 - WeightsError/EngineError name the file and cause
-            return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {exc}")
+        except HydraNetError as exc:  # WeightsError, EngineError, ...: the file or setting and the cause
+            return self._configure_failed(f"cannot build the pipeline: {first_line(exc)}")
+        except Exception as exc:  # noqa: BLE001 - a bug, named by its type; the node stays up all the same
+            return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {first_line(exc)}")
 
         self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
+        self._depth_focal = None
         self._live = params.LiveSettings.from_values(values)
-        output_qos = qos.to_rclpy(qos.qos_settings(values["output_qos"], values["output_depth"]))
+        output_qos = to_rclpy(qos.qos_settings(values["output_qos"], values["output_depth"]))
         self._output_pubs = {
-            name: self.create_lifecycle_publisher(_MESSAGE_TYPES[spec.message], spec.topic, output_qos)
-            for name, spec in outputs.OUTPUTS.items()
+            name: self.create_lifecycle_publisher(_MESSAGE_CLASSES[spec.message], spec.topic, output_qos)
+            for name, spec in output_plan.OUTPUTS.items()
         }
         if LabelInfo is None:
             self.get_logger().warning(
                 "vision_msgs is not installed: semantic/label_info is not published", once=True)
         else:
             self._label_info_pub = self.create_lifecycle_publisher(
-                LabelInfo, outputs.LABEL_INFO_TOPIC, qos.to_rclpy(qos.LABEL_INFO_QOS))
+                LabelInfo, output_plan.LABEL_INFO_TOPIC, to_rclpy(qos.LABEL_INFO_QOS))
         self._label_info_frame_id = None
         self._worker = FrameWorker(process=self._infer, on_result=self._publish,
                                    on_error=self._on_worker_error).start()
@@ -200,7 +223,7 @@ class PerceptionNode(LifecycleNode):
         if result != SUCCESS:
             return result
         values = self._values()
-        input_qos = qos.to_rclpy(qos.qos_settings(values["input_qos"], values["input_depth"]))
+        input_qos = to_rclpy(qos.qos_settings(values["input_qos"], values["input_depth"]))
         if values["compressed"]:
             self._input_subs.append(self.create_subscription(
                 CompressedImage, "image/compressed", self._on_compressed, input_qos))
@@ -268,9 +291,10 @@ class PerceptionNode(LifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg  # one reference swap; the worker reads whichever is newest
 
-    def _plan(self, *, have_camera_info: bool) -> outputs.FramePlan:
+    def _plan(self, *, have_camera_info: bool, label_info_due: bool = False) -> output_plan.FramePlan:
         subscribers = {name: publisher.get_subscription_count() for name, publisher in self._output_pubs.items()}
-        return outputs.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info)
+        return output_plan.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info,
+                                      label_info_due=label_info_due)
 
     def _take(self, msg: Any, *, compressed: bool) -> None:
         worker = self._worker
@@ -294,80 +318,49 @@ class PerceptionNode(LifecycleNode):
 
     # -- inference and output (worker thread) ----------------------------------------------------
 
-    def _infer(self, frame: intake.Frame) -> intake.Rendered | None:
+    def _infer(self, frame: intake.Frame) -> rendering.Rendered | None:
         live = self._live
-        plan = self._plan(have_camera_info=frame.camera_info is not None)
-        return intake.render(self._pipeline, frame, plan, depth_encoding=live.depth_encoding,
-                             overlay_alpha=live.overlay_alpha)
+        # LabelInfo is latched: sent with the first frame and again when the frame id changes.
+        label_info_due = self._label_info_pub is not None and output_fields.label_info_due(
+            self._label_info_frame_id, frame.header.frame_id)
+        plan = self._plan(have_camera_info=frame.camera_info is not None, label_info_due=label_info_due)
+        return rendering.render(self._pipeline, frame, plan, depth_encoding=live.depth_encoding,
+                                overlay_alpha=live.overlay_alpha)
 
-    def _publish(self, frame: intake.Frame, rendered: intake.Rendered | None) -> None:
+    def _publish(self, frame: intake.Frame, rendered: rendering.Rendered | None) -> None:
         if rendered is None:  # the last subscriber left while the frame waited
             return
-        plan, header, images = rendered.plan, frame.header, rendered.images
+        if rendered.depth_focal is not None and rendered.depth_focal != self._depth_focal:
+            self._note_depth_focal(rendered.depth_focal)
         if rendered.timings_ms:
             self._last_timings = rendered.timings_ms
-        labels_msg = _image(header, images["labels"]) if "labels" in images else None
-        depth_msg = _image(header, images["depth"]) if "depth" in images else None
-        info_msg = self._camera_info_out(header, rendered)
+        self._count_camera_info_problem(rendered.camera_info_problem)
+        built: dict[int, Any] = {}
+        for name, message in rendered.messages.items():
+            publisher = self._label_info_pub if name == "label_info" else self._output_pubs[name]
+            publisher.publish(_to_ros(message, built))
+        if "label_info" in rendered.messages:
+            self._label_info_frame_id = frame.header.frame_id
 
-        sent = self._output_pubs
-        if "labels" in plan.outputs:
-            sent["labels"].publish(labels_msg)
-        if "depth" in plan.outputs:
-            sent["depth"].publish(depth_msg)
-        for name in ("color", "overlay"):
-            if name in images:
-                sent[name].publish(_image(header, images[name]))
-        if info_msg is not None:
-            for name in ("depth_camera_info", "semantic_camera_info"):
-                if name in plan.outputs:
-                    sent[name].publish(info_msg)
-        preset = self._pipeline.preset
-        if "fused" in plan.outputs:
-            sent["fused"].publish(self._fused(header, labels_msg, depth_msg, info_msg, preset, rendered.timings_ms))
-        self._publish_label_info(header, preset)
+    def _note_depth_focal(self, source: str) -> None:
+        """Say once (log and /diagnostics) where metric depth's focal length comes from, and again
+        only when that changes (a CameraInfo arrives, or stops being usable)."""
+        self._depth_focal = source
+        text = depth_focal_status(source, self._pipeline.training_camera)
+        self._info["depth_focal"] = text
+        if source == "camera":
+            self.get_logger().info(f"depth: {text}")
+        else:
+            self.get_logger().warning(f"depth: {text} (publish the camera's camera_info)")
 
-    def _camera_info_out(self, header: Any, rendered: intake.Rendered) -> CameraInfo | None:
-        problem = rendered.camera_info_problem
-        if problem is not None:
-            self._count(f"camera_info_rejected.{problem.reason}")
-            warn, suppressed = self._info_warnings.check(problem.reason, time.monotonic())
-            if warn:
-                more = f" ({suppressed} more since the last warning)" if suppressed else ""
-                self.get_logger().warning(f"camera_info not republished [{problem.reason}]: {problem}{more}")
-            return None
-        if rendered.camera_info is None:
-            return None
-        fields = dict(rendered.camera_info)
-        roi = fields.pop("roi")
-        return CameraInfo(header=header, roi=RegionOfInterest(**roi), **fields)
-
-    @staticmethod
-    def _fused(header: Any, labels_msg: Image, depth_msg: Image, info_msg: CameraInfo | None,
-               preset: Any, timings_ms: dict[str, float]) -> HydraNetResult:
-        msg = HydraNetResult()
-        msg.header, msg.labels, msg.depth = header, labels_msg, depth_msg
-        msg.has_camera_info = info_msg is not None
-        if info_msg is not None:
-            msg.camera_info = info_msg
-        msg.class_names = [str(name) for name in preset.class_names]
-        for field_name, value in outputs.stage_timings(timings_ms).items():
-            setattr(msg, field_name, value)
-        return msg
-
-    def _publish_label_info(self, header: Any, preset: Any) -> None:
-        publisher = self._label_info_pub
-        if publisher is None or not self._live.publish["label_info"]:
+    def _count_camera_info_problem(self, problem: Exception | None) -> None:
+        if problem is None:
             return
-        if not outputs.label_info_due(self._label_info_frame_id, header.frame_id):
-            return
-        content = outputs.label_info_content(preset.class_names)
-        msg = LabelInfo()
-        msg.header = header
-        msg.class_map = [VisionClass(class_id=class_id, class_name=name) for class_id, name in content["class_map"]]
-        msg.threshold = content["threshold"]
-        publisher.publish(msg)
-        self._label_info_frame_id = header.frame_id
+        self._count(f"camera_info_rejected.{problem.reason}")
+        warn, suppressed = self._info_warnings.check(problem.reason, time.monotonic())
+        if warn:
+            more = f" ({suppressed} more since the last warning)" if suppressed else ""
+            self.get_logger().warning(f"camera_info not republished [{problem.reason}]: {problem}{more}")
 
     def _on_worker_error(self, frame: intake.Frame, exc: BaseException) -> None:
         self.get_logger().error(f"processing a frame failed: {type(exc).__name__}: {exc}",
@@ -381,7 +374,7 @@ class PerceptionNode(LifecycleNode):
         current = worker.stats() if worker is not None else None
         with self._counters_lock:
             counters = dict(self._counters)
-        report = outputs.diagnostics_report(
+        report = diagnostics.diagnostics_report(
             state=self._state, current=current, previous=self._last_stats, period_s=now - self._last_report_at,
             info=self._info, counters=counters, timings_ms=self._last_timings, problem=self._problem)
         self._last_stats, self._last_report_at = current, now

@@ -3,7 +3,8 @@
 TensorRT's int8 mode measures the range of every activation on real frames; they must look like
 what the robot will see and be prepared exactly as the pipeline prepares a camera frame, or the
 ranges (and so the quantisation) are wrong. So this module runs the pipeline's own arithmetic
-(runtime/network_input.py): bilinear resize (antialiased when shrinking), then (x/255 - mean) / std.
+(runtime/network_input.py): fitted inside the engine's size with the aspect ratio kept (bilinear,
+antialiased when shrinking), (x/255 - mean) / std, padded to the stride with the edges repeated.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 
 from hydranet_ros.runtime.engines.base import EngineError
-from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
+from hydranet_ros.runtime.geometry import plan_input
+from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +58,34 @@ def calibration_frames(source: str | Path, *, limit: int = DEFAULT_FRAMES, topic
 
 
 def _media_frames(path: Path, limit: int) -> list[np.ndarray]:
-    from hydranet_ros.io.media import MediaError, iter_frames, open_source, read_image_rgb
+    """Frames chosen first, then read: from a video only the chosen ones are converted and kept,
+    so memory holds ``limit`` frames however long the drive (a 10-minute 1080p video is ~100 GB
+    decoded)."""
+    from hydranet_ros.io.media import MediaError, count_video_frames, open_source, read_image_rgb, video_frames_at
 
     try:
         source = open_source(path)
         if not source.is_video:
             return [np.ascontiguousarray(read_image_rgb(source.images[i])) for i in _evenly(len(source.images), limit)]
-        frames = [np.ascontiguousarray(frame) for _, frame in iter_frames(source)]
+        count = source.frame_count or count_video_frames(path)  # containers may not say
+        wanted = _evenly(count, limit)
+        frames = [frame for _, frame in video_frames_at(path, wanted)]
+        if len(frames) < len(wanted) and source.frame_count:
+            # The container said more frames than it holds: choose again from the true count.
+            count = count_video_frames(path)
+            frames = [frame for _, frame in video_frames_at(path, _evenly(count, limit))]
     except MediaError as exc:
         raise CalibrationError(str(exc)) from None
-    return [frames[i] for i in _evenly(len(frames), limit)]
+    return frames
 
 
 def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
-    from hydranet_ros.io.bag import COMPRESSED_IMAGE, BagError, _open_reader, _typestore, choose_camera
+    from hydranet_ros.io.bag_reader import BagError, messages, open_reader, typestore
+    from hydranet_ros.io.bag_topics import choose_camera
     from hydranet_ros.io.ros_image import ImageRejected, message_to_frame
 
     try:
-        reader = _open_reader(path)
+        reader = open_reader(path)
     except BagError as exc:
         raise CalibrationError(str(exc)) from None
     try:
@@ -82,16 +94,16 @@ def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
             camera = choose_camera(topics, topic=topic)
         except BagError:
             camera = choose_camera(topics, topic=topic, compressed=True)  # a bag with only compressed images
-        store = _typestore(None)
+        store = typestore(None)
         connections = [c for c in reader.connections if c.topic == camera.image]
         wanted = set(_evenly(sum(c.msgcount for c in connections), limit))
         frames = []
-        for index, (_, _, raw) in enumerate(reader.messages(connections=connections)):
+        for index, (_, _, raw) in enumerate(messages(reader, connections)):
             if index not in wanted:
                 continue
             try:
                 msg = store.deserialize_cdr(raw, camera.image_type)
-                frame, order = message_to_frame(msg, compressed=camera.image_type == COMPRESSED_IMAGE)
+                frame, order = message_to_frame(msg, compressed=camera.compressed)
             except ImageRejected as exc:
                 log.warning("calibration: skipping a frame of %s (%s)", camera.image, exc)
                 continue
@@ -107,11 +119,14 @@ def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
 
 
 def prepare(frame: np.ndarray, *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """RGB uint8 HxWx3 -> normalised (1,3,H,W) float32 at ``size`` (width, height), as the pipeline does."""
+    """RGB uint8 HxWx3 -> normalised (1,3,H,W) float32 for an engine built for ``size`` (width,
+    height): fitted inside it with the aspect ratio kept and padded to it rounded up to the stride,
+    as the pipeline feeds a fixed-size engine (plan_input with fill_request)."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise CalibrationError(f"calibration frames must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0).float()
-    return resize_and_normalise(x, size, *normalisation(mean, std))
+    geometry = plan_input((frame.shape[1], frame.shape[0]), size, fill_request=True)
+    return fit_and_normalise(x, geometry, *normalisation(mean, std))
 
 
 def calibration_batches(

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+from hydranet_ros.paths import cache_dir
 from hydranet_ros.runtime.engines.base import EngineError
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,6 @@ def engine_cache_dir() -> Path:
     """$HYDRANET_ENGINE_CACHE, else the package cache (XDG) + /engines."""
     if explicit := os.environ.get(ENGINE_CACHE_ENV):
         return Path(explicit).expanduser()
-    from hydranet_ros.model.download import cache_dir
-
     return cache_dir() / "engines"
 
 

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Collection, Mapping
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.runtime.choices import AUTO, ENGINES, problems
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 AUTO_ORDER = {"cuda": ("tensorrt", "cuda-graph", "torch"), "cpu": ("openvino", "onnxruntime", "torch")}
 
 
-class FallbackRefused(RuntimeError):
+class FallbackRefused(HydraNetError, RuntimeError):
     """strict was set and what was asked for cannot run here."""
 
 
@@ -57,10 +58,11 @@ def choose_runtime(
         raise ValueError("; ".join(found))
     warnings: list[str] = []
 
-    def step_down(message: str) -> None:
+    def step_down(problem: str, fallback: str) -> None:
+        # Strict names what it refuses to do, never claims to be doing it ("running on CPU").
         if strict:
-            raise FallbackRefused(message + " (strict: not falling back)")
-        warnings.append(message)
+            raise FallbackRefused(f"{problem} (strict: not falling back to running {fallback})")
+        warnings.append(f"{problem}; running {fallback}")
 
     # The device: 'auto' means CUDA when there is one and the backend can use it.
     if device == "auto":
@@ -70,19 +72,19 @@ def choose_runtime(
         if cuda_available:
             device = "cuda"
         else:
-            step_down(f"device {device} asked for but CUDA is not available; running on CPU")
+            step_down(f"device {device} asked for but CUDA is not available", "on CPU")
             device = "cpu"
 
     reason = ""
     if backend == AUTO:
         if precision == "fp16" and device == "cpu":
-            step_down("fp16 needs CUDA (CPU half-precision convolutions are slow); running fp32")
+            step_down("fp16 needs CUDA (CPU half-precision convolutions are slow)", "fp32")
             precision = "fp32"
         backend = auto_backend(device, precision, installed, fixed_input_size=fixed_input_size)
         if backend is None:
             fallback = torch_precision(device, precision)
-            step_down(f"{precision} needs {_who_runs(device, precision)}, and none is installed; "
-                      f"running torch on {device} in {fallback}")
+            step_down(f"{precision} needs {_who_runs(device, precision)}, and none is installed",
+                      f"torch on {device} in {fallback}")
             backend, precision = "torch", fallback
         reason = f"backend auto: {backend}, the fastest installed engine for {device} {precision}"
     else:
@@ -94,16 +96,16 @@ def choose_runtime(
             why = f"{backend} needs CUDA" if "cpu" not in spec.devices else f"{backend} runs on the CPU only"
         if why:
             fallback = torch_precision(device, precision)
-            step_down(f"backend {backend} asked for but {why}; running torch on {device.upper()} in {fallback}")
+            step_down(f"backend {backend} asked for but {why}", f"torch on {device.upper()} in {fallback}")
             backend, precision = "torch", fallback
         spec = ENGINES[backend]
         if not spec.runs(device, precision):
             if precision == "fp16":
-                step_down("fp16 needs CUDA (CPU half-precision convolutions are slow); running fp32")
+                step_down("fp16 needs CUDA (CPU half-precision convolutions are slow)", "fp32")
                 precision = "fp32"
             else:  # int8
                 fallback = "fp16" if spec.runs(device, "fp16") else "fp32"
-                step_down(f"int8 needs {_who_runs(device, 'int8')}; running {backend} in {fallback}")
+                step_down(f"int8 needs {_who_runs(device, 'int8')}", f"{backend} in {fallback}")
                 precision = fallback
     return RuntimeChoice(backend=backend, device=device, precision=precision, warnings=tuple(warnings), reason=reason)
 
@@ -163,10 +165,11 @@ def build_engine(
         except EngineError as exc:
             if following is None:
                 raise
-            message = (f"backend {attempt.backend} could not be built ({exc}); "
-                       f"running {following.backend} on {device.type} in {following.precision}")
+            problem = f"backend {attempt.backend} could not be built ({exc})"
+            fallback = f"{following.backend} on {device.type} in {following.precision}"
             if strict:
-                raise FallbackRefused(message + " (strict: not falling back)") from exc
+                raise FallbackRefused(f"{problem} (strict: not falling back to running {fallback})") from exc
+            message = f"{problem}; running {fallback}"
             log.warning(message)
             warnings.append(message)
     raise AssertionError("unreachable")

@@ -28,6 +28,7 @@ import torch
 from hydranet_ros.errors import first_line
 from hydranet_ros.runtime.choices import MIN_INPUT_SIDE
 from hydranet_ros.runtime.engines.base import EngineError
+from hydranet_ros.runtime.geometry import STRIDE
 from hydranet_ros.runtime.pipeline import PendingResult, Pipeline
 from hydranet_ros.runtime.result import Result
 
@@ -36,7 +37,7 @@ __all__ = ["FirstFrameOutOfMemory", "MemoryFallbackPipeline", "smaller_input_siz
 log = logging.getLogger(__name__)
 
 MIN_SIDE = MIN_INPUT_SIDE  # the pipeline's own lower bound on an input side
-_STEP = 16
+_STEP = STRIDE  # the geometry pads to the stride: a box between two multiples would not shrink the network
 
 
 class FirstFrameOutOfMemory(EngineError):
@@ -46,8 +47,9 @@ class FirstFrameOutOfMemory(EngineError):
 def smaller_input_size(size: tuple[int, int]) -> tuple[int, int] | None:
     """The next size to try after running out of memory at ``size`` (width, height), or None.
 
-    3/4 per side (about half the activations), rounded down to a multiple of 16 so GPU kernels
-    keep their aligned tiles; None when both sides are already at the minimum.
+    3/4 per side (about half the activations), rounded down to a multiple of the stride (32):
+    frames are padded to it (runtime/geometry.py), so a smaller box that is not a multiple
+    could leave the network's input as large as before. None when both sides are at the minimum.
     """
     smaller = tuple(max(MIN_SIDE, int(side * 3 / 4) // _STEP * _STEP) for side in size)
     return None if smaller == tuple(size) else smaller  # type: ignore[return-value]
@@ -67,7 +69,7 @@ def same_engine_at(pipeline: Pipeline, size: tuple[int, int]) -> Pipeline:
     return Pipeline(
         engine=pipeline.engine, preset=pipeline.preset, config=replace(pipeline.config, input_size=size),
         weights_source=pipeline.info.get("weights", ""), weights_sha256=pipeline.info.get("weights_sha256", ""),
-        warnings=pipeline.warnings,
+        warnings=pipeline.warnings, training_camera=pipeline.training_camera,
     )
 
 
@@ -102,6 +104,13 @@ class MemoryFallbackPipeline:
     @property
     def engine(self) -> Any:
         return self._pipeline.engine
+
+    @property
+    def training_camera(self) -> Any:
+        return self._pipeline.training_camera
+
+    def geometry_for(self, width: int, height: int) -> Any:
+        return self._pipeline.geometry_for(width, height)
 
     @property
     def info(self) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Camera frame in, Result out: preprocess, engine, postprocess, all on the engine's device.
 
-Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> resize + normalise -> network
--> upsample logits and depth -> labels (argmax) and |depth| -> host numpy. Only the uint8 labels
-and the float depth come back to the host.
+Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> scale (aspect kept) + normalise
++ pad to the stride -> network -> upsample logits and depth, cut back to the frame's area ->
+labels (argmax) and |depth| x focal ratio -> host numpy. Only the uint8 labels and the float
+depth come back to the host. The geometry (runtime/geometry.py) and the depth's focal correction
+(runtime/focal.py) are plain functions; each Result carries the ones it was made with.
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from hydranet_ros.errors import UsageError
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.presets import Preset, class_group
 from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
     AUTO, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, installed_backends, problems,
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
-from hydranet_ros.runtime.host_outputs import depth_from_head, labels_from_logits, normals_from_head
-from hydranet_ros.runtime.network_input import normalisation, resize_and_normalise
+from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
+from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
+from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
+from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
 from hydranet_ros.runtime.result import Result
+from hydranet_ros.runtime.sizes import AUTO_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +43,6 @@ log = logging.getLogger(__name__)
 # them, so torch's warning about non-writable arrays says nothing useful here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-AUTO_SIZE = "auto"
 ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 
 
@@ -46,10 +50,12 @@ ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
 class PipelineConfig:
     """What to run and at which size.
 
-    input_size: (width, height) the network sees; None runs each frame at its own size; "auto"
-        the size the weights were trained at when their metadata says, else the frame's size
-        (depth is learned in pixels: a network run at another scale misjudges distances).
-    output_size: 'network' gives outputs at input_size; 'input' at the camera frame's size.
+    input_size: (width, height): each frame is scaled, its aspect ratio kept, to the largest size
+        that fits inside, then padded to multiples of 32 (runtime/geometry.py); None runs each
+        frame at its own scale; "auto" fits it inside the size the weights were trained at when
+        their metadata says, else runs it at its own scale.
+    output_size: 'network' gives outputs at the scaled frame's size (the network's resolution,
+        without the padding); 'input' at the camera frame's size.
     """
 
     weights: str = "default"
@@ -59,14 +65,16 @@ class PipelineConfig:
     input_size: tuple[int, int] | None | str = (640, 480)
     output_size: str = "network"
     strict: bool = False
-    # Backend-specific build options (choices.ENGINES lists each backend's), e.g. {"compile": True}
-    # for torch, {"calibration": "frames/", "cache_dir": "/opt/engines"} for tensorrt, openvino and
-    # onnxruntime; each engine tried gets the ones it takes.
+    # Labels from one class group only (presets.CLASS_GROUPS: 'nyud' or 'kitti' for the
+    # joint nyud_kitti weights); 'all' = the argmax over every class.
+    classes: str = "all"
+    # Backend-specific build options, e.g. {"compile": True} for torch, {"calibration": "frames/",
+    # "cache_dir": "/opt/engines"} for tensorrt; dropped when a fallback runs another backend.
     engine_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if found := validate_config(self):
-            raise ValueError("; ".join(found))
+            raise UsageError("; ".join(found))
 
 
 def validate_config(cfg: PipelineConfig) -> list[str]:
@@ -85,30 +93,24 @@ def validate_config(cfg: PipelineConfig) -> list[str]:
     return found
 
 
-def parse_size(text: str) -> tuple[int, int] | None | str:
-    """'640x480' -> (640, 480); 'input' or 'frame' -> None (the frame's own size); 'auto'."""
-    if text.lower() in ("input", "frame", "native"):
-        return None
-    if text.lower() == AUTO_SIZE:
-        return AUTO_SIZE
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 640x480), 'input' or 'auto'") from None
-    return w, h
-
-
 class Pipeline:
-    def __init__(self, *, engine: Engine, preset: Preset, config: PipelineConfig, weights_source: str, weights_sha256: str, warnings: tuple[str, ...] = ()) -> None:
+    def __init__(self, *, engine: Engine, preset: Preset, config: PipelineConfig, weights_source: str, weights_sha256: str,
+                 warnings: tuple[str, ...] = (), training_camera: TrainingCamera | None = None) -> None:
         self.engine = engine
         self.preset = preset
         self.config = config
         self.warnings = warnings
+        # The camera the weights learned metric depth with; None: depth is never rescaled.
+        self.training_camera = training_camera
+        self._geometries: dict[tuple[int, int], InputGeometry] = {}
+        self._class_range = class_group(preset.name, config.classes)  # ValueError for an unknown group
         self.info = {
             **engine.describe(),
             "weights": weights_source,
             "weights_sha256": weights_sha256,
             "preset": preset.name,
+            "training_focal": (f"{training_camera.focal_px:.1f} px at {training_camera.width_px} px wide"
+                               if training_camera else "unknown (depth not rescaled)"),
         }
         device = engine.device
         self._scale, self._shift = normalisation(preset.mean, preset.std, device)
@@ -133,10 +135,13 @@ class Pipeline:
         weights = load_weights(config.weights)
         if config.input_size == AUTO_SIZE:
             config = dataclasses.replace(config, input_size=weights.trained_input_size)
-        return cls.from_model(weights.build_model(), weights.preset, config, weights_source=weights.source, weights_sha256=weights.sha256)
+        return cls.from_model(weights.build_model(), weights.preset, config, weights_source=weights.source,
+                              weights_sha256=weights.sha256,
+                              training_camera=training_camera(weights.metadata, weights.preset.name))
 
     @classmethod
-    def from_model(cls, model: HydraNet, preset: Preset, config: PipelineConfig, *, weights_source: str = "<in memory>", weights_sha256: str = "") -> "Pipeline":
+    def from_model(cls, model: HydraNet, preset: Preset, config: PipelineConfig, *, weights_source: str = "<in memory>",
+                   weights_sha256: str = "", training_camera: TrainingCamera | None = None) -> "Pipeline":
         if config.input_size == AUTO_SIZE:  # an in-memory model records no training size
             config = dataclasses.replace(config, input_size=None)
         choice = choose_runtime(
@@ -144,39 +149,65 @@ class Pipeline:
             cuda_available=torch.cuda.is_available(), installed=installed_backends(),
             fixed_input_size=config.input_size is not None,
         )
-        for warning in choice.warnings:
-            log.warning(warning)
         if choice.reason:
             log.info(choice.reason)
+        for warning in choice.warnings:
+            log.warning(warning)
         device = indexed(torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device))
         # A backend that exists but fails to build (TensorRT out of memory, unsupported version)
         # steps down to eager torch like a missing one, unless strict.
         # Built with its device current: TensorRT and graph capture work on the current device,
         # which for device "cuda:1" is not the one asked for.
+        # Engines built for one size (TensorRT) take the request padded to the stride, which is
+        # what plan_input(fill_request=True) feeds them.
+        build_size = None if config.input_size is None else tuple(round_up(v) for v in config.input_size)
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             engine, build_warnings = build_engine(
-                choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
+                choice, model.eval(), device=device, input_size=build_size, weights_sha256=weights_sha256,
                 strict=config.strict, requested_backend=config.backend, options=config.engine_options,
             )
         pipe = cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
-                   weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings)
+                   weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings,
+                   training_camera=training_camera)
         pipe.info["requested_backend"] = config.backend
         return pipe
 
     # --- sizes --------------------------------------------------------------------------------
+    def geometry_for(self, width: int, height: int) -> InputGeometry:
+        """How a width x height frame maps into the network (one plan per frame size)."""
+        key = (int(width), int(height))
+        geometry = self._geometries.get(key)
+        if geometry is None:
+            geometry = plan_input(key, self.config.input_size, fill_request=self.engine.fixed_input_size)
+            if len(self._geometries) > 16:  # a camera has one size; a folder of images may have many
+                self._geometries.clear()
+            self._geometries[key] = geometry
+        return geometry
+
     def network_size_for(self, width: int, height: int) -> tuple[int, int]:
-        return self.config.input_size if self.config.input_size is not None else (width, height)
+        """The network's input size (padding included) for a width x height frame."""
+        return self.geometry_for(width, height).network_size
 
     def output_size_for(self, width: int, height: int) -> tuple[int, int]:
-        return (width, height) if self.config.output_size == "input" else self.network_size_for(width, height)
+        """The outputs' size: the frame's, or the scaled frame's (network resolution, no padding)."""
+        return (int(width), int(height)) if self.config.output_size == "input" else self.geometry_for(width, height).scaled_size
+
+    def depth_scale_for(self, geometry: InputGeometry, focal_px: float | None) -> DepthScale:
+        """The factor on the network's depth for a frame with this geometry and focal length
+        (frame pixels; None assumes the training camera's field of view)."""
+        return depth_scale(self.training_camera, frame_width=geometry.frame_size[0], scale=geometry.mean_scale,
+                           focal_frame_px=focal_px)
 
     # --- the frame path -----------------------------------------------------------------------
-    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> Result:
+    def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
+                focal_px: float | None = None) -> Result:
         """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
-        (a skipped output is None in the Result)."""
-        return self.submit(frame, color_order=color_order, outputs=outputs).result()
+        (a skipped output is None in the Result). ``focal_px``: the camera's focal length in
+        frame pixels (CameraInfo's K), for metric depth; None assumes the training camera."""
+        return self.submit(frame, color_order=color_order, outputs=outputs, focal_px=focal_px).result()
 
-    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS) -> "PendingResult":
+    def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
+               focal_px: float | None = None) -> "PendingResult":
         """Queue one frame and return at once on CUDA; ``.result()`` waits for it.
 
         The frame is copied before this returns, so the caller may reuse its buffer. Frames
@@ -190,19 +221,22 @@ class Pipeline:
         if color_order not in ("rgb", "bgr"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
         height, width = frame.shape[:2]
+        geometry = self.geometry_for(width, height)
         out_w, out_h = self.output_size_for(width, height)
-        size = self.network_size_for(width, height)
+        scale = self.depth_scale_for(geometry, focal_px)
         if not self._is_cuda:
-            return self._run_on_cpu(frame, color_order, size, (out_h, out_w), outputs)
-        return self._queue_on_cuda(frame, color_order, size, (out_h, out_w), outputs)
+            return self._run_on_cpu(frame, color_order, geometry, scale, (out_h, out_w), outputs)
+        return self._queue_on_cuda(frame, color_order, geometry, scale, (out_h, out_w), outputs)
 
-    def _run_on_cpu(self, frame, color_order, size, out_hw, outputs) -> "PendingResult":
+    def _run_on_cpu(self, frame, color_order, geometry, scale, out_hw, outputs) -> "PendingResult":
         t0 = time.perf_counter()
-        image = self._preprocess(frame, color_order, size)
+        image = self._preprocess(frame, color_order, geometry)
         t1 = time.perf_counter()
         raw = self.engine(image)
         t2 = time.perf_counter()
-        result = _postprocess_on_host(raw, out_hw, outputs)
+        device_outputs = self._postprocess(raw, geometry, scale.factor, out_hw, outputs)
+        result = Result(**{k: None if t is None else t.numpy() for k, t in device_outputs.items()},
+                        geometry=geometry, depth_scale=scale)
         t3 = time.perf_counter()
         result.timings_ms = {
             "preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
@@ -210,14 +244,14 @@ class Pipeline:
         }
         return PendingResult(result=result)
 
-    def _queue_on_cuda(self, frame, color_order, size, out_hw, outputs) -> "PendingResult":
+    def _queue_on_cuda(self, frame, color_order, geometry, scale, out_hw, outputs) -> "PendingResult":
         marks = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
         with torch.cuda.stream(self._stream):
-            image = self._preprocess(frame, color_order, size, start=marks[0])
+            image = self._preprocess(frame, color_order, geometry, start=marks[0])
             marks[1].record()
             raw = self.engine(image)
             marks[2].record()
-            device_outputs = self._postprocess(raw, out_hw, outputs)
+            device_outputs = self._postprocess(raw, geometry, scale.factor, out_hw, outputs)
         # Downloads on their own stream: the next frame's compute, queued right after this
         # returns, does not wait behind this frame's copies.
         copies = self._download_stream
@@ -234,9 +268,10 @@ class Pipeline:
                 host[name].copy_(t, non_blocking=True)
             done = torch.cuda.Event(enable_timing=True)
             done.record()
-        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done)
+        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done,
+                             extras={"geometry": geometry, "depth_scale": scale})
 
-    def _preprocess(self, frame: np.ndarray, color_order: str, size: tuple[int, int], *, start: torch.cuda.Event | None = None) -> torch.Tensor:
+    def _preprocess(self, frame: np.ndarray, color_order: str, geometry: InputGeometry, *, start: torch.cuda.Event | None = None) -> torch.Tensor:
         if self._is_cuda:
             pixels = self._upload(frame, start)
         else:
@@ -247,7 +282,7 @@ class Pipeline:
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
             x = x.flip(1)
-        x = resize_and_normalise(x.float(), size, self._scale, self._shift)
+        x = fit_and_normalise(x.float(), geometry, self._scale, self._shift)
         memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
         return x.to(dtype=self.engine.dtype, memory_format=memory_format)
 
@@ -282,40 +317,26 @@ class Pipeline:
             slot = self._staging[index] = _Staging(tensor, tensor.numpy(), torch.cuda.Event())
         return slot
 
-    def _postprocess(self, raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
-        """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` on the GPU (None where
-        not asked for); on the CPU, _postprocess_on_host does the same arithmetic."""
+    def _postprocess(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
+                     size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
+        """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` (height, width) on the
+        engine's device (None where not asked for), cut back to the frame's area, by
+        runtime/network_output.py, which evaluation runs too."""
         with torch.inference_mode():
             labels = depth = normals = None
             if "labels" in outputs:
-                # Labels come from bilinearly upsampled logits, then argmax: boundaries fall between
-                # the network's pixels where the class scores cross, instead of in 4x4 blocks
-                # (nearest labels) or on invented ids (interpolating class ids).
-                # Channels-last keeps each pixel's class scores adjacent for the argmax.
-                logits = _upsample(raw["segm"].to(torch.float32, memory_format=torch.channels_last), size)
-                labels = logits.argmax(dim=1)[0].to(torch.uint8)
+                segm, first = raw["segm"], 0
+                if self._class_range is not None:  # one dataset's classes only (joint weights)
+                    first, stop = self._class_range
+                    segm = segm[:, first:stop]
+                labels = labels_from_logits(segm, size, geometry)[0]
+                if first:
+                    labels += first
             if "depth" in outputs:
-                # A fresh tensor: mark +/-inf invalid in place (NaN already is) instead of
-                # allocating a whole NaN frame to select from.
-                depth = _upsample(raw["depth"], size)[0, 0].abs()
-                depth.masked_fill_(torch.isinf(depth), float("nan"))
+                depth = depth_in_metres(raw["depth"], size, geometry, depth_factor)[0]
             if "normals" in outputs and "normals" in raw:
-                n = _upsample(raw["normals"], size)[0]
-                normals = (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)).permute(1, 2, 0)
+                normals = unit_normals(raw["normals"], size, geometry)[0].permute(1, 2, 0)
             return {"labels": labels, "depth_m": depth, "normals": normals}
-
-
-def _postprocess_on_host(raw: dict[str, torch.Tensor], size: tuple[int, int], outputs: frozenset[str]) -> Result:
-    """The CPU path's post-processing: the arithmetic of Pipeline._postprocess with OpenCV, which
-    is 4x faster here than torch's upsample + argmax (see runtime/host_outputs.py)."""
-    with torch.inference_mode():
-        def plane_stack(name: str) -> np.ndarray:
-            return raw[name][0].float().numpy()
-
-        labels = labels_from_logits(plane_stack("segm"), size) if "labels" in outputs else None
-        depth = depth_from_head(plane_stack("depth")[0], size) if "depth" in outputs else None
-        normals = normals_from_head(plane_stack("normals"), size) if "normals" in outputs and "normals" in raw else None
-    return Result(labels=labels, depth_m=depth, normals=normals)
 
 
 STAGING_SLOTS = 2  # one frame uploading while the one before is read: enough for in_order's two in flight
@@ -338,9 +359,10 @@ class PendingResult:
     between submit and result().
     """
 
-    def __init__(self, *, result: Result | None = None, host=None, names=(), marks=(), done=None) -> None:
+    def __init__(self, *, result: Result | None = None, host=None, names=(), marks=(), done=None, extras=None) -> None:
         self._result = result
         self._host, self._names, self._marks, self._done = host, names, marks, done
+        self._extras = extras or {}
 
     def done(self) -> bool:
         return self._result is not None or self._done.query()
@@ -348,7 +370,7 @@ class PendingResult:
     def result(self) -> Result:
         if self._result is None:
             self._done.synchronize()
-            result = Result(**{k: self._host[k].numpy() if k in self._host else None for k in self._names})
+            result = Result(**{k: self._host[k].numpy() if k in self._host else None for k in self._names}, **self._extras)
             start, prepared, inferred = self._marks
             result.timings_ms = {
                 "preprocess": start.elapsed_time(prepared), "inference": prepared.elapsed_time(inferred),
@@ -359,12 +381,13 @@ class PendingResult:
 
 
 def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]], *,
-             outputs: frozenset[str] = ALL_OUTPUTS, in_flight: int = 2) -> Iterator[tuple[Any, Result]]:
+             outputs: frozenset[str] = ALL_OUTPUTS, in_flight: int = 2, focal: "CameraFocal | None" = None) -> Iterator[tuple[Any, Result]]:
     """(tag, frame, color_order) in -> (tag, Result) out, in the same order, with up to
     ``in_flight`` frames queued on the device: while the GPU runs frame N, the host reads and
     uploads N+1 and the caller writes N-1's outputs. For offline work (bags, videos, folders),
     where every frame counts; a live camera wants the newest frame instead (FrameWorker).
-    On CPU every frame is done when submitted: plain sequential processing."""
+    On CPU every frame is done when submitted: plain sequential processing. ``focal``: the
+    camera's focal length for metric depth (None: the training camera is assumed)."""
     if in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {in_flight}")
     queued: collections.deque[tuple[Any, PendingResult]] = collections.deque()
@@ -382,18 +405,11 @@ def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]],
         if item is None:
             break
         tag, frame, color_order = item
-        queued.append((tag, pipeline.submit(frame, color_order=color_order, outputs=outputs)))
+        focal_px = None if focal is None else focal.for_width(frame.shape[1])
+        queued.append((tag, pipeline.submit(frame, color_order=color_order, outputs=outputs, focal_px=focal_px)))
         if len(queued) >= in_flight:
             tag, pending = queued.popleft()
             yield tag, pending.result()
     while queued:
         tag, pending = queued.popleft()
         yield tag, pending.result()
-
-
-def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    x = x.float()
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # plain data: the result does not need the modules that made it
+    from hydranet_ros.runtime.focal import DepthScale
+    from hydranet_ros.runtime.geometry import InputGeometry
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -18,12 +24,17 @@ class Result:
     normals: float32 HxWx3 unit vectors, or None when the weights have no normals head.
     timings_ms: per-stage time ('preprocess', 'inference', 'postprocess', 'total'): host wall time on
         CPU, CUDA event time on a GPU (see PendingResult).
+    geometry: how the frame was mapped into the network (runtime/geometry.InputGeometry).
+    depth_scale: the focal-length correction applied to depth_m and where the focal length came
+        from (runtime/focal.DepthScale).
     """
 
     labels: np.ndarray
     depth_m: np.ndarray
     normals: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    geometry: "InputGeometry | None" = None
+    depth_scale: "DepthScale | None" = None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -116,6 +116,27 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, *, brightness: fl
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
+def camera_artefacts(image: np.ndarray, rng: np.random.Generator, *, blur_sigma: float = 0.0,
+                     noise_std: float = 0.0, jpeg_quality: tuple[int, int] | None = None) -> np.ndarray:
+    """What real cameras add to a picture: lens and motion blur (Gaussian, sigma up to
+    ``blur_sigma`` px), sensor noise (up to ``noise_std`` grey levels) and JPEG compression
+    (quality drawn from ``jpeg_quality``, as CompressedImage topics carry). The image only."""
+    out = image
+    if blur_sigma > 0:
+        sigma = rng.uniform(0.0, blur_sigma)
+        if sigma > 0.2:
+            out = cv2.GaussianBlur(out, (0, 0), sigma)
+    if noise_std > 0:
+        noise = rng.normal(0.0, rng.uniform(0.0, noise_std), out.shape).astype(np.float32)
+        out = np.clip(out.astype(np.float32) + noise + 0.5, 0, 255).astype(np.uint8)
+    if jpeg_quality is not None:
+        quality = int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
+        ok, data = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            out = np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
+    return out
+
+
 @dataclass(frozen=True)
 class Augmenter:
     """Scale, crop, flip, colour jitter: ``Augmenter(...)(frame, rng) -> frame``.
@@ -131,6 +152,9 @@ class Augmenter:
     contrast: float = 0.2
     saturation: float = 0.2
     white_balance: float = 0.05
+    blur_sigma: float = 0.0
+    noise_std: float = 0.0
+    jpeg_quality: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
@@ -149,6 +173,8 @@ class Augmenter:
             frame = hflip(frame)
         image = colour_jitter(frame["image"], rng, brightness=self.brightness, contrast=self.contrast,
                               saturation=self.saturation, white_balance=self.white_balance)
+        image = camera_artefacts(image, rng, blur_sigma=self.blur_sigma, noise_std=self.noise_std,
+                                 jpeg_quality=self.jpeg_quality)
         return _with(frame, image=image)
 
 

@@ -23,12 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from hydranet_ros.model.presets import Preset
+from hydranet_ros.errors import HydraNetError
+from hydranet_ros.presets import Preset
 
 LOG = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(HydraNetError, RuntimeError):
     """A checkpoint that cannot be read or does not fit; ``reason`` is a short machine key."""
 
     def __init__(self, message: str, *, reason: str = "bad_checkpoint") -> None:

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.train.losses import DEPTH_LOSSES, TASK_NAMES
 
 
-class ConfigError(ValueError):
+class ConfigError(HydraNetError, ValueError):
     """A training configuration that cannot be used; ``reason`` is a short machine key."""
 
     def __init__(self, message: str, *, reason: str = "bad_config") -> None:
@@ -45,6 +46,12 @@ class DataConfig:
     # classes are drawn more often. Needs the labels of every training frame once at start-up.
     balanced_sampling: bool = False
     balanced_sampling_power: float = 0.5
+    # Canonical camera (runtime/focal.py): depth targets become depth * canonical / f, f the
+    # frame's own focal length (from its camera_k), so frames from many cameras teach one
+    # consistent "depth at this apparent size"; the weights record the canonical focal length
+    # and inference multiplies by (the camera's focal length at the input) / canonical.
+    # Pixels at the training input size. None: depth targets as they are.
+    canonical_focal_px: float | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from hydranet_ros.errors import UsageError
 from hydranet_ros.train.config import ConfigError, DatasetSpec
 from hydranet_ros.train.losses import IGNORE_INDEX
 
@@ -81,17 +82,43 @@ class AugmentedDataset(Dataset):
         return self.augment(self.base[index], rng)
 
 
+class CanonicalDepth(Dataset):
+    """Depth in the canonical camera's terms (config.DataConfig.canonical_focal_px): each frame's
+    depth times canonical_focal_px / its own focal length (sqrt(fx * fy) of camera_k). A frame
+    without camera_k is refused: its depth cannot be put in those terms."""
+
+    def __init__(self, base: Dataset, *, focal_px: float) -> None:
+        if not focal_px > 0:
+            raise ValueError(f"canonical focal length must be > 0 px, got {focal_px}")
+        self.base = base
+        self.focal_px = float(focal_px)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        frame = self.base[index]
+        depth, k = frame.get("depth_m"), frame.get("camera_k")
+        if depth is None:
+            return frame
+        if k is None:
+            raise ValueError(f"frame {index} has depth but no camera_k: canonical depth needs its focal length")
+        k = np.asarray(k, np.float64)
+        factor = np.float32(self.focal_px / np.sqrt(k[0, 0] * k[1, 1]))
+        return {**frame, "depth_m": np.asarray(depth, np.float32) * factor}
+
+
 def frame_to_tensors(frame: Mapping[str, Any], *, with_normals: bool) -> dict[str, torch.Tensor]:
     image = np.asarray(frame["image"])
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"frame image must be uint8 HxWx3, got {image.dtype} {image.shape}")
+        raise UsageError(f"frame image must be uint8 HxWx3, got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     labels = frame.get("labels")
     labels = np.full((height, width), IGNORE_INDEX, np.uint8) if labels is None else np.asarray(labels)
     depth = frame.get("depth_m")
     depth = np.zeros((height, width), np.float32) if depth is None else np.asarray(depth, dtype=np.float32)
     if labels.shape != (height, width) or depth.shape != (height, width):
-        raise ValueError(f"labels {labels.shape} / depth {depth.shape} do not match the image {image.shape[:2]}")
+        raise UsageError(f"labels {labels.shape} / depth {depth.shape} do not match the image {image.shape[:2]}")
     # NaN becomes 0 here so that no NaN ever sits in a tensor that a loss might touch.
     depth = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
     out = {
@@ -117,7 +144,7 @@ class Collate:
         tensors = [frame_to_tensors(f, with_normals=self.with_normals) for f in frames]
         shapes = {t["image"].shape for t in tensors}
         if len(shapes) != 1:
-            raise ValueError(f"frames in one batch differ in size: {sorted(shapes)}; crop or resize them")
+            raise UsageError(f"frames in one batch differ in size: {sorted(shapes)}; crop or resize them")
         return {key: torch.stack([t[key] for t in tensors]) for key in tensors[0]}
 
 
@@ -156,13 +183,6 @@ class SkipFirst(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
-
-
-def normalise_images(images_u8: torch.Tensor, *, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N,3,H,W) -> float, /255, minus mean, over std (the preset's normalisation)."""
-    mean_t = torch.tensor(mean, device=images_u8.device, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=images_u8.device, dtype=torch.float32).view(1, 3, 1, 1)
-    return (images_u8.float() / 255.0 - mean_t) / std_t
 
 
 def label_histograms(dataset: Dataset, *, num_classes: int, frames: int | None = None) -> np.ndarray:

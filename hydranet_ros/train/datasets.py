@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 import yaml
 
-from hydranet_ros.io import palettes
+from hydranet_ros.errors import HydraNetError
+from hydranet_ros.presets import palettes
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _CITYSCAPES_LUT[list(CITYSCAPES_ID_TO_TRAIN_ID)] = list(CITYSCAPES_ID_TO_TRAIN_I
 NYU_K = np.array([[518.8579, 0.0, 325.5824], [0.0, 519.4696, 253.7362], [0.0, 0.0, 1.0]])
 
 
-class DatasetError(ValueError):
+class DatasetError(HydraNetError, ValueError):
     """Bad dataset input; ``reason`` is a short key for counting (missing_file, bad_format, ...)."""
 
     def __init__(self, reason: str, message: str) -> None:

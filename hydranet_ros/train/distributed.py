@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hydranet_ros.errors import UsageError
+
 LOG = logging.getLogger(__name__)
 
 
@@ -79,7 +81,10 @@ def init_from_env(requested_device: str) -> tuple[DistContext, torch.device]:
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise UsageError(f"device {requested!r} is not auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {requested!r} requested but CUDA is not available; use device: cpu or auto")
+        raise UsageError(f"device {requested!r} requested but CUDA is not available; use device: cpu or auto")
     return device

@@ -1,7 +1,9 @@
 """Run a HydraNet over a dataset and report segmentation, depth (and normals) metrics.
 
-Predictions are upsampled bilinearly from the network's 1/4 resolution to the ground truth's,
-the way inference with ``output_size="input"`` produces them, and compared there.
+The frames go through the shipped pipeline's own arithmetic (runtime/network_input.py before
+the network, runtime/network_output.py after it), so the numbers describe what the node and
+`hydranet infer` publish: labels from bilinearly upsampled logits at the ground truth's size
+(``output_size="input"``), |depth| in metres with NaN where the network gave no finite value.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hydranet_ros.model.presets import Preset
-from hydranet_ros.train.data import Collate, normalise_images
+from hydranet_ros.presets import Preset
+from hydranet_ros.runtime.network_input import normalise_images
+from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
+from hydranet_ros.train.data import Collate, frame_to_tensors
 from hydranet_ros.train.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 
 LOG = logging.getLogger(__name__)
@@ -74,20 +77,17 @@ class EvaluationResult:
 @torch.no_grad()
 def predict(model: nn.Module, images_u8: torch.Tensor, *, preset: Preset,
             size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
-    """uint8 (N,3,H,W) -> {'labels': (N,H,W) long, 'depth_m': (N,H,W), 'normals': (N,3,H,W)} at
-    ``size`` (default: the input size)."""
+    """uint8 (N,3,H,W) -> {'labels': (N,H,W) uint8, 'depth_m': (N,H,W) metres, 'normals': (N,3,H,W)}
+    at ``size`` (height, width; default: the input size), as the pipeline makes them."""
     size = tuple(images_u8.shape[-2:]) if size is None else size
     outputs = model(normalise_images(images_u8, mean=preset.mean, std=preset.std))
     result = {}
     if "segm" in outputs:
-        logits = F.interpolate(outputs["segm"].float(), size=size, mode="bilinear", align_corners=False)
-        result["labels"] = logits.argmax(dim=1)
+        result["labels"] = labels_from_logits(outputs["segm"], size)
     if "depth" in outputs:
-        depth = F.interpolate(outputs["depth"].float(), size=size, mode="bilinear", align_corners=False)
-        result["depth_m"] = depth[:, 0].abs()
+        result["depth_m"] = depth_in_metres(outputs["depth"], size)
     if "normals" in outputs:
-        normals = F.interpolate(outputs["normals"].float(), size=size, mode="bilinear", align_corners=False)
-        result["normals"] = F.normalize(normals, dim=1, eps=1e-6)
+        result["normals"] = unit_normals(outputs["normals"], size)
     return result
 
 
@@ -137,6 +137,67 @@ def evaluate_model(
     return EvaluationResult(
         class_names=tuple(preset.class_names),
         frames=frames,
+        segm=segm.compute() if segm else None,
+        depth=depth.compute() if depth else None,
+        normals=normals.compute() if normals else None,
+        confusion=segm.confusion.copy() if segm else None,
+        depth_error_histogram=depth.histogram.copy() if depth else None,
+        depth_error_edges=depth.histogram_edges.copy() if depth else None,
+    )
+
+
+def evaluate_pipeline(
+    pipeline,
+    dataset: Dataset,
+    *,
+    tasks: Sequence[str] = ("segm", "depth"),
+    max_frames: int | None = None,
+    depth_max_m: float | None = None,
+    focal=None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Metrics of the inference ``pipeline`` (runtime.pipeline.Pipeline, what `hydranet infer` and
+    the node run: the same geometry, pre- and post-processing, focal-length correction) on
+    ``dataset``, compared at the ground truth's size (the pipeline's output_size must be 'input').
+
+    focal: a runtime.focal.CameraFocal (from --focal / --camera-info) for every frame; without it
+    a frame's own camera_k gives its focal length, and a frame without one assumes the training
+    camera, as `hydranet infer` does without --focal.
+    """
+    if pipeline.config.output_size != "input":
+        raise ValueError("evaluate_pipeline compares at the ground truth's size: use output_size 'input'")
+    count = len(dataset) if max_frames is None else min(max_frames, len(dataset))
+    num_classes = pipeline.preset.num_classes
+    segm = SegmentationMetrics(num_classes=num_classes) if "segm" in tasks else None
+    depth = DepthMetrics(max_depth_m=depth_max_m) if "depth" in tasks else None
+    normals = NormalsMetrics() if "normals" in tasks else None
+    wanted = frozenset({"segm": "labels", "depth": "depth", "normals": "normals"}[t] for t in tasks)
+    indices = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="evaluate", unit="frame", leave=False)
+    for index in indices:
+        frame = dataset[index]
+        truth = frame_to_tensors(frame, with_normals=normals is not None)
+        image = np.asarray(frame["image"])
+        if focal is not None:
+            focal_px = focal.for_width(image.shape[1])
+        elif frame.get("camera_k") is not None:
+            k = np.asarray(frame["camera_k"], np.float64)
+            focal_px = float(np.sqrt(k[0, 0] * k[1, 1]))
+        else:
+            focal_px = None
+        result = pipeline.process(image, outputs=wanted, focal_px=focal_px)
+        if segm is not None:
+            segm.update(result.labels, truth["labels"])
+        if depth is not None:
+            depth.update(result.depth_m, truth["depth_m"])
+        if normals is not None and result.normals is not None:
+            normals.update(np.moveaxis(result.normals, -1, 0)[None], truth["normals"][None])
+    return EvaluationResult(
+        class_names=tuple(pipeline.preset.class_names),
+        frames=count,
         segm=segm.compute() if segm else None,
         depth=depth.compute() if depth else None,
         normals=normals.compute() if normals else None,

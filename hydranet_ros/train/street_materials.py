@@ -106,9 +106,32 @@ class _Canvas:
             self.rgb[c][idx] = colour[..., c]
 
 
+def cast_shadows(lateral: np.ndarray, along: np.ndarray, height: np.ndarray, sun: np.ndarray,
+                 boxes: np.ndarray, *, chunk: int = 8192) -> np.ndarray:
+    """Which points (l, s, height) see the sun blocked by one of ``boxes`` (Bx6: l0, l1, s0, s1,
+    h0, h1): a slab test of the ray from each point towards the sun against every box. Real
+    streets in sunshine are full of hard shadows (cars, houses, trees' trunks); a network that
+    never saw one calls a shadowed road something darker."""
+    shadow = np.zeros(lateral.shape, bool)
+    if boxes.size == 0 or sun[2] <= 0:
+        return shadow
+    d = np.where(np.abs(sun) < 1e-6, 1e-6, sun).astype(np.float32)
+    lo = (boxes[:, [0, 2, 4]]).astype(np.float32)  # B x 3
+    hi = (boxes[:, [1, 3, 5]]).astype(np.float32)
+    for start in range(0, lateral.size, chunk):
+        p = np.stack([lateral[start:start + chunk], along[start:start + chunk], height[start:start + chunk]], 1)
+        t0 = (lo[None] - p[:, None]) / d  # N x B x 3
+        t1 = (hi[None] - p[:, None]) / d
+        enter = np.minimum(t0, t1).max(axis=2)
+        leave = np.maximum(t0, t1).min(axis=2)
+        shadow[start:start + chunk] = ((leave > np.maximum(enter, 1e-3))).any(axis=1)
+    return shadow
+
+
 def shade(zb: ZBuffer, table: MaterialTable, light: Lighting, marks: list[LaneMark],
-          mark_colour: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
-    """RGB uint8 for a filled z-buffer."""
+          mark_colour: tuple[float, float, float], rng: np.random.Generator,
+          occluders: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 for a filled z-buffer; ``occluders`` (Bx6 boxes) cast shadows on the ground."""
     smooth, white = noise_tiles()
     h, w = zb.z.shape
     # Row 0 of each table is the sky, so (prim id + 1) indexes it directly.
@@ -129,6 +152,10 @@ def shade(zb: ZBuffer, table: MaterialTable, light: Lighting, marks: list[LaneMa
     sun = np.array(light.sun, np.float32)
     shade_lut = (light.ambient + light.direct * np.maximum(FACE_NORMALS @ sun, 0.0)).astype(np.float32)
     lum = np.take(shade_lut, face)
+    if occluders is not None and light.direct > 0.2:
+        ground = np.flatnonzero((face == FACE_UP) & ~sky & (height < 0.25))
+        dark = cast_shadows(lateral[ground], along[ground], height[ground] + np.float32(0.01), sun, occluders)
+        lum[ground[dark]] = light.ambient
 
     def pixels(kind: int) -> np.ndarray:
         return np.flatnonzero(kinds == kind)

@@ -16,6 +16,15 @@ Ground-truth conventions
   scene is closed by distant skylines, so depths stay below about 250 m.
 - camera_k: the 3x3 intrinsics; the camera is 1.65 m above flat ground, optical axis horizontal,
   so the horizon is the row cy and a ground pixel's depth is exactly fy * 1.65 / (v - cy).
+
+Cameras. By default every frame has the KITTI-like camera of its size. With ``cameras`` (a
+CameraVariation) each frame draws its own: focal length (log-uniform), mounting height, and a
+principal point placed as if the frame were a random window of a KITTI-shaped view at that focal
+length (a window of a bigger picture is the same pinhole camera with a shifted principal point),
+with the horizon moved by a few degrees of pitch. That is what a network run on many cameras at
+many sizes sees: objects from a few pixels to hundreds, horizons anywhere in the frame. The
+horizon of a pitched camera is approximated by the principal point's shift (exact for a level
+camera with an off-centre sensor; depth along the axis differs by under 0.2 % at 3 degrees).
 """
 
 from __future__ import annotations
@@ -26,12 +35,47 @@ import numpy as np
 
 from hydranet_ros.train import street_materials as mat
 from hydranet_ros.train.datasets import IGNORE
+from dataclasses import dataclass
+
 from hydranet_ros.train.street_raycast import PinholeCamera, ZBuffer
 
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, CAR = range(6)
 POLE_LABEL = IGNORE  # see the module docstring: void in the authors' KITTI ground truth
 
-__all__ = ["SyntheticStreets", "render_scene", "PinholeCamera", "IGNORE", "POLE_LABEL"]
+__all__ = ["SyntheticStreets", "render_scene", "PinholeCamera", "CameraVariation", "IGNORE", "POLE_LABEL"]
+
+# KITTI's view, in focal lengths: 1242 x 375 pixels at 721.5 px, horizon near the middle row.
+_VIEW_WIDTH_F, _VIEW_HEIGHT_F, _VIEW_HORIZON = 1242 / 721.5, 375 / 721.5, 0.49
+
+
+@dataclass(frozen=True)
+class CameraVariation:
+    """Ranges the per-frame camera is drawn from (see the module docstring)."""
+
+    focal_px: tuple[float, float] = (150.0, 820.0)
+    height_m: tuple[float, float] = (1.45, 1.85)
+    pitch_deg: float = 3.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.focal_px
+        if not 0 < lo <= hi:
+            raise ValueError(f"focal_px must satisfy 0 < low <= high, got {self.focal_px}")
+        if not 0 < self.height_m[0] <= self.height_m[1]:
+            raise ValueError(f"height_m must satisfy 0 < low <= high, got {self.height_m}")
+        if not 0 <= self.pitch_deg < 20:
+            raise ValueError(f"pitch_deg must be within 0..20, got {self.pitch_deg}")
+
+    def draw(self, rng: np.random.Generator, size: tuple[int, int]) -> PinholeCamera:
+        width, height = int(size[0]), int(size[1])
+        focal = float(np.exp(rng.uniform(np.log(self.focal_px[0]), np.log(self.focal_px[1]))))
+        # The frame is a window of a KITTI-shaped view at this focal length (or the whole view
+        # and more, when the view is smaller than the frame).
+        view_w, view_h = max(_VIEW_WIDTH_F * focal, width), max(_VIEW_HEIGHT_F * focal, height)
+        cx = view_w / 2 - rng.uniform(0, view_w - width) - 0.5
+        cy = view_h * _VIEW_HORIZON - rng.uniform(0, view_h - height) - 0.5
+        cy += focal * math.tan(math.radians(rng.uniform(-self.pitch_deg, self.pitch_deg)))
+        return PinholeCamera(width=width, height=height, fx=focal, fy=focal, cx=cx, cy=cy,
+                             height_m=float(rng.uniform(*self.height_m)))
 
 _BUILDING_COLOURS = (
     (0.82, 0.72, 0.56), (0.86, 0.82, 0.72), (0.74, 0.74, 0.72), (0.62, 0.33, 0.25), (0.55, 0.55, 0.56),
@@ -56,7 +100,8 @@ def render_scene(rng: np.random.Generator, *, size: tuple[int, int] = (640, 192)
     street = _Street(rng, camera)
     street.build()
     zb, table = street.zb, street.table
-    image = mat.shade(zb, table, street.light, street.marks, street.mark_colour, rng)
+    image = mat.shade(zb, table, street.light, street.marks, street.mark_colour, rng,
+                      occluders=np.asarray(street._box_bounds, np.float32).reshape(-1, 6))
     labels = np.array(table.labels + [SKY], np.uint8)[zb.prim]
     sky = zb.prim < 0
     depth = np.where(sky, np.float32(0.0), zb.z).astype(np.float32)
@@ -66,13 +111,17 @@ def render_scene(rng: np.random.Generator, *, size: tuple[int, int] = (640, 192)
 class SyntheticStreets:
     """An indexable, torch-free dataset of ``length`` streets; frame i depends only on (seed, i)."""
 
-    def __init__(self, *, size: tuple[int, int] = (640, 192), length: int = 1000, seed: int = 0) -> None:
+    def __init__(self, *, size: tuple[int, int] = (640, 192), length: int = 1000, seed: int = 0,
+                 cameras: CameraVariation | dict | None = None) -> None:
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         self.size = (int(size[0]), int(size[1]))
         self.length = int(length)
         self.seed = int(seed)
         self.camera = PinholeCamera.kitti_like(self.size)
+        if isinstance(cameras, dict):  # from a YAML config
+            cameras = CameraVariation(**{k: tuple(v) if isinstance(v, list) else v for k, v in cameras.items()})
+        self.cameras = cameras
 
     def __len__(self) -> int:
         return self.length
@@ -86,7 +135,8 @@ class SyntheticStreets:
         # A generator seeded from (seed, index) makes a frame independent of access order,
         # of worker processes and of the other frames.
         rng = np.random.default_rng([self.seed, index])
-        return render_scene(rng, size=self.size, camera=self.camera)
+        camera = self.camera if self.cameras is None else self.cameras.draw(rng, self.size)
+        return render_scene(rng, size=self.size, camera=camera)
 
 
 class _Street:

@@ -27,12 +27,15 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.model.presets import Preset, get_preset
+from hydranet_ros.presets import Preset, get_preset
+from hydranet_ros.runtime.network_input import normalise_images
 from hydranet_ros.train import checkpointing
 from hydranet_ros.train.config import ConfigError, TrainConfig
 from hydranet_ros.train.data import (
     AugmentedDataset,
+    CanonicalDepth,
     Collate,
     ShuffledSampler,
     SkipFirst,
@@ -40,7 +43,6 @@ from hydranet_ros.train.data import (
     build_augmenter,
     build_dataset,
     label_histograms,
-    normalise_images,
 )
 from hydranet_ros.train.distributed import init_from_env
 from hydranet_ros.train.evaluate import EvaluationResult, evaluate_model, write_report
@@ -51,7 +53,7 @@ from hydranet_ros.train.optim import apply_lr, build_optimizer, lr_factor
 LOG = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(HydraNetError, RuntimeError):
     """Training cannot go on (diverged, or the data is unusable); ``reason`` is a short key."""
 
     def __init__(self, message: str, *, reason: str) -> None:
@@ -111,7 +113,7 @@ class Trainer:
         self.preset = preset_for(config)
         self.out_dir = Path(config.out_dir)
         torch.manual_seed(config.seed)
-        base_train = train_dataset if train_dataset is not None else build_dataset(config.data.train)
+        base_train = self._canonical(train_dataset if train_dataset is not None else build_dataset(config.data.train))
         if len(base_train) < config.data.batch_size * self.dist.world_size:
             raise TrainingError(f"training set has {len(base_train)} frames, fewer than one batch", reason="tiny_dataset")
         self.class_weights = self._class_weights(base_train)
@@ -119,7 +121,7 @@ class Trainer:
         self.train_dataset = self._augmented(base_train)
         self.input_hw = tuple(np.asarray(self.train_dataset[0]["image"]).shape[:2])
         if val_dataset is None and config.data.val is not None:
-            val_dataset = build_dataset(config.data.val)
+            val_dataset = self._canonical(build_dataset(config.data.val))
         self.val_dataset = val_dataset
         self.model = HydraNet(self.preset).to(self.device)
         if config.channels_last:
@@ -138,6 +140,10 @@ class Trainer:
         self.val_log = CsvLog(path=self.out_dir / "val_log.csv")
 
     # --- set-up helpers -------------------------------------------------------------------------
+
+    def _canonical(self, dataset: Dataset) -> Dataset:
+        focal = self.config.data.canonical_focal_px
+        return dataset if focal is None else CanonicalDepth(dataset, focal_px=focal)
 
     def _augmented(self, dataset: Dataset) -> Dataset:
         if not self.config.data.augment:
@@ -229,8 +235,12 @@ class Trainer:
         # The input size matters at inference: metric depth is learned from apparent size in
         # pixels, so the network should see frames at the resolution (focal length) it trained on.
         height, width = self.input_hw
-        return {"tasks": ",".join(self.config.tasks), "config_name": self.config.name, "step": str(step),
-                "input_size": f"{width}x{height}"}
+        metadata = {"tasks": ",".join(self.config.tasks), "config_name": self.config.name, "step": str(step),
+                    "input_size": f"{width}x{height}"}
+        if self.config.data.canonical_focal_px is not None:
+            # The camera metric depth was learned for (runtime/focal.py scales depth by it).
+            metadata["focal_px"] = repr(float(self.config.data.canonical_focal_px))
+        return metadata
 
     def save_checkpoint(self, step: int) -> None:
         if not self.dist.is_main:

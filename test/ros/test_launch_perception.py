@@ -112,8 +112,9 @@ class TestPerceptionLaunch(unittest.TestCase):
         self.assertEqual(depth.encoding, "32FC1")
         self.assertEqual(self.probe.received["color"][-1].encoding, "rgb8")
         self.assertEqual(self.probe.received["overlay"][-1].encoding, "rgb8")
-        self.assertEqual((labels.width, labels.height), (320, 96))  # output_size network, resolution:=320x96
-        self.assertEqual((depth.width, depth.height), (320, 96))
+        # output_size network, resolution:=320x96: the 1226x370 frame fitted inside, aspect kept
+        self.assertEqual((labels.width, labels.height), (318, 96))
+        self.assertEqual((depth.width, depth.height), (318, 96))
         self.assertEqual(len(labels.data), labels.step * labels.height)
         self.assertEqual(len(depth.data), depth.width * depth.height * 4)
 

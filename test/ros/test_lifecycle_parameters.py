@@ -199,8 +199,8 @@ class TestLifecycleAndParameters(unittest.TestCase):
         self.assertTrue(self.probe.publish_until(send_jpeg, lambda: self.probe.got("depth_camera_info", 301)))
         info = self.probe.got("depth_camera_info", 301)[0]
         height, width = self.rgb.shape[:2]
-        expected = ros_probe.scaled_k(width, height, 320, 96)
-        self.assertEqual((info.width, info.height, info.header.frame_id), (320, 96, FRAME_ID))
+        expected = ros_probe.scaled_k(width, height, 318, 96)  # the frame fitted inside 320x96, aspect kept
+        self.assertEqual((info.width, info.height, info.header.frame_id), (318, 96, FRAME_ID))
         self.assertAlmostEqual(info.k[0], expected["fx"], places=6)
         self.assertAlmostEqual(info.k[5], expected["cy"], places=6)
         self.assertTrue(self.probe.spin_until(lambda: self.probe.got("labels", 301), 10.0))

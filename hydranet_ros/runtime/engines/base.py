@@ -12,13 +12,14 @@ from typing import ClassVar, Mapping
 
 import torch
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.runtime.choices import ENGINES, problems
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-class EngineError(RuntimeError):
+class EngineError(HydraNetError, RuntimeError):
     """The engine cannot be built or run as asked; the message says why."""
 
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping
 
+from hydranet_ros.errors import UsageError
+from hydranet_ros.model.locate import PUBLISHED_SUFFIXES  # torch-free, like everything imported here
+from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
     AUTO, BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS, options_of,
 )
@@ -34,14 +37,14 @@ __all__ = [
     "pipeline_kwargs",
     "LiveSettings",
     "describe",
+    "read_parameter_file",
+    "markdown_table",
 ]
 
 QOS_PROFILES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".tar")  # what checkpoints.load_weights reads
-# The names of hydranet_ros.model.presets.PRESETS (a test keeps them equal). Importing that module
-# would import torch into the launch process, which only needs the names.
-PRESET_NAMES = ("kitti", "nyud", "nyud_kitti", "nyud_three")
+WEIGHT_SUFFIXES = (".safetensors", *PUBLISHED_SUFFIXES)  # what checkpoints.load_weights reads
+PRESET_NAMES = tuple(PRESETS)  # torch-free: hydranet_ros.presets is plain data
 MAX_PIXELS_LIMIT = 1 << 28
 
 
@@ -76,15 +79,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "int8 only: frames to calibrate on (a folder of images, a video or a rosbag2 from this camera); "
               "empty = use the int8 model `hydranet build-engine --precision int8 --calibration ...` built ahead."),
     ParamSpec("input_width", int, 0,
-              f"Network input width in pixels; 0 (with input_height 0) = the size the weights were trained at, else the frame's. Otherwise >= {MIN_INPUT_SIDE}; "
-              "set together with input_height.", range=(0, MAX_INPUT_SIDE)),
+              "Width of the box the frame is scaled into (aspect ratio kept, never stretched; then padded to "
+              "multiples of 32); 0 (with input_height 0) = the size the weights were trained at, else the "
+              f"frame's own size. Otherwise >= {MIN_INPUT_SIDE}; set together with input_height.",
+              range=(0, MAX_INPUT_SIDE)),
     ParamSpec("input_height", int, 0,
-              f"Network input height in pixels; 0 (with input_width 0) = the size the weights were trained at, else the frame's. Otherwise >= {MIN_INPUT_SIDE}; "
+              "Height of the box the frame is scaled into (see input_width); 0 (with input_width 0) = the size "
+              f"the weights were trained at, else the frame's own size. Otherwise >= {MIN_INPUT_SIDE}; "
               "set together with input_width.", range=(0, MAX_INPUT_SIDE)),
     ParamSpec("output_size", str, "input",
-              "Resolution of the published images: 'input' = the camera frame's, 'network' = the network "
-              "input size (input_width x input_height), which saves upsampling to a large camera frame.",
+              "Resolution of the published images: 'input' = the camera frame's, 'network' = the frame as "
+              "scaled for the network (its aspect ratio, without padding), which saves upsampling to a large "
+              "camera frame.",
               choices=OUTPUT_SIZES),
+    ParamSpec("classes", str, "all",
+              "Labels from one dataset's classes only, for weights trained on several: 'nyud' (ids 0-39) or "
+              "'kitti' (ids 40-45) for nyud_kitti; 'all' takes every class."),
     _switch("labels", "semantic/labels (mono8 class ids)"),
     _switch("color", "semantic/color (rgb8 class colours)"),
     _switch("overlay", "semantic/overlay (rgb8 colours blended over the camera image)"),
@@ -224,6 +234,7 @@ def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
         "input_size": (width, height) if width and height else "auto",
         "output_size": values["output_size"],
         "strict": bool(values["strict"]),
+        "classes": values["classes"],
         "engine_options": _engine_options(values),
     }
 
@@ -276,3 +287,55 @@ def describe(spec: ParamSpec) -> dict[str, Any]:
         "integer_range": (int(spec.range[0]), int(spec.range[1])) if spec.range and spec.type is int else None,
         "floating_point_range": (float(spec.range[0]), float(spec.range[1])) if spec.range and spec.type is float else None,
     }
+
+
+def read_parameter_file(path: str | PurePath) -> dict[str, Any]:
+    """The node's parameter values in a ROS 2 parameter file (config/*.yaml): every
+    ``ros__parameters`` mapping in it, whatever node name or namespace (``/**``) it sits under,
+    merged in file order. Unchecked: pass the result to ``validate_all``. Raises UsageError with
+    a one-line reason for a file that is not such a parameter file (OSError when unreadable)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as stream:
+        try:
+            document = yaml.safe_load(stream)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    found: dict[str, Any] = {}
+    sections = 0
+
+    def collect(node: Any) -> None:
+        nonlocal sections
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("ros__parameters"), dict):
+            sections += 1
+            found.update(node["ros__parameters"])
+        for key, child in node.items():
+            if key != "ros__parameters":
+                collect(child)
+
+    collect(document)
+    if not sections:
+        raise UsageError(f"{path}: no ros__parameters section (a ROS 2 parameter file, like config/hydranet.yaml)")
+    return found
+
+
+def markdown_table() -> str:
+    """The parameter table of the README, made from PARAMETERS (tools/update_readme_parameters.py
+    writes it there; a test keeps the two equal)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| parameter | type | default | allowed | when | description |", "|---|---|---|---|---|---|"]
+    for spec in PARAMETERS:
+        default = f'"{spec.default}"' if spec.type is str else str(spec.default).lower() if spec.type is bool else str(spec.default)
+        if spec.choices is not None:
+            allowed = ", ".join(f"`{c}`" for c in spec.choices)
+        elif spec.range is not None:
+            allowed = f"{spec.range[0]} .. {spec.range[1]}"
+        else:
+            allowed = ""
+        when = "live" if spec.live else "configure"
+        rows.append(f"| `{spec.name}` | {spec.type.__name__} | `{default}` | {cell(allowed)} | {when} | {cell(spec.description)} |")
+    return "\n".join(rows) + "\n"

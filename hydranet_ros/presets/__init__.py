@@ -1,15 +1,19 @@
-"""Network presets: what a set of published (or our own) weights means.
+"""Presets: what a set of published (or our own) weights means, without the network.
 
 A preset carries everything needed to turn network outputs into something a robot can use:
 class names and colours, the input normalisation the weights were trained with, and the depth
 range used for display. Checkpoints store the preset name and these facts as metadata.
+
+Plain data, below every other package (no torch, no ROS): the network (model/) takes only the
+head sizes from it, and the launch process reads the preset names without importing torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hydranet_ros.io import palettes
+from hydranet_ros.errors import UsageError
+from hydranet_ros.presets import palettes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,12 +90,33 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# Weights trained on several datasets at once label each frame from one dataset's classes: the
+# authors' notebook takes ids 0-39 for NYU frames and 40-45 for KITTI frames of the joint model.
+# name -> (first id, one past the last id); the ids stay the joint model's (LabelInfo names them).
+CLASS_GROUPS: dict[str, dict[str, tuple[int, int]]] = {
+    "nyud_kitti": {"nyud": (0, 40), "kitti": (40, 46)},
+}
+ALL_CLASSES = "all"
+
+
+def class_group(preset_name: str, group: str) -> tuple[int, int] | None:
+    """(first, stop) class ids of ``group`` for ``preset_name``; None for 'all'. ValueError names
+    the groups that exist."""
+    if group == ALL_CLASSES:
+        return None
+    groups = CLASS_GROUPS.get(preset_name, {})
+    if group not in groups:
+        known = ", ".join([ALL_CLASSES, *groups])
+        raise ValueError(f"classes {group!r} is not a class group of the {preset_name!r} weights (known: {known})")
+    return groups[group]
+
+
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``, or a ValueError that lists the known ones."""
+    """The preset called ``name``, or a UsageError (a ValueError) that lists the known ones."""
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+        raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
 def preset_for_heads(num_classes: int, with_normals: bool) -> Preset:

@@ -1,0 +1,179 @@
+"""One frame's output messages, built in one place for both shells.
+
+frame + Result + CameraInfo -> a ``Message`` (ROS type name and fields) for every output the
+frame plan asks for. The node (hydranet_ros/ros/node.py) turns each into an rclpy message and
+publishes it; the bag replay (hydranet_ros/replay/bag.py) turns each into a rosbags message and
+writes it. Both do so with one generic function that copies fields, so what a subscriber
+receives live and what the replayed bag holds come from this code alone.
+
+Field values are in the Python types rclpy's generated setters store without a per-element
+check: array.array('B') for uint8[] (see fields.to_msg_bytes), array.array('d') for float64[],
+float64 numpy arrays for fixed arrays, Python int/float/str/bool. ``header`` is the input
+message's own header object, passed through untouched, so every output carries its stamp and
+frame_id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from hydranet_ros.io.camera_info import CameraInfoRejected, frame_focal_px, scale_camera_info
+from hydranet_ros.io.visuals import blend, colorize_labels
+from hydranet_ros.outputs import fields as output_fields
+from hydranet_ros.outputs.plan import CAMERA_INFO_OUTPUTS, FramePlan
+from hydranet_ros.runtime.intake import Frame
+
+__all__ = [
+    "Message", "Rendered", "render", "frame_messages", "IMAGE", "CAMERA_INFO", "REGION_OF_INTEREST", "HEADER",
+    "TIME", "RESULT", "LABEL_INFO", "VISION_CLASS", "MESSAGE_TYPES",
+]
+
+IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+REGION_OF_INTEREST = "sensor_msgs/msg/RegionOfInterest"
+HEADER = "std_msgs/msg/Header"
+TIME = "builtin_interfaces/msg/Time"
+RESULT = "hydranet_ros/msg/HydraNetResult"
+LABEL_INFO = "vision_msgs/msg/LabelInfo"
+VISION_CLASS = "vision_msgs/msg/VisionClass"
+# Every type a Message may name: a shell maps each to its own class.
+MESSAGE_TYPES = (IMAGE, CAMERA_INFO, REGION_OF_INTEREST, HEADER, TIME, RESULT, LABEL_INFO, VISION_CLASS)
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """One message as plain data: its ROS type and its fields. A field's value may be a Message
+    or a list of them (nested messages); any other value is copied as it is. One Message may sit
+    in two places (the labels image is published and nested in the fused message): a shell that
+    builds it once per frame publishes the same object twice, as the node always has."""
+
+    type: str
+    fields: Mapping[str, Any]
+
+
+@dataclass
+class Rendered:
+    """Everything one frame publishes.
+
+    ``messages``: output name (keys of plan.OUTPUTS, plus 'label_info' when the plan asks for it)
+    -> Message, in the order they are written. ``images``: the Image fields by output name
+    (labels, depth, color, overlay), including the labels and depth images the fused message
+    nests when they are not published on their own. ``camera_info_problem``: why the camera's
+    CameraInfo could not be scaled (then no CameraInfo output).
+    """
+
+    plan: FramePlan
+    size: tuple[int, int]  # (width, height) of the published images
+    messages: dict[str, Message] = field(default_factory=dict)
+    images: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    camera_info_problem: CameraInfoRejected | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    # Where metric depth's focal length came from: 'camera' (CameraInfo's K), 'assumed' (the
+    # training camera's field of view), 'none' (weights without a training camera); None
+    # when the frame ran no network.
+    depth_focal: str | None = None
+
+
+def _image(header: Any, pixels: np.ndarray, encoding: str) -> Message:
+    return Message(IMAGE, {"header": header, **output_fields.message_fields(pixels, encoding)})
+
+
+def _camera_info(header: Any, fields: Mapping[str, Any]) -> Message:
+    fields = dict(output_fields.camera_info_for_ros(fields))
+    return Message(CAMERA_INFO, {"header": header, **fields, "roi": Message(REGION_OF_INTEREST, fields["roi"])})
+
+
+def _empty_camera_info() -> Message:
+    """What the fused message carries without a CameraInfo: all zeros, as a new rclpy message is."""
+    zero_header = Message(HEADER, {"stamp": Message(TIME, {"sec": 0, "nanosec": 0}), "frame_id": ""})
+    fields = output_fields.camera_info_for_ros({"k": np.zeros(9), "r": np.zeros(9), "p": np.zeros(12), "d": []})
+    return Message(CAMERA_INFO, {"header": zero_header, **fields, "roi": Message(REGION_OF_INTEREST, fields["roi"])})
+
+
+def _label_info(header: Any, class_names: tuple[str, ...]) -> Message:
+    content = output_fields.label_info_content(class_names)
+    return Message(LABEL_INFO, {
+        "header": header,
+        "class_map": [Message(VISION_CLASS, {"class_id": class_id, "class_name": name})
+                      for class_id, name in content["class_map"]],
+        "threshold": content["threshold"],
+    })
+
+
+def frame_messages(frame: Frame, result: Any | None, plan: FramePlan, *, size: tuple[int, int], preset: Any,
+                   depth_encoding: str, overlay_alpha: float) -> Rendered:
+    """Every message ``plan`` asks for, from the network's ``result`` for ``frame`` (None when the
+    plan needs no inference: CameraInfo only). ``size`` is the published (width, height)."""
+    width, height = size
+    header = frame.header
+    scale = getattr(result, "depth_scale", None)
+    rendered = Rendered(plan=plan, size=size, timings_ms=dict(result.timings_ms) if result is not None else {},
+                        depth_focal=scale.source if scale is not None else None)
+    out: dict[str, Message] = {}
+    if plan.label_info:
+        out["label_info"] = _label_info(header, tuple(preset.class_names))
+    labels = depth = None
+    if plan.labels_image:
+        labels = _image(header, result.labels, "mono8")
+        rendered.images["labels"] = labels.fields
+        if "labels" in plan.outputs:
+            out["labels"] = labels
+    if plan.color or plan.overlay:
+        colour = colorize_labels(result.labels, preset.palette)  # drawn once for both outputs
+        if plan.color:
+            out["color"] = _image(header, colour, "rgb8")
+        if plan.overlay:
+            base = output_fields.overlay_base(frame.pixels, frame.color_order, (width, height))
+            out["overlay"] = _image(header, blend(base, colour, alpha=overlay_alpha), "rgb8")
+        for name in ("color", "overlay"):
+            if name in out:
+                rendered.images[name] = out[name].fields
+    if plan.depth_image:
+        depth = _image(header, output_fields.depth_image(result.depth_m, depth_encoding), depth_encoding)
+        rendered.images["depth"] = depth.fields
+        if "depth" in plan.outputs:
+            out["depth"] = depth
+    camera_info = None
+    if plan.camera_info and frame.camera_info is not None:
+        try:
+            camera_info = _camera_info(header, scale_camera_info(frame.camera_info, width, height))
+        except CameraInfoRejected as exc:
+            rendered.camera_info_problem = exc
+    if camera_info is not None:
+        out.update({name: camera_info for name in CAMERA_INFO_OUTPUTS if name in plan.outputs})
+    if "fused" in plan.outputs:
+        out["fused"] = Message(RESULT, {
+            "header": header, "labels": labels, "depth": depth,
+            "has_camera_info": camera_info is not None,
+            "camera_info": camera_info if camera_info is not None else _empty_camera_info(),
+            "class_names": [str(name) for name in preset.class_names],
+            **output_fields.stage_timings(rendered.timings_ms),
+        })
+    rendered.messages = out
+    return rendered
+
+
+def frame_focal(frame: Frame) -> float | None:
+    """The camera's focal length in the frame's pixels from the frame's CameraInfo (metric depth
+    is scaled by it: runtime/focal.py), or None without a usable one."""
+    return frame_focal_px(frame.camera_info, frame.pixels.shape[1], frame.pixels.shape[0])
+
+
+def render(pipeline: Any, frame: Frame, plan: FramePlan, *, depth_encoding: str,
+           overlay_alpha: float) -> Rendered | None:
+    """Run the network for ``frame`` as far as ``plan`` needs and build every planned output.
+
+    None when the plan publishes nothing (the last subscriber left while the frame waited).
+    """
+    if not plan.publishes:
+        return None
+    result = None
+    if plan.run_inference:  # CameraInfo only: the output size is known without the network
+        result = pipeline.process(frame.pixels, color_order=frame.color_order, outputs=plan.network_outputs,
+                                  focal_px=frame_focal(frame))
+    size = pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
+    return frame_messages(frame, result, plan, size=size, preset=pipeline.preset, depth_encoding=depth_encoding,
+                          overlay_alpha=overlay_alpha)
