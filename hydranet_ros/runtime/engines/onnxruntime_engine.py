@@ -43,12 +43,16 @@ def session_threads(threads: int) -> int:
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None) -> None:
+    def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
+                 input_size: tuple[int, int] | None = None) -> None:
         super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # ONNX wants NCHW
         self.session = session
         self.head_names = head_names
         self.model_path = model_path
         self.gate = gate
+        # Exported with a static input shape when sized: the pipeline must then feed exactly that
+        # shape (frames fitted inside and padded to it), as for TensorRT.
+        self.fixed_input_size = input_size is not None
         self._input = session.get_inputs()[0].name
 
     def describe(self) -> dict[str, str]:
@@ -78,13 +82,13 @@ class OnnxRuntimeEngine(Engine):
         fp32_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=input_size, cache=cache)
         options = _session_options(ort, session_threads(threads))
         if precision == "fp32":
-            return cls(_session(ort, fp32_path, options), precision="fp32", head_names=head_names, model_path=fp32_path, gate=None)
+            return cls(_session(ort, fp32_path, options), precision="fp32", head_names=head_names, model_path=fp32_path, gate=None, input_size=input_size)
         if input_size is None:
             raise EngineError("onnxruntime int8 is calibrated for one input size: set input_size (e.g. 640x480)")
         entry = _int8_model(ort, model, fp32_path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
                             calibration=calibration, frames=calibration_frames, options=options)
         return cls(_session(ort, entry.path, options), precision="int8", head_names=head_names, model_path=entry.path,
-                   gate=entry.extra)
+                   gate=entry.extra, input_size=input_size)
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = self.session.run(list(self.head_names), {self._input: image.contiguous().numpy()})

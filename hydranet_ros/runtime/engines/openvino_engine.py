@@ -51,7 +51,8 @@ MAGIC = b"hydranet_ros openvino-ir/1\n"
 class OpenVinoEngine(Engine):
     name = "openvino"
 
-    def __init__(self, compiled, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None) -> None:
+    def __init__(self, compiled, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
+                 input_size: tuple[int, int] | None = None) -> None:
         super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # IR takes NCHW
         self.compiled = compiled
         self.request = compiled.create_infer_request()
@@ -62,6 +63,9 @@ class OpenVinoEngine(Engine):
         self._outputs = [(name, names.index(name)) for name in head_names]
         self.model_path = model_path
         self.gate = gate
+        # Exported with a static input shape when sized: the pipeline must then feed exactly that
+        # shape (frames fitted inside and padded to it), as for TensorRT.
+        self.fixed_input_size = input_size is not None
 
     def describe(self) -> dict[str, str]:
         info = {**super().describe(), "model": str(self.model_path)}
@@ -99,13 +103,13 @@ class OpenVinoEngine(Engine):
         fp32 = _cached_or_rebuilt(cache, fp32_key, convert, "OpenVINO IR")
         if precision == "fp32":
             compiled = _compile(core, fp32.path, config)
-            return cls(compiled, precision="fp32", head_names=head_names, model_path=fp32.path, gate=None)
+            return cls(compiled, precision="fp32", head_names=head_names, model_path=fp32.path, gate=None, input_size=input_size)
         if input_size is None:
             raise EngineError("openvino int8 is calibrated for one input size: set input_size (e.g. 640x480)")
         entry = _int8_model(core, model, fp32.path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
                             calibration=calibration, frames=calibration_frames, config=config)
         return cls(_compile(core, entry.path, config), precision="int8", head_names=head_names, model_path=entry.path,
-                   gate=entry.extra)
+                   gate=entry.extra, input_size=input_size)
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         # share_inputs: OpenVINO reads the tensor's memory instead of copying it. The outputs are
