@@ -77,6 +77,10 @@ class OnnxRuntimeEngine(Engine):
         from hydranet_ros.runtime.engines.onnx_export import cached_onnx
 
         weights_sha256 = weights_sha256 or hash_weights(model.state_dict())
+        if input_size is not None:  # what the pipeline feeds a fixed-size engine: padded to the stride
+            from hydranet_ros.runtime.geometry import round_up
+
+            input_size = tuple(round_up(v) for v in input_size)
         cache = EngineCache(directory=cache_dir)
         head_names = tuple(model.heads.keys())
         fp32_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=input_size, cache=cache)
