@@ -1,10 +1,13 @@
 """What semantic/points costs on top of the CPU pipeline, at 640x480 and stride 1 by default.
 
-    python benchmarks/bench_cloud.py [--size 640x480] [--stride 1] [--frames 15] [--threads N] [--json PATH]
+    python benchmarks/bench_cloud.py [--size 640x480] [--stride 1] [--frames 15] [--threads N]
+                                     [--backend auto|torch|openvino|onnxruntime] [--json PATH]
 
 The shipped model, the KITTI sample resized to --size (network and outputs at --size), CameraInfo
 from config/cameras/kitti_2011_09_30_cam2.yaml scaled to it. Two measurements, each timed in
-turn frame by frame (a drift of the machine falls on all rows alike):
+turn frame by frame (a drift of the machine falls on all rows alike). --backend picks the CPU
+engine as the node's `backend` parameter does (default auto: OpenVINO where installed, a
+fixed-size engine; torch otherwise); the cloud's share is larger the faster the engine.
 
 1. Whole frames, uint8 camera frame to message fields:
      pipeline           Pipeline.process for labels and depth (what the node runs for the images)
@@ -52,23 +55,26 @@ def stats(ms: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(ms), "p90_ms": float(np.percentile(ms, 90)), "n": len(ms)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="640x480", help="frame, network and output size WxH (default 640x480)")
     parser.add_argument("--stride", type=int, default=1, help="the clouds' pixel stride (default 1)")
     parser.add_argument("--frames", type=int, default=15, help="timed frames per row (default 15)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--backend", default="auto", help="the CPU engine, as the node's parameter (default auto)")
     parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     weights = load_weights("default")
-    pipe = Pipeline.from_model(weights.build_model(), weights.preset, PipelineConfig(device="cpu", input_size=(width, height)))
+    pipe = Pipeline.from_model(weights.build_model(), weights.preset, PipelineConfig(backend=args.backend, device="cpu", input_size=(width, height)))
     image = cv2.imread(str(SAMPLE))[..., ::-1] if SAMPLE.is_file() else np.random.default_rng(0).integers(0, 255, (370, 1226, 3), np.uint8)
     frame = np.ascontiguousarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
     intrinsics = cloud.Intrinsics.from_camera_info(scale_camera_info(read_camera_calibration(CALIBRATION), width, height))
+    # Metric depth for this camera's focal length, as the node passes CameraInfo's (frame = outputs here).
+    focal = intrinsics.fx
     settings = CloudSettings(stride=args.stride)
     palette = cloud.packed_palette(pipe.preset.palette)
     keep_points = cloud.label_mask(point_classes(settings, pipe.preset))
@@ -83,20 +89,23 @@ def main() -> int:
         counts[name] = len(points)
         return cloud.point_cloud_fields(points)
 
-    held = pipe.process(frame, outputs=with_confidence)
+    held = pipe.process(frame, outputs=with_confidence, focal_px=focal)
     whole = {
-        "pipeline": lambda: pipe.process(frame, outputs=images),
-        "+ semantic/points": lambda: make_cloud(pipe.process(frame, outputs=with_confidence), keep_points, "points"),
+        "pipeline": lambda: pipe.process(frame, outputs=images, focal_px=focal),
+        "+ semantic/points": lambda: make_cloud(pipe.process(frame, outputs=with_confidence, focal_px=focal), keep_points, "points"),
         "+ both clouds": lambda: (lambda r: (make_cloud(r, keep_points, "points"),
                                              make_cloud(r, keep_obstacles, "obstacles")))(
-            pipe.process(frame, outputs=with_confidence)),
+            pipe.process(frame, outputs=with_confidence, focal_px=focal)),
     }
     whole_ms = dict(zip(whole, timed_in_turn(list(whole.values()), args.frames)))
 
-    raw = pipe.engine(pipe._preprocess(frame, "rgb", (width, height)))
+    geometry = pipe.geometry_for(width, height)
+    factor = pipe.depth_scale_for(geometry, focal).factor
+    out_hw = pipe.output_size_for(width, height)[::-1]
+    raw = pipe.engine(pipe._preprocess(frame, "rgb", geometry))
     parts = {
-        "post-processing": lambda: pipe._postprocess(raw, (height, width), images),
-        "post-processing + confidence": lambda: pipe._postprocess(raw, (height, width), with_confidence),
+        "post-processing": lambda: pipe._postprocess(raw, geometry, factor, out_hw, images),
+        "post-processing + confidence": lambda: pipe._postprocess(raw, geometry, factor, out_hw, with_confidence),
         "semantic/points from held outputs": lambda: make_cloud(held, keep_points, "points"),
     }
     parts_ms = dict(zip(parts, timed_in_turn(list(parts.values()), max(30, 4 * args.frames))))
@@ -108,8 +117,10 @@ def main() -> int:
     parts_ratio = 1.0 + added_ms / base
     paired = {name: statistics.median(b / a for a, b in zip(whole_ms["pipeline"], ms)) for name, ms in whole_ms.items()}
 
-    print(f"bench_cloud  {datetime.date.today()}  {platform.node()}  torch {torch.__version__}  threads "
-          f"{torch.get_num_threads()}  {width}x{height} stride {args.stride}  weights {weights.source}")
+    engine = pipe.info.get("backend", "?")
+    print(f"bench_cloud  {datetime.date.today()}  {platform.node()}  engine {engine} (backend {args.backend})  torch "
+          f"{torch.__version__}  threads {torch.get_num_threads()}  {width}x{height} stride {args.stride}  "
+          f"weights {weights.source}")
     print(f"points {counts['points']} (semantic/points), {counts['obstacles']} (semantic/obstacles) of {width * height} pixels")
     print(f"| {'row':34s} | {'median ms':>9s} | {'p90 ms':>7s} | {'x pipeline':>10s} |")
     print(f"|{'-' * 36}|{'-' * 11}|{'-' * 9}|{'-' * 12}|")
@@ -128,7 +139,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "date": str(datetime.date.today()), "machine": platform.node(), "cpu_count": __import__("os").cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "size": f"{width}x{height}",
+            "backend": args.backend, "engine": engine, "torch": torch.__version__, "threads": torch.get_num_threads(), "size": f"{width}x{height}",
             "stride": args.stride, "frames": args.frames, "weights": weights.source, "points": counts,
             "rows": report_rows, "added_ms": added_ms, "points_ratio": parts_ratio,
             "points_ratio_whole_frames": paired["+ semantic/points"], "target": TARGET, "verdict": verdict,
