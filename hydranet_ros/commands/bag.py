@@ -12,7 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from hydranet_ros.commands.common import add_pipeline_arguments, network_options, node_defaults, pipeline_from_args
+from hydranet_ros.commands.common import (
+    add_max_pixels_argument, add_pipeline_arguments, network_options, node_defaults, pipeline_from_args,
+)
 from hydranet_ros.io.bag_topics import find_camera
 from hydranet_ros.outputs import params
 from hydranet_ros.replay.bag import check_paths, replay_bag, replay_parameters
@@ -36,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="depth/image as 32FC1 metres or 16UC1 millimetres (default: the --params file's, else 32FC1)")
     node.add_argument("--alpha", type=float, default=None,
                       help="opacity of the class colours in semantic/overlay, 0..1 (default: the --params file's, else 0.5)")
-    node.add_argument("--max-pixels", type=int, default=None,
-                      help="drop frames with more pixels, 0 = no limit (default: the --params file's, else 3840x2160)")
+    add_max_pixels_argument(node, default=None)
     add_pipeline_arguments(parser, defaults_from_params=True)
 
 
