@@ -2,8 +2,9 @@
 
 Exit status: 0 when the replay finished (frames the node would reject are counted in the
 summary line, not errors); 1 when the bag has image frames but none could be processed (every
-one rejected: the output bag holds only the copied input); 2 when nothing was written (bad
-arguments or paths, unreadable bag, no image topic, bad weights, disk full).
+one rejected: the output bag holds only the copied input), or when parts of the input could not
+be read (a damaged MCAP chunk or sqlite page: skipped and named, the rest replayed); 2 when
+nothing was written (bad arguments or paths, unreadable bag, no image topic, bad weights, disk full).
 """
 
 from __future__ import annotations
@@ -70,5 +71,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{target}: {report.summary()}")
     if report.frames and not report.processed:
         print(f"hydranet bag: error: none of the {report.frames} frame(s) could be processed", file=sys.stderr)
+        return 1
+    if report.damaged:
+        print(f"hydranet bag: error: {source} has {len(report.damaged)} damaged part(s) ({report.damaged[0]}); "
+              f"the messages in them are missing from {target}, the rest is replayed", file=sys.stderr)
         return 1
     return 0
