@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 __all__ = ["STAGING_SUFFIX", "make_staging", "staged_file", "remove_abandoned", "remove_abandoned_in",
-           "move_into_place", "write_files_together", "write_failure"]
+           "move_into_place", "write_files_together", "write_atomic", "write_image", "write_failure"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,25 @@ def write_files_together(files: Mapping[Path, bytes]) -> None:
             for target in renamed:
                 target.unlink(missing_ok=True)
             raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write one file that appears complete or not at all."""
+    path = Path(path)
+    write_files_together({path: data})
+    return path
+
+
+def write_image(path: str | os.PathLike, image) -> Path:
+    """An image (BGR, or one channel) as the file ``path`` names (its suffix picks the format),
+    appearing complete or not at all."""
+    import cv2  # the one OpenCV use here; staging itself is plain files
+
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise OSError(f"could not encode an image as {path.suffix}: {path}")
+    return write_atomic(path, encoded.tobytes())
 
 
 def write_failure(target: Path, exc: BaseException) -> str:
