@@ -100,10 +100,16 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
+    """The training state, read as plain tensors and containers only (never code in a pickle)."""
+    from hydranet_ros.model.checkpoints import WeightsError, read_pickle_of_tensors
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise CheckpointError(f"training state {path} cannot be read: {error}", reason="bad_state") from None
+        state = read_pickle_of_tensors(path)
+    except WeightsError as error:
+        raise CheckpointError(f"training state {error}", reason="bad_state") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"training state {path}: not a dictionary of training state", reason="bad_state")
+    return state
 
 
 _STEP_FILE = re.compile(r"^step_(?P<step>\d+)\.(safetensors|state\.pt)$")
