@@ -106,19 +106,30 @@ def _text_bomb() -> bytes:
     return b"bomb\x00\x00" + zlib.compress(bytes(1 << 24), 9)
 
 
+def _image_data(chunks: list) -> tuple[int, bytes, list] | None:
+    """(index of the first IDAT, the compressed stream, the chunks after it that are not IDAT), or
+    None when an earlier edit left no IDAT."""
+    first = next((i for i, (k, _) in enumerate(chunks) if k == b"IDAT"), None)
+    if first is None:
+        return None
+    return first, b"".join(p for k, p in chunks if k == b"IDAT"), [c for c in chunks[first:] if c[0] != b"IDAT"]
+
+
 def _png_split_data(draw: Any, data: bytes, chunks: list) -> tuple[bytes, str, bool]:
     """The same compressed stream in IDAT chunks of another size (1 byte each at worst): valid
     unless that makes more chunks than the checker's cap (image_files.PNG_MAX_CHUNKS)."""
-    stream = b"".join(p for k, p in chunks if k == b"IDAT")
+    if _image_data(chunks) is None:
+        return data, "no IDAT", False
+    first, stream, rest = _image_data(chunks)
     size = draw.choice((1, 7, 100, 4096))
     pieces = [(b"IDAT", stream[i : i + size]) for i in range(0, len(stream), size)] or [(b"IDAT", b"")]
-    first = next(i for i, (k, _) in enumerate(chunks) if k == b"IDAT")
-    rest = [c for c in chunks[first:] if c[0] != b"IDAT"]
     built = chunks[:first] + pieces + rest
     return png_build(built), f"{size}-byte IDATs", len(built) <= PNG_MAX_CHUNKS
 
 
 def _png_header_fields(draw: Any, data: bytes, chunks: list) -> tuple[bytes, str, bool]:
+    if chunks[0][0] != b"IHDR" or len(chunks[0][1]) != 13:
+        return data, "no IHDR", False
     header = bytearray(chunks[0][1])
     field = draw.choice(((8, "depth"), (9, "colour"), (10, "compression"), (11, "filter"), (12, "interlace")))
     header[field[0]] = draw.choice((0, 1, 2, 3, 4, 5, 6, 7, 8, 16, 255))
@@ -127,20 +138,21 @@ def _png_header_fields(draw: Any, data: bytes, chunks: list) -> tuple[bytes, str
 
 def _png_cut_data(draw: Any, data: bytes, chunks: list) -> tuple[bytes, str, bool]:
     """The compressed stream cut short, lengths and CRCs made consistent again."""
-    stream = b"".join(p for k, p in chunks if k == b"IDAT")
+    if _image_data(chunks) is None:
+        return data, "no IDAT", False
+    first, stream, rest = _image_data(chunks)
     cut = stream[: draw.integer(0, max(0, len(stream) - 1))]
-    first = next(i for i, (k, _) in enumerate(chunks) if k == b"IDAT")
-    rest = [c for c in chunks[first:] if c[0] != b"IDAT"]
     return png_build(chunks[:first] + [(b"IDAT", cut)] + rest), f"{len(cut)}/{len(stream)} bytes", False
 
 
 def _png_flip_data(draw: Any, data: bytes, chunks: list) -> tuple[bytes, str, bool]:
     """Bytes of the compressed stream changed, CRCs made consistent (only zlib can tell)."""
-    stream = bytearray(b"".join(p for k, p in chunks if k == b"IDAT"))
+    if _image_data(chunks) is None or not _image_data(chunks)[1]:
+        return data, "no IDAT", False
+    first, compressed, rest = _image_data(chunks)
+    stream = bytearray(compressed)
     for _ in range(draw.integer(1, 8)):
         stream[draw.integer(0, len(stream) - 1)] = draw.integer(0, 255)
-    first = next(i for i, (k, _) in enumerate(chunks) if k == b"IDAT")
-    rest = [c for c in chunks[first:] if c[0] != b"IDAT"]
     return png_build(chunks[:first] + [(b"IDAT", bytes(stream))] + rest), "", False
 
 
