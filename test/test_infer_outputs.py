@@ -192,7 +192,7 @@ def drive(tmp_path: Path, frames: int = 30) -> Path:
 def test_interrupted_video_leaves_whole_frame_sets_and_no_preview_video(tmp_path, weights, monkeypatch):
     video = drive(tmp_path)
     # Ctrl-C while the 6th frame's results are being made (after its labels exist in memory)
-    interrupt_on_call(monkeypatch, media, "depth_to_millimetres", 6)
+    interrupt_on_call(monkeypatch, media, "depth_to_png", 6)
     assert infer(weights, video, "-o", tmp_path / "out") == 130
     out = tmp_path / "out"
     assert set(result_sets(out).values()) == {4} and len(result_sets(out)) == 5
