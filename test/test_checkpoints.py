@@ -243,6 +243,9 @@ METADATA_FAULTS = {
     "input_size not a size": ("input_size", "wide"),
     "mean not JSON": ("mean", "[0.4, 0.4"),
     "mean nested 100000 deep": ("mean", "[" * 100000 + "]" * 100000),
+    "focal_px NaN": ("focal_px", "nan"),
+    "focal_px 0": ("focal_px", "0"),
+    "focal_px negative": ("focal_px", "-721.5"),
 }
 
 

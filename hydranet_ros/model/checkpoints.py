@@ -275,6 +275,13 @@ def preset_from_metadata(meta: dict[str, str]) -> Preset:
         width, _, height = str(meta["input_size"]).partition("x")
         if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
             raise _BadField("input_size", f"must be WIDTHxHEIGHT, is {str(meta['input_size'])[:20]!r}")
+    if "focal_px" in meta:  # the training camera's focal length: metric depth is scaled by it
+        try:
+            focal = float(meta["focal_px"])
+        except (TypeError, ValueError):
+            focal = math.nan
+        if not (math.isfinite(focal) and focal > 0):
+            raise _BadField("focal_px", f"must be a focal length in pixels above 0, is {str(meta['focal_px'])[:20]!r}")
     return Preset(name=name, class_names=tuple(class_names), palette=tuple(tuple(c) for c in palette),
                   with_normals=with_normals, mean=mean, std=std, depth_range_m=depth_range)
 
