@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -428,3 +429,40 @@ def test_infer_points_writes_the_cloud_of_the_published_depth_and_labels(tmp_pat
     assert 0 < vertices["confidence"].min() and vertices["confidence"].max() <= 1
     fx = 700.0 * 128 / 1226
     assert any(c.startswith(f"intrinsics at 128x{height}: fx {fx:.4f}") for c in comments), comments
+
+
+def test_a_ply_being_written_is_named_as_staged_files_are(tmp_path, monkeypatch):
+    """A killed run's partial PLY carries io/staging's name, so the next run into the folder
+    removes it like the PNGs' partial files."""
+    import tempfile
+
+    from hydranet_ros.io import staging
+
+    made = []
+    real_mkstemp = tempfile.mkstemp
+
+    def recording_mkstemp(*args, **kwargs):
+        made.append(real_mkstemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkstemp", recording_mkstemp)
+    write_ply(tmp_path / "a_points.ply", np.zeros(2, VERTEX_DTYPE))
+    [(_, temporary)] = made
+    match = staging._STAGED.match(Path(temporary).name)
+    assert match and match["name"] == "a_points.ply" and match["suffix"] == ".ply"
+    # One left by a process that is gone is removed by the next run's clean-up; the result stays.
+    abandoned = tmp_path / Path(temporary).name.replace(f".{match['pid']}.", ".999999999.")
+    abandoned.write_bytes(b"ply\n")
+    staging.remove_abandoned_in(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_points.ply"]
+
+
+def test_infer_points_never_replaces_a_ply_in_the_input_folder(tmp_path):
+    import shutil
+
+    frame = tmp_path / "a.png"
+    shutil.copy(KITTI_FRAME, frame)
+    (tmp_path / "a_points.ply").write_bytes(b"not ours")
+    done = cli("infer", frame, "-o", tmp_path, "--points", "--camera-info", KITTI_CALIBRATION)
+    assert done.returncode == 2 and "would replace a_points.ply" in done.stderr, done.stderr
+    assert (tmp_path / "a_points.ply").read_bytes() == b"not ours"

@@ -48,7 +48,10 @@ def write_ply(path: str | Path, vertices: np.ndarray, *, comments: Sequence[str]
         raise ValueError("PLY comments are single ASCII lines")
     handle, temporary = None, None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        # Named as io/staging names partial files, so the next run into the folder removes one a
+        # killed run left behind.
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".partial{path.suffix}",
+                                             dir=path.parent)
         with os.fdopen(handle, "wb") as stream:
             handle = None
             os.fchmod(stream.fileno(), 0o644)  # mkstemp's 0600 would hide the result from other users
