@@ -31,7 +31,7 @@ from hydranet_ros.runtime.choices import (
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
-from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
+from hydranet_ros.runtime.geometry import InputGeometry, plan_input
 from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
 from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
 from hydranet_ros.runtime.result import Result
@@ -158,12 +158,9 @@ class Pipeline:
         # steps down to eager torch like a missing one, unless strict.
         # Built with its device current: TensorRT and graph capture work on the current device,
         # which for device "cuda:1" is not the one asked for.
-        # Engines built for one size (TensorRT) take the request padded to the stride, which is
-        # what plan_input(fill_request=True) feeds them.
-        build_size = None if config.input_size is None else tuple(round_up(v) for v in config.input_size)
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             engine, build_warnings = build_engine(
-                choice, model.eval(), device=device, input_size=build_size, weights_sha256=weights_sha256,
+                choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
                 strict=config.strict, requested_backend=config.backend, options=config.engine_options,
             )
         pipe = cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
