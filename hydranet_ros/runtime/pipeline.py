@@ -3,7 +3,8 @@
 Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> scale (aspect kept) + normalise
 + pad to the stride -> network -> upsample logits and depth, cut back to the frame's area ->
 labels (argmax) and |depth| x focal ratio -> host numpy. Only the uint8 labels and the float
-depth come back to the host. The geometry (runtime/geometry.py) and the depth's focal correction
+depth come back to the host. On CPU the outputs are already on the host: the same arithmetic runs
+in numpy and OpenCV (network_output's *_host functions), much cheaper there than torch's. The geometry (runtime/geometry.py) and the depth's focal correction
 (runtime/focal.py) are plain functions; each Result carries the ones it was made with.
 """
 
@@ -32,8 +33,10 @@ from hydranet_ros.runtime.choices import (
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
 from hydranet_ros.runtime.geometry import InputGeometry, plan_input
-from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
-from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
+from hydranet_ros.runtime.network_input import fit_and_normalise, fit_and_normalise_host, normalisation
+from hydranet_ros.runtime.network_output import (
+    depth_in_metres, depth_in_metres_host, labels_from_logits, labels_from_logits_host, unit_normals, unit_normals_host,
+)
 from hydranet_ros.runtime.result import Result
 from hydranet_ros.runtime.sizes import AUTO_SIZE
 
@@ -231,8 +234,7 @@ class Pipeline:
         t1 = time.perf_counter()
         raw = self.engine(image)
         t2 = time.perf_counter()
-        device_outputs = self._postprocess(raw, geometry, scale.factor, out_hw, outputs)
-        result = Result(**{k: None if t is None else t.numpy() for k, t in device_outputs.items()},
+        result = Result(**self._postprocess_on_host(raw, geometry, scale.factor, out_hw, outputs),
                         geometry=geometry, depth_scale=scale)
         t3 = time.perf_counter()
         result.timings_ms = {
@@ -269,12 +271,13 @@ class Pipeline:
                              extras={"geometry": geometry, "depth_scale": scale})
 
     def _preprocess(self, frame: np.ndarray, color_order: str, geometry: InputGeometry, *, start: torch.cuda.Event | None = None) -> torch.Tensor:
-        if self._is_cuda:
-            pixels = self._upload(frame, start)
-        else:
-            if not frame.flags.c_contiguous or any(s < 0 for s in frame.strides):
-                frame = np.ascontiguousarray(frame)
-            pixels = torch.from_numpy(frame)
+        if not self._is_cuda:
+            # Written by numpy straight into the engine's layout (network_input.fit_and_normalise_host:
+            # the same arithmetic, a fraction of torch's host time on a CPU).
+            x = fit_and_normalise_host(frame, geometry, self._scale, self._shift, bgr=color_order == "bgr",
+                                       channels_last=self.engine.channels_last)
+            return x if self.engine.dtype == torch.float32 else x.to(self.engine.dtype)
+        pixels = self._upload(frame, start)
         # HWC viewed as NCHW is already channels-last: no copy until the float conversion.
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
@@ -334,6 +337,26 @@ class Pipeline:
             if "normals" in outputs and "normals" in raw:
                 normals = unit_normals(raw["normals"], size, geometry)[0].permute(1, 2, 0)
             return {"labels": labels, "depth_m": depth, "normals": normals}
+
+    def _postprocess_on_host(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
+                             size: tuple[int, int], outputs: frozenset[str]) -> dict[str, np.ndarray | None]:
+        """_postprocess for a CPU engine, in numpy and OpenCV (network_output's *_host functions:
+        the same arithmetic, a fraction of torch's host time). The engine's outputs are read in
+        place (no copy of the logits), whatever their layout."""
+        labels = depth = normals = None
+        if "labels" in outputs:
+            segm, first = raw["segm"][0].numpy(), 0
+            if self._class_range is not None:  # one dataset's classes only (joint weights)
+                first, stop = self._class_range
+                segm = segm[first:stop]
+            labels = labels_from_logits_host(segm, size, geometry)
+            if first:
+                labels += first
+        if "depth" in outputs:
+            depth = depth_in_metres_host(raw["depth"][0].numpy(), size, geometry, depth_factor)
+        if "normals" in outputs and "normals" in raw:
+            normals = unit_normals_host(raw["normals"][0].numpy(), size, geometry)
+        return {"labels": labels, "depth_m": depth, "normals": normals}
 
 
 STAGING_SLOTS = 2  # one frame uploading while the one before is read: enough for in_order's two in flight
