@@ -3,7 +3,8 @@
 Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> scale (aspect kept) + normalise
 + pad to the stride -> network -> upsample logits and depth, cut back to the frame's area ->
 labels (argmax) and |depth| x focal ratio -> host numpy. Only the uint8 labels and the float
-depth come back to the host. The geometry (runtime/geometry.py) and the depth's focal correction
+depth come back to the host. On CPU the outputs are already on the host: the same arithmetic runs
+in numpy and OpenCV (network_output's *_host functions), much cheaper there than torch's. The geometry (runtime/geometry.py) and the depth's focal correction
 (runtime/focal.py) are plain functions; each Result carries the ones it was made with.
 """
 
@@ -31,9 +32,12 @@ from hydranet_ros.runtime.choices import (
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
-from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
-from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
-from hydranet_ros.runtime.network_output import class_scores, depth_in_metres, labels_and_confidence, unit_normals
+from hydranet_ros.runtime.geometry import InputGeometry, plan_input
+from hydranet_ros.runtime.network_input import fit_and_normalise, fit_and_normalise_host, normalisation
+from hydranet_ros.runtime.network_output import (
+    class_scores, depth_in_metres, depth_in_metres_host, labels_and_confidence, labels_and_confidence_host,
+    unit_normals, unit_normals_host,
+)
 from hydranet_ros.runtime.result import Result
 from hydranet_ros.runtime.sizes import AUTO_SIZE
 
@@ -161,12 +165,9 @@ class Pipeline:
         # steps down to eager torch like a missing one, unless strict.
         # Built with its device current: TensorRT and graph capture work on the current device,
         # which for device "cuda:1" is not the one asked for.
-        # Engines built for one size (TensorRT) take the request padded to the stride, which is
-        # what plan_input(fill_request=True) feeds them.
-        build_size = None if config.input_size is None else tuple(round_up(v) for v in config.input_size)
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             engine, build_warnings = build_engine(
-                choice, model.eval(), device=device, input_size=build_size, weights_sha256=weights_sha256,
+                choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
                 strict=config.strict, requested_backend=config.backend, options=config.engine_options,
             )
         pipe = cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
@@ -240,8 +241,7 @@ class Pipeline:
         t1 = time.perf_counter()
         raw = self.engine(image)
         t2 = time.perf_counter()
-        device_outputs = self._postprocess(raw, geometry, scale.factor, out_hw, outputs)
-        result = Result(**{k: None if t is None else t.numpy() for k, t in device_outputs.items()},
+        result = Result(**self._postprocess_on_host(raw, geometry, scale.factor, out_hw, outputs),
                         geometry=geometry, depth_scale=scale)
         t3 = time.perf_counter()
         result.timings_ms = {
@@ -278,12 +278,13 @@ class Pipeline:
                              extras={"geometry": geometry, "depth_scale": scale})
 
     def _preprocess(self, frame: np.ndarray, color_order: str, geometry: InputGeometry, *, start: torch.cuda.Event | None = None) -> torch.Tensor:
-        if self._is_cuda:
-            pixels = self._upload(frame, start)
-        else:
-            if not frame.flags.c_contiguous or any(s < 0 for s in frame.strides):
-                frame = np.ascontiguousarray(frame)
-            pixels = torch.from_numpy(frame)
+        if not self._is_cuda:
+            # Written by numpy straight into the engine's layout (network_input.fit_and_normalise_host:
+            # the same arithmetic, a fraction of torch's host time on a CPU).
+            x = fit_and_normalise_host(frame, geometry, self._scale, self._shift, bgr=color_order == "bgr",
+                                       channels_last=self.engine.channels_last)
+            return x if self.engine.dtype == torch.float32 else x.to(self.engine.dtype)
+        pixels = self._upload(frame, start)
         # HWC viewed as NCHW is already channels-last: no copy until the float conversion.
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
@@ -348,6 +349,27 @@ class Pipeline:
             if "normals" in outputs and "normals" in raw:
                 normals = unit_normals(raw["normals"], size, geometry)[0].permute(1, 2, 0)
             return {"labels": labels, "depth_m": depth, "normals": normals, "confidence": confidence}
+
+    def _postprocess_on_host(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
+                             size: tuple[int, int], outputs: frozenset[str]) -> dict[str, np.ndarray | None]:
+        """_postprocess for a CPU engine, in numpy and OpenCV (network_output's *_host functions:
+        the same arithmetic, a fraction of torch's host time). The engine's outputs are read in
+        place (no copy of the logits), whatever their layout."""
+        labels = depth = normals = confidence = None
+        if "labels" in outputs or "confidence" in outputs:
+            segm, first = raw["segm"][0].numpy(), 0
+            if self._class_range is not None:  # one dataset's classes only (joint weights)
+                first, stop = self._class_range
+                segm = segm[first:stop]
+            labels, confidence = labels_and_confidence_host(
+                segm, size, geometry, labels="labels" in outputs, confidence="confidence" in outputs)
+            if first and labels is not None:
+                labels += first
+        if "depth" in outputs:
+            depth = depth_in_metres_host(raw["depth"][0].numpy(), size, geometry, depth_factor)
+        if "normals" in outputs and "normals" in raw:
+            normals = unit_normals_host(raw["normals"][0].numpy(), size, geometry)
+        return {"labels": labels, "depth_m": depth, "normals": normals, "confidence": confidence}
 
 
 STAGING_SLOTS = 2  # one frame uploading while the one before is read: enough for in_order's two in flight
