@@ -99,6 +99,24 @@ def test_fp32_matches_torch_within_1e_4_on_the_shipped_models_logits(backend, sh
         np.testing.assert_allclose(got["depth"], want["depth"], rtol=1e-5, atol=1e-5)
 
 
+def test_the_layers_kept_in_fp32_name_layers_of_the_shipped_model(shipped, cache_dir):
+    """NNCF ignores a pattern that matches nothing (validate=False) and ONNX Runtime a name it does
+    not find: a renamed layer would silently quantise what the README says stays fp32."""
+    pytest.importorskip("nncf")
+    import re
+
+    import openvino as ov
+
+    from hydranet_ros.runtime.engines import openvino_engine
+
+    weights, model = shipped
+    engine = create_engine("openvino", model, device=CPU, precision="fp32", weights_sha256=weights.sha256,
+                           options={"cache_dir": cache_dir})
+    names = [op.get_friendly_name() for op in openvino_engine.read_packed(ov.Core(), engine.model_path).get_ops()]
+    for pattern in openvino_engine.FP32_SCOPE:
+        assert any(re.fullmatch(pattern, name) for name in names), pattern
+
+
 @pytest.fixture(scope="module")
 def int8_engines(shipped, cache_dir, calibration):
     weights, model = shipped

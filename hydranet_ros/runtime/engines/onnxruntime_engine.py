@@ -28,10 +28,20 @@ from hydranet_ros.runtime.engines.base import Engine, EngineError
 
 log = logging.getLogger(__name__)
 
-# What stays fp32, as in the OpenVINO engine (see FP32_SCOPE there for the measurements): the
-# heads' last convolutions, which write the logits and depth the gate judges, and the stem, whose
-# input range camera images move most. Everything else runs in int8.
-FP32_NODES = ("/model/segm/out/Conv", "/model/depth/out/Conv", "/model/normals/out/Conv", "/model/encoder/layer1/layer1.0/Conv")
+# What stays fp32, as in the OpenVINO engine (see FP32_SCOPE there for the measurements): every
+# node of the encoder's first three stages, whose activations camera images move most, and the
+# heads' last convolutions, which write the logits and depth the gate judges. Everything else runs
+# in int8 (activations are asymmetric uint8 here, like NNCF's mixed preset).
+FP32_PREFIXES = ("/model/encoder/layer1/", "/model/encoder/layer2/", "/model/encoder/layer3/")
+FP32_NODES = ("/model/segm/out/Conv", "/model/depth/out/Conv", "/model/normals/out/Conv")
+RECIPE = ";".join(FP32_PREFIXES + FP32_NODES)  # in the int8 model's cache key
+
+
+def fp32_nodes(model_nodes: set[str]) -> list[str]:
+    """The nodes of ``model_nodes`` that stay fp32."""
+    return sorted(n for n in model_nodes if n in FP32_NODES or n.startswith(FP32_PREFIXES))
+
+
 INT8_SUFFIX = ".int8.onnx"
 
 
@@ -127,7 +137,7 @@ def _int8_model(ort, model, fp32_path: Path, *, cache, weights_sha256, input_siz
         return make_key(weights_sha256=weights_sha256, input_size=input_size, precision="int8", backend="onnxruntime",
                         library_versions=library_versions, cpu_flags=cpu_identity())
 
-    base = versions()
+    base = {**versions(), "int8_recipe": RECIPE}
     if not calibration:
         digest = int8.built_ahead_digest(cache, key_with(base), INT8_SUFFIX)
         entry = cache.load(key_with({**base, "int8_calibration": digest}), INT8_SUFFIX) if digest else None
@@ -167,7 +177,7 @@ def quantise(fp32_path: Path, out_path: Path, frames: list[np.ndarray], *, model
                 str(fp32_path), str(out_path), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                 reduce_range=True,  # 7-bit weights: no saturating 16-bit sums on CPUs without VNNI (see above)
-                nodes_to_exclude=[n for n in FP32_NODES if n in model_nodes],
+                nodes_to_exclude=fp32_nodes(model_nodes),
             )
     except Exception as exc:
         raise EngineError(f"onnxruntime int8 quantisation failed: {type(exc).__name__}: {first_line(exc)}") from exc
