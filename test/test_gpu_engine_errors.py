@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -104,11 +105,14 @@ def test_tensorrt_runner_failures_are_engine_errors(no_gpu_needed, engine, messa
         tensorrt_engine._TrtRunner(fake_trt(engine), b"engine", device=CPU)
 
 
+OTHER_SHAPE = (2, 3, 480, 640)
+
+
 def graph_engine_without_gpu(monkeypatch, failure: BaseException) -> CudaGraphEngine:
     """A CudaGraphEngine whose capture fails with ``failure`` (built without touching CUDA)."""
     engine = object.__new__(CudaGraphEngine)
     engine.device, engine.precision, engine.channels_last = torch.device("cuda", 0), "fp16", True
-    engine._graph, engine._static_input, engine._static_outputs = object(), object(), {"segm": object()}
+    engine._graphs = OrderedDict({OTHER_SHAPE: object()})  # a graph captured before, for another batch size
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     emptied = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
@@ -125,14 +129,20 @@ def test_graph_capture_out_of_memory_is_an_engine_error_and_frees_the_cache(monk
     engine = graph_engine_without_gpu(monkeypatch, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     with pytest.raises(EngineError, match=r"capture at 640x480 ran out of GPU memory: CUDA out of memory\. Tried"):
         engine._capture((1, 3, 480, 640))
-    assert engine.emptied and engine._graph is None and engine._static_outputs == {}
+    assert engine.emptied and engine.captured_shapes == (OTHER_SHAPE,)  # the graph that works stays
 
 
 def test_graph_capture_failure_is_an_engine_error(monkeypatch):
     engine = graph_engine_without_gpu(monkeypatch, RuntimeError("operation not permitted when stream is capturing\nmore"))
     with pytest.raises(EngineError, match=r"capture at 64x32 failed: operation not permitted when stream is capturing$"):
         engine._capture((1, 3, 32, 64))
-    assert engine._graph is None
+    assert engine.captured_shapes == (OTHER_SHAPE,)
+
+
+def test_graph_capture_failure_names_the_batch_size(monkeypatch):
+    engine = graph_engine_without_gpu(monkeypatch, RuntimeError("capture failed"))
+    with pytest.raises(EngineError, match=r"capture at 64x32 \(batch 4\) failed"):
+        engine._capture((4, 3, 32, 64))
 
 
 def test_graph_engine_on_cpu_is_refused():

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="engine cache directory (default: $HYDRANET_ENGINE_CACHE or "
                                             "$XDG_CACHE_HOME/hydranet_ros/engines)")
     parser.add_argument("--opset", type=int, default=17, help="onnx: opset version (default: 17)")
+    parser.add_argument("--max-batch", type=positive_int, default=1,
+                        help="tensorrt: cameras per network pass, for the multi-camera node (its number of cameras): "
+                             "1 builds a fixed batch of one (default), N a dynamic batch 1..N")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                            cache=EngineCache(directory=args.cache_dir))
         print(path)
         return 0
-    options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames}
+    options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames,
+               "max_batch": args.max_batch}
     engine = create_engine("tensorrt", model, device=torch.device(args.device), precision=args.precision, input_size=size,
                            weights_sha256=weights.sha256, options=options)
     print(engine.engine_path)

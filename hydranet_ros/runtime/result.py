@@ -27,6 +27,7 @@ class Result:
     geometry: how the frame was mapped into the network (runtime/geometry.InputGeometry).
     depth_scale: the focal-length correction applied to depth_m and where the focal length came
         from (runtime/focal.DepthScale).
+    batch_size: how many frames (cameras) shared the network pass that made this one (1 alone).
     """
 
     labels: np.ndarray
@@ -35,6 +36,7 @@ class Result:
     timings_ms: dict[str, float] = field(default_factory=dict)
     geometry: "InputGeometry | None" = None
     depth_scale: "DepthScale | None" = None
+    batch_size: int = 1
 
     @property
     def size(self) -> tuple[int, int]:
