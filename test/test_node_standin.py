@@ -56,7 +56,7 @@ def make_node(monkeypatch, weights, *, with_vision_msgs=True, **overrides):
     module = load_node_module(monkeypatch, with_vision_msgs=with_vision_msgs)
     values = {"weights": weights, "device": "cpu", "input_width": 64, "input_height": 32,
               "output_size": "network", **overrides}
-    node = module.PerceptionNode(parameter_overrides=[ros.Parameter(k, v) for k, v in values.items()])
+    node = module.PerceptionNode(parameter_overrides=[ros.Parameter(k, value=v) for k, v in values.items()])
     return module, node
 
 
@@ -162,7 +162,7 @@ def test_only_subscribed_outputs_are_computed(monkeypatch, weights):
 
     feed(node, image_msg(1))  # nobody listens: no conversion, no inference
     assert calls == [] and all(not p.sent for p in pubs.values())
-    assert node._counters["frames_skipped_no_subscribers"] == 1
+    assert node._cameras[0].counters["frames_skipped_no_subscribers"] == 1
 
     pubs["depth/image"].subscribers = 1
     feed(node, image_msg(2))
@@ -209,7 +209,7 @@ def assigned_attributes(source: str) -> set[str]:
 def test_node_does_not_overwrite_rclpy_internals():
     source = (Path(__file__).resolve().parents[1] / "hydranet_ros" / "ros" / "node.py").read_text()
     assigned = assigned_attributes(source)
-    assert {"_output_pubs", "_input_subs", "_worker", "_live"} <= assigned  # the check sees assignments
+    assert {"_cameras", "_input_subs", "_worker", "_live"} <= assigned  # the check sees assignments
     assert not assigned & RCLPY_NODE_ATTRIBUTES, assigned & RCLPY_NODE_ATTRIBUTES
     # and it would have caught the name clash it guards against
     assert assigned_attributes("self._publishers: dict = {}\nself._x, self._subscriptions = 1, 2") >= {

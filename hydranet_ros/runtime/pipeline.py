@@ -35,7 +35,7 @@ from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, 
 from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
 from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
 from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
-from hydranet_ros.runtime.result import Result
+from hydranet_ros.runtime.result import ALL_OUTPUTS, FrameRequest, Result
 from hydranet_ros.runtime.sizes import AUTO_SIZE
 
 log = logging.getLogger(__name__)
@@ -44,22 +44,7 @@ log = logging.getLogger(__name__)
 # them, so torch's warning about non-writable arrays says nothing useful here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
-
-
-@dataclass(frozen=True)
-class FrameRequest:
-    """One camera frame for ``Pipeline.submit_batch``: what ``submit`` takes as arguments.
-
-    pixels: uint8 HxWx3; color_order: 'rgb' or 'bgr'; outputs: the post-processing wanted (a
-    skipped output is None in the Result); focal_px: the camera's focal length in frame pixels
-    (CameraInfo's K) for metric depth, None to assume the training camera.
-    """
-
-    pixels: np.ndarray
-    color_order: str = "rgb"
-    outputs: frozenset[str] = ALL_OUTPUTS
-    focal_px: float | None = None
+__all__ = ["ALL_OUTPUTS", "FrameRequest", "Pipeline", "PipelineConfig", "PendingResult", "in_order", "validate_config"]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,23 @@ if TYPE_CHECKING:  # plain data: the result does not need the modules that made 
     from hydranet_ros.runtime.geometry import InputGeometry
 
 STAGES = ("preprocess", "inference", "postprocess")
+ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One camera frame for ``Pipeline.submit_batch`` / ``process_batch``: what ``submit`` takes.
+
+    pixels: uint8 HxWx3; color_order: 'rgb' or 'bgr'; outputs: the post-processing wanted (a
+    skipped output is None in the Result); focal_px: the camera's focal length in frame pixels
+    (CameraInfo's K) for metric depth, None to assume the training camera. Plain data, so the
+    torch-free layers (outputs/render) can make one.
+    """
+
+    pixels: np.ndarray
+    color_order: str = "rgb"
+    outputs: frozenset[str] = ALL_OUTPUTS
+    focal_px: float | None = None
 
 
 @dataclass

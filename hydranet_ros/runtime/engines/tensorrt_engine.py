@@ -229,13 +229,13 @@ def batch_dimension(max_batch: int) -> torch.export.Dim | None:
     return torch.export.Dim("batch", min=1, max=max_batch) if max_batch > 1 else None
 
 
-def export_program(wrapper: torch.nn.Module, example: torch.Tensor, max_batch: int, *, strict: bool = True):
+def export_program(wrapper: torch.nn.Module, example: torch.Tensor, max_batch: int, **export_kwargs):
     """torch.export of the wrapped model at ``example``'s shape; the batch dimension dynamic
     (1..max_batch) when max_batch > 1. Runs without TensorRT, so a test checks the model exports
     with a symbolic batch on any machine."""
     batch = batch_dimension(max_batch)
     dynamic = {"image": {0: batch}} if batch is not None else None
-    return torch.export.export(wrapper, (example,), dynamic_shapes=dynamic, strict=strict)
+    return torch.export.export(wrapper, (example,), dynamic_shapes=dynamic, **export_kwargs)
 
 
 def trt_input_spec(torch_tensorrt, example: torch.Tensor, max_batch: int):
