@@ -1,4 +1,5 @@
-"""Latency of the model forward and of the whole pipeline, against a notebook-style baseline.
+"""Latency of the torch engine's forward and of the whole pipeline, against a notebook-style
+baseline (every CPU engine against the torch path: bench_cpu.py).
 
     python benchmarks/bench_pipeline.py [--json PATH] [--frames N] [--device cpu|cuda]
 
@@ -87,8 +88,8 @@ def main() -> int:
     for device in devices:
         for size in SIZES:
             frame = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-            pipe = Pipeline.from_model(model, preset, PipelineConfig(device=device, input_size=size))
-            net_input = pipe._preprocess(frame, "rgb", size)
+            pipe = Pipeline.from_model(model, preset, PipelineConfig(backend="torch", device=device, input_size=size))
+            net_input = pipe._preprocess(frame, "rgb", pipe.geometry_for(*size))
             sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
             def forward():

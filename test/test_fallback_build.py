@@ -117,8 +117,13 @@ def test_pipeline_strict_refuses(config):
 def test_engine_options_are_validated():
     with pytest.raises(ValueError, match="engine_options"):
         PipelineConfig(engine_options=[("compile", True)])
-    with pytest.raises(EngineError, match="has no option turbo"):
-        Pipeline.from_model(MODEL, PRESET, PipelineConfig(device="cpu", input_size=(64, 48), engine_options={"turbo": 1}))
+    # Refused when the config is made, with the options the backend has, before anything is built.
+    with pytest.raises(ValueError, match="has no option turbo"):
+        PipelineConfig(backend="torch", device="cpu", input_size=(64, 48), engine_options={"turbo": 1})
+    # A build() argument is not an option: it used to pass one check, fail the next and fall back.
+    for backend in ("tensorrt", "torch", "openvino", "auto"):
+        with pytest.raises(ValueError, match="has no option input_size"):
+            PipelineConfig(backend=backend, engine_options={"input_size": (64, 48)})
 
 
 def test_misspelt_option_is_an_error_not_a_fallback():

@@ -1,5 +1,6 @@
-"""Choosing the torch backend must not import TensorRT, torch-tensorrt, onnxruntime or onnx: they
-are large, slow to import, and absent on most machines."""
+"""Choosing the torch backend must not import TensorRT, torch-tensorrt, ONNX Runtime, OpenVINO,
+NNCF or onnx: they are large, slow to import, and absent on most machines. Nor may finding out
+which are installed (backend: auto) import them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("torch_tensorrt", "tensorrt", "onnxruntime", "onnx", "modelopt")
+HEAVY = ("torch_tensorrt", "tensorrt", "onnxruntime", "onnx", "modelopt", "openvino", "nncf")
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = f"""
@@ -21,9 +22,13 @@ from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.presets import get_preset
 import hydranet_ros.runtime.engines.tensorrt_engine  # the module itself imports nothing heavy either
 import hydranet_ros.runtime.engines.cuda_graph_engine
+import hydranet_ros.runtime.engines.onnxruntime_engine
+import hydranet_ros.runtime.engines.openvino_engine
 import hydranet_ros.runtime.engine_cache
+from hydranet_ros.runtime.choices import installed_backends
+installed_backends()
 preset = get_preset("kitti")
-pipe = Pipeline.from_model(HydraNet(preset).eval(), preset, PipelineConfig(device="cpu", input_size=(64, 48)))
+pipe = Pipeline.from_model(HydraNet(preset).eval(), preset, PipelineConfig(backend="torch", device="cpu", input_size=(64, 48)))
 pipe.process(np.zeros((48, 64, 3), np.uint8))
 print(json.dumps({{"backend": pipe.info["backend"], "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
 """

@@ -260,9 +260,15 @@ def test_diagnostics_ok_with_rates_and_engine_facts():
     values = values_of(report)
     assert values["input_rate_hz"] == "15.00" and values["output_rate_hz"] == "10.00"
     assert values["frames_dropped"] == "12" and values["backend"] == "torch" and values["device"] == "cpu"
+    assert "requested_backend" not in values  # only what the pipeline's info holds
     assert values["precision"] == "fp32" and values["latency_p95_ms"] == "30.00"
     assert values["inference_ms"] == "12.50" and values["skipped_no_subscribers"] == "3"
     assert "10.0 Hz out" in report.message and "10 dropped" in report.message
+    chosen = {**INFO, "backend": "openvino", "precision": "int8", "requested_backend": "auto",
+              "int8_gate": "labels equal to fp32 on 99.10 % of pixels"}
+    values = values_of(diagnostics_report(state="active", current=now, previous=before, period_s=2.0, info=chosen))
+    assert (values["backend"], values["requested_backend"]) == ("openvino", "auto")
+    assert values["int8_gate"].startswith("labels equal to fp32")
 
 
 def test_diagnostics_warns_on_rejections_with_reasons():

@@ -33,7 +33,8 @@ def test_table_is_complete_and_described():
 
 
 def test_choices_and_defaults_match_the_issue():
-    assert SPECS["backend"].choices == ("torch", "tensorrt", "cuda-graph")
+    assert SPECS["backend"].choices == ("auto", "torch", "cuda-graph", "tensorrt", "onnxruntime", "openvino")
+    assert SPECS["backend"].default == "auto"  # the fastest installed engine for the device
     assert SPECS["device"].choices == ("auto", "cuda", "cpu")
     assert SPECS["precision"].choices == ("fp32", "fp16", "int8")
     assert SPECS["depth_encoding"].default == "32FC1"
@@ -45,7 +46,7 @@ def test_choices_and_defaults_match_the_issue():
 @pytest.mark.parametrize(
     "name, value, fragment",
     [
-        ("backend", "onnx", "one of torch, tensorrt, cuda-graph"),
+        ("backend", "onnx", "one of auto, torch, cuda-graph, tensorrt, onnxruntime, openvino"),
         ("device", "gpu", "one of auto, cuda, cpu"),
         ("precision", "bf16", "fp32, fp16, int8"),
         ("overlay_alpha", 1.5, "[0.0, 1.0]"),
@@ -131,9 +132,9 @@ def test_change_refusal_reports_invalid_value_and_cross_rule():
 def test_pipeline_kwargs():
     values = {**params.defaults(), "input_width": 640, "input_height": 480, "precision": "fp16", "strict": True}
     kwargs = params.pipeline_kwargs(values)
-    assert kwargs == {"weights": "default", "backend": "torch", "device": "auto", "precision": "fp16",
+    assert kwargs == {"weights": "default", "backend": "auto", "device": "auto", "precision": "fp16",
                       "input_size": (640, 480), "output_size": "input", "strict": True, "classes": "all",
-                      "max_batch": 1}
+                      "engine_options": {}, "max_batch": 1}
     assert params.pipeline_kwargs(params.defaults())["input_size"] == "auto"  # training size, else frame size
     # Several cameras: one network pass takes all of them (what a TensorRT engine is built for).
     assert params.pipeline_kwargs({**values, "cameras": ["front", "left", "right"]})["max_batch"] == 3
@@ -168,6 +169,16 @@ def test_changing_cameras_needs_a_new_configure():
     assert "ros2 lifecycle set" in change_refusal({"cameras": ["front"]}, current, configured=True)
 
 
+def test_calibration_reaches_only_int8_builds_that_calibrate():
+    values = {**params.defaults(), "calibration": "/data/frames"}
+    assert params.pipeline_kwargs(values)["engine_options"] == {}  # fp32: nothing to calibrate
+    for backend in ("auto", "openvino", "onnxruntime", "tensorrt"):
+        kwargs = params.pipeline_kwargs({**values, "precision": "int8", "backend": backend})
+        assert kwargs["engine_options"] == {"calibration": "/data/frames"}
+    # torch has no int8 and no such option: passing it would be refused, so it is left out.
+    assert params.pipeline_kwargs({**values, "precision": "int8", "backend": "torch"})["engine_options"] == {}
+
+
 def test_live_settings():
     values = {**params.defaults(), "publish_overlay": False, "max_input_pixels": 0, "overlay_alpha": 1}
     live = LiveSettings.from_values(values)
@@ -185,7 +196,7 @@ def test_describe_gives_descriptor_fields():
     width = params.describe(SPECS["input_width"])
     assert width["integer_range"] == (0, 8192) and "configure" in width["description"]
     backend = params.describe(SPECS["backend"])
-    assert backend["additional_constraints"] == "one of: torch, tensorrt, cuda-graph"
+    assert backend["additional_constraints"] == "one of: auto, torch, cuda-graph, tensorrt, onnxruntime, openvino"
     assert backend["integer_range"] is None and backend["floating_point_range"] is None
     assert all(params.describe(spec)["read_only"] is False for spec in PARAMETERS)
 

@@ -15,6 +15,9 @@ def kitti_model():
 
 
 def make(model, preset="kitti", **cfg):
+    # The pipeline's own work (pre/post-processing) against the torch engine's outputs; the other
+    # engines are compared with torch in test_cpu_engines.py.
+    cfg.setdefault("backend", "torch")
     return Pipeline.from_model(model, get_preset(preset), PipelineConfig(**cfg))
 
 
@@ -162,11 +165,13 @@ def test_auto_size_is_the_training_size_recorded_in_the_weights(tmp_path, kitti_
 
     path = tmp_path / "trained.safetensors"
     save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"), extra={"input_size": "96x64"})
-    pipe = Pipeline.create(PipelineConfig(weights=str(path), input_size="auto"))
+    # backend torch: with backend auto the test extras' OpenVINO would be chosen, a fixed-size
+    # engine that pads every frame to the whole request (the size rule is what is tested here).
+    pipe = Pipeline.create(PipelineConfig(weights=str(path), input_size="auto", backend="torch"))
     assert pipe.config.input_size == (96, 64)
     assert pipe.geometry_for(1226, 370).scaled_size == (96, 29) and pipe.network_size_for(1226, 370) == (96, 32)
     save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"))  # nothing recorded
-    assert Pipeline.create(PipelineConfig(weights=str(path), input_size="auto")).network_size_for(1226, 370) == (1248, 384)
+    assert Pipeline.create(PipelineConfig(weights=str(path), input_size="auto", backend="torch")).network_size_for(1226, 370) == (1248, 384)
     assert parse_size("auto") == "auto"
     with pytest.raises(ValueError, match="auto"):
         PipelineConfig(input_size="huge")

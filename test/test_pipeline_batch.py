@@ -48,7 +48,7 @@ def one_thread(fn):
 @pytest.mark.parametrize("output_size", ["network", "input"])
 def test_each_frame_of_a_batch_equals_the_frame_alone(kitti_model, cameras, output_size):
     pipe = Pipeline.from_model(kitti_model, kitti_model.preset,
-                               PipelineConfig(device="cpu", input_size=(160, 96), output_size=output_size),
+                               PipelineConfig(backend="torch", device="cpu", input_size=(160, 96), output_size=output_size),
                                training_camera=TrainingCamera(223.08, 384))  # depth scaled per camera's focal length
     requests = [FrameRequest(cameras[0], focal_px=300.0), FrameRequest(cameras[1]),
                 FrameRequest(cameras[2], outputs=frozenset({"depth"})),
@@ -74,7 +74,7 @@ def test_each_frame_of_a_batch_equals_the_frame_alone(kitti_model, cameras, outp
 
 
 def test_batches_are_split_at_the_engines_max_batch_in_order(kitti_model, cameras):
-    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(device="cpu", input_size=(96, 64)))
+    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(backend="torch", device="cpu", input_size=(96, 64)))
     calls = []
     engine = pipe.engine
 
@@ -97,7 +97,7 @@ def test_batches_are_split_at_the_engines_max_batch_in_order(kitti_model, camera
 
 
 def test_a_batch_of_one_is_submit(kitti_model, cameras):
-    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(device="cpu", input_size=(96, 64)))
+    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(backend="torch", device="cpu", input_size=(96, 64)))
     [pending] = pipe.submit_batch([FrameRequest(cameras[2])])
     a, b = pending.result(), pipe.process(cameras[2])
     assert a.batch_size == b.batch_size == 1
@@ -106,11 +106,48 @@ def test_a_batch_of_one_is_submit(kitti_model, cameras):
 
 
 def test_a_bad_frame_in_a_batch_is_refused_before_anything_runs(kitti_model, cameras):
-    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(device="cpu", input_size=(96, 64)))
+    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(backend="torch", device="cpu", input_size=(96, 64)))
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         pipe.process_batch([FrameRequest(cameras[0]), FrameRequest(cameras[0][..., 0])])
     with pytest.raises(ValueError, match="color_order"):
         pipe.process_batch([FrameRequest(cameras[0], color_order="yuv")])
+
+
+@pytest.mark.parametrize("output_size", ["network", "input"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_cpu_engines_run_a_batch_one_frame_at_a_time_and_each_frame_equals_it_alone(
+        backend, output_size, kitti_model, cameras, tmp_path):
+    """ONNX Runtime and OpenVINO models are exported for one frame of one size: the pipeline pads
+    every camera's frame to that size and runs them one call each. OpenVINO's outputs are its
+    request's buffers, overwritten by the next call: a frame's results must not change when the
+    next camera's frame runs."""
+    pytest.importorskip(backend)  # test extra: CI installs both (test_cpu_engines fails if not)
+    config = PipelineConfig(backend=backend, device="cpu", input_size=(96, 64), output_size=output_size, strict=True,
+                            engine_options={"cache_dir": str(tmp_path)}, max_batch=4)
+    pipe = Pipeline.from_model(kitti_model, kitti_model.preset, config)
+    assert pipe.info["backend"] == backend and pipe.engine.max_batch == 1
+    calls = []
+    engine = pipe.engine
+
+    class Counting:
+        max_batch, fixed_input_size = engine.max_batch, engine.fixed_input_size
+        channels_last, dtype, device = engine.channels_last, engine.dtype, engine.device
+
+        def __call__(self, image):
+            calls.append(tuple(image.shape))
+            return engine(image)
+
+    pipe.engine = Counting()
+    requests = [FrameRequest(frame) for frame in cameras]
+    together = pipe.process_batch(requests)
+    # A fixed-size engine: every frame padded to the whole request, one frame per call.
+    assert calls == [(1, 3, 64, 96)] * 4
+    assert [r.batch_size for r in together] == [1, 1, 1, 1]
+    alone = [pipe.process(r.pixels) for r in requests]
+    for index, (a, b) in enumerate(zip(alone, together)):
+        np.testing.assert_array_equal(b.labels, a.labels, err_msg=f"frame {index}")
+        np.testing.assert_array_equal(b.depth_m, a.depth_m, err_msg=f"frame {index}")
+    assert not np.array_equal(together[0].depth_m, together[1].depth_m)  # not one buffer shared by all
 
 
 @pytest.mark.parametrize("max_batch", [0, 65, True, 2.0])

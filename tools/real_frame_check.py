@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     geometric = flat_ground_depth(labels_gt.shape, horizon, KITTI_FOCAL_1226_PX)
     rows = []
     for size in args.sizes.split(","):
-        pipe = Pipeline.create(PipelineConfig(weights=args.weights, device="cpu", input_size=parse_size(size), output_size="input"))
+        pipe = Pipeline.create(PipelineConfig(weights=args.weights, backend="torch", device="cpu", input_size=parse_size(size), output_size="input"))
         result = pipe.process(frame, **({"focal_px": args.focal} if args.focal else {}))
         figures = score(result.labels, result.depth_m, labels_gt, geometric, pipe.preset.num_classes)
         figures["size"] = size

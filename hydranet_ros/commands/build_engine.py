@@ -1,4 +1,5 @@
-"""`hydranet build-engine`: build a TensorRT engine (or an ONNX export) into the engine cache
+"""`hydranet build-engine`: build a TensorRT engine, an OpenVINO or ONNX Runtime model (fp32 or
+int8), or an ONNX export into the engine cache
 ahead of time, e.g. while making a deployment image, and print where it went.
 
 A TensorRT build takes minutes on a Jetson; the node then starts in seconds because it finds the
@@ -10,24 +11,30 @@ from __future__ import annotations
 import argparse
 
 from hydranet_ros.commands.common import check_device, positive_int
+from hydranet_ros.errors import UsageError
 from hydranet_ros.model.locate import locate_weights
 from hydranet_ros.runtime.sizes import network_size
 from hydranet_ros.runtime.geometry import round_up
 
-BUILD_BACKENDS = ("tensorrt", "onnx")
+BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime", "onnx")
+DEFAULT_PRECISION = {"tensorrt": "fp16"}  # the others: fp32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="default",
                         help="a .safetensors file, a published .ckpt, a downloaded preset name, or 'default'")
     parser.add_argument("--backend", default="tensorrt", choices=BUILD_BACKENDS, help="what to build (default: tensorrt)")
-    parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
-                        help="engine precision (default: fp16; int8 needs --calibration; onnx is always fp32)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                        help="engine precision (default: fp16 for tensorrt, else fp32; int8 needs --calibration; "
+                             "onnx is always fp32)")
     parser.add_argument("--size", default="640x480", help="network input size WIDTHxHEIGHT (default: 640x480; "
                                                           "'input' = dynamic, ONNX only)")
-    parser.add_argument("--device", default="cuda", help="GPU to build for: cuda or cuda:N (default: cuda)")
+    parser.add_argument("--device", help="tensorrt: the GPU to build for, cuda or cuda:N (default: cuda); "
+                                         "openvino and onnxruntime build for this machine's CPU")
     parser.add_argument("--calibration", help="int8: folder of frames, a video or a rosbag2 from the robot's camera")
-    parser.add_argument("--calibration-frames", type=positive_int, default=64, help="int8: frames to calibrate on (default: 64)")
+    parser.add_argument("--calibration-frames", type=positive_int, default=64,
+                        help="int8: frames to calibrate on (default: 64; openvino and onnxruntime hold up to 16 more "
+                             "out to check the int8 model's accuracy against fp32)")
     parser.add_argument("--cache-dir", help="engine cache directory (default: $HYDRANET_ENGINE_CACHE or "
                                             "$XDG_CACHE_HOME/hydranet_ros/engines)")
     parser.add_argument("--opset", type=int, default=17, help="onnx: opset version (default: 17)")
@@ -39,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # The cheap checks first, without torch: the size, the device, the weights name.
     size = network_size(args.size)
+    args.precision = args.precision or DEFAULT_PRECISION.get(args.backend, "fp32")
+    args.device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
     check_device(args.device)
+    if args.max_batch != 1 and args.backend != "tensorrt":
+        # Only TensorRT is built for a batch range; the CPU engines' exports take one frame.
+        raise UsageError(f"--max-batch is for TensorRT engines: an {args.backend} model runs one frame at a time")
     located = locate_weights(args.weights)
     import torch
 
@@ -75,9 +87,14 @@ def run(args: argparse.Namespace) -> int:
                            cache=EngineCache(directory=args.cache_dir))
         print(path)
         return 0
-    options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames,
-               "max_batch": args.max_batch}
-    engine = create_engine("tensorrt", model, device=torch.device(args.device), precision=args.precision, input_size=size,
+    if size is None and args.precision == "int8":
+        raise EngineError(f"a {args.backend} int8 model is calibrated for one input size: pass --size WIDTHxHEIGHT")
+    options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames}
+    if args.backend == "tensorrt":
+        options["max_batch"] = args.max_batch
+    engine = create_engine(args.backend, model, device=torch.device(args.device), precision=args.precision, input_size=size,
                            weights_sha256=weights.sha256, options=options)
-    print(engine.engine_path)
+    print(engine.engine_path if args.backend == "tensorrt" else engine.model_path)
+    if gate := engine.describe().get("int8_gate"):
+        print(f"int8 accuracy: {gate}")
     return 0

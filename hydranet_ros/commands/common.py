@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from hydranet_ros.errors import HydraNetError, UsageError, first_line
 from hydranet_ros.model.locate import locate_weights
-from hydranet_ros.runtime.choices import BACKENDS, DEVICES, OUTPUT_SIZES, PRECISIONS
+from hydranet_ros.runtime.choices import AUTO, BACKENDS, DEVICES, OUTPUT_SIZES, PRECISIONS
 from hydranet_ros.runtime.sizes import network_size
 from hydranet_ros.runtime.focal import CameraFocal, assumption_note, focal_from_camera_info_yaml
 
@@ -25,7 +25,7 @@ log = logging.getLogger("hydranet")
 
 # The network options and their defaults; `hydranet bag --params FILE` takes its defaults from the
 # node's parameter file instead (see node_defaults).
-DEFAULTS = {"weights": "default", "backend": "torch", "device": "auto", "precision": "fp32", "size": "auto",
+DEFAULTS = {"weights": "default", "backend": AUTO, "device": "auto", "precision": "fp32", "size": "auto",
             "output_size": "input", "strict": False, "classes": "all"}
 
 
@@ -102,7 +102,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str
     group.add_argument("--weights", default=default("weights"),
                        help="a .safetensors file, a published .ckpt, a preset name whose weights were downloaded "
                             "(kitti, nyud, nyud_kitti, nyud_three), or 'default' (cached kitti, else the shipped model)")
-    group.add_argument("--backend", default=default("backend"), choices=BACKENDS, help=f"inference backend (default: {said('backend')})")
+    group.add_argument("--backend", default=default("backend"), choices=BACKENDS, help=f"inference backend (default: {said('backend')}; auto = the fastest installed "
+                            "for the device: tensorrt, cuda-graph, torch on CUDA; openvino, onnxruntime, torch on the CPU)")
     group.add_argument("--device", default=default("device"), help=f"auto, cpu, cuda or cuda:N (default: {said('device')})")
     group.add_argument("--precision", default=default("precision"), choices=PRECISIONS, help=f"numeric precision (default: {said('precision')})")
     group.add_argument("--size", default=default("size"),
@@ -181,7 +182,8 @@ def pipeline_from_args(args: argparse.Namespace, *, max_batch: int = 1) -> Any:
                             output_size=options.output_size, strict=options.strict, classes=options.classes,
                             max_batch=max_batch)
     pipe = Pipeline.create(config)
-    log.info("running %s %s on %s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"], pipe.info["weights"])
+    log.info("running %s %s on %s%s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"],
+             " (backend auto)" if args.backend == AUTO else "", pipe.info["weights"])
     return pipe
 
 

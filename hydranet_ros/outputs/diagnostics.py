@@ -49,7 +49,9 @@ def diagnostics_report(
     input in the period, or frames arriving but none processed; OK otherwise.
     """
     values: list[tuple[str, str]] = [("state", state)]
-    for key in ("backend", "precision", "device", "weights", "depth_focal"):
+    # requested_backend: 'auto' when the node chose the engine itself; int8_gate: how close an
+    # int8 model came to fp32 when it was built.
+    for key in ("backend", "requested_backend", "precision", "device", "weights", "depth_focal", "int8_gate"):
         if key in info:
             values.append((key, str(info[key])))
     if problem:

@@ -24,7 +24,7 @@ from hydranet_ros.model.locate import PUBLISHED_SUFFIXES  # torch-free, like eve
 from hydranet_ros.outputs.cameras import MAX_CAMERAS, cameras_reason
 from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
-    BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
+    AUTO, BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS, options_of,
 )
 
 __all__ = [
@@ -71,9 +71,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("weights", str, "default",
               "Network weights: a preset name (default, kitti, nyud, nyud_kitti, nyud_three) or a path "
               "to a .safetensors file or a published .ckpt/.pth/.pt/.tar checkpoint."),
-    ParamSpec("backend", str, "torch", "Inference engine.", choices=BACKENDS),
+    ParamSpec("backend", str, AUTO,
+              "Inference engine; auto = the fastest installed for the device (CUDA: tensorrt, cuda-graph, torch; "
+              "CPU: openvino, onnxruntime, torch).", choices=BACKENDS),
     ParamSpec("device", str, "auto", "Where inference runs; auto picks CUDA when available.", choices=DEVICES),
     ParamSpec("precision", str, "fp32", "Numeric precision of the engine.", choices=PRECISIONS),
+    ParamSpec("calibration", str, "",
+              "int8 only: frames to calibrate on (a folder of images, a video or a rosbag2 from this camera); "
+              "empty = use the int8 model `hydranet build-engine --precision int8 --calibration ...` built ahead."),
     ParamSpec("input_width", int, 0,
               "Width of the box the frame is scaled into (aspect ratio kept, never stretched; then padded to "
               "multiples of 32); 0 (with input_height 0) = the size the weights were trained at, else the "
@@ -253,9 +258,18 @@ def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
         "output_size": values["output_size"],
         "strict": bool(values["strict"]),
         "classes": values["classes"],
+        "engine_options": _engine_options(values),
         # One network pass takes every camera's frame (engines built for a batch range need it).
         "max_batch": max(1, len(values["cameras"])),
     }
+
+
+def _engine_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    # Calibration frames matter to int8 builds only, and only backends that calibrate take them.
+    takes = values["backend"] in BACKENDS and "calibration" in options_of(values["backend"])
+    if values.get("calibration") and values["precision"] == "int8" and takes:
+        return {"calibration": values["calibration"]}
+    return {}
 
 
 @dataclass(frozen=True)

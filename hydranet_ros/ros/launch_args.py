@@ -59,7 +59,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    f"camera's own size; {_FROM_CONFIG}."),
     LaunchArgument("precision", "", f"Engine precision: fp32, fp16 or int8; {_FROM_CONFIG}.",
                    ("", *params.PRECISIONS)),
-    LaunchArgument("backend", "", f"Inference engine: torch, tensorrt or cuda-graph; {_FROM_CONFIG}.",
+    LaunchArgument("backend", "", f"Inference engine: auto (the fastest installed), {', '.join(params.BACKENDS[1:])}; "
+                   f"{_FROM_CONFIG}.",
                    ("", *params.BACKENDS)),
     LaunchArgument("device", "", f"auto, cuda or cpu; {_FROM_CONFIG}.", ("", *params.DEVICES)),
     LaunchArgument("weights", "",

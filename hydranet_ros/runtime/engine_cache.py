@@ -1,9 +1,11 @@
-"""Compiled artifacts (TensorRT engines, ONNX files) cached on disk, and never trusted blindly.
+"""Compiled artifacts (TensorRT engines, ONNX files, OpenVINO IR, int8 models) cached on disk,
+and never trusted blindly.
 
 A TensorRT engine is valid only for the TensorRT build, GPU, precision, input shape and weights
 it was made with, and building one takes minutes on a Jetson. So every artifact is filed under a
 slot (backend, weights, size, precision) with a JSON metadata file beside it holding the full key
-(including library versions and the GPU) and the artifact's size and SHA-256. On load all of it is
+(including library versions, the GPU, and for CPU int8 models the CPU's instruction sets) and
+the artifact's size and SHA-256. On load all of it is
 checked; anything stale, corrupt or truncated is rebuilt with a warning.
 
 Layout, in the cache directory::
@@ -67,6 +69,9 @@ class EngineKey:
     library_versions: tuple[tuple[str, str], ...]  # sorted (name, version) pairs
     gpu_name: str  # "" when the artifact is device independent (ONNX)
     compute_capability: str  # "8.7"; "" when device independent
+    # "x86_64 avx2 fma": where an artifact was judged on this CPU's kernels (int8: its accuracy
+    # gate ran with them; without VNNI int8 products take another path); "" when it does not matter.
+    cpu_flags: str = ""
     # The batch dimension: 1 = a fixed batch of one frame; N > 1 = dynamic, 1..N (several cameras
     # through one network, backends that build for a batch range: TensorRT).
     max_batch: int = 1
@@ -96,7 +101,8 @@ class EngineKey:
 
 def make_key(
     *, weights_sha256: str, input_size: tuple[int, int] | None, precision: str, backend: str,
-    library_versions: Mapping[str, str], gpu_name: str = "", compute_capability: str = "", max_batch: int = 1,
+    library_versions: Mapping[str, str], gpu_name: str = "", compute_capability: str = "", cpu_flags: str = "",
+    max_batch: int = 1,
 ) -> EngineKey:
     return EngineKey(
         weights_sha256=weights_sha256,
@@ -106,6 +112,7 @@ def make_key(
         library_versions=tuple(sorted((str(k), str(v)) for k, v in library_versions.items())),
         gpu_name=gpu_name,
         compute_capability=compute_capability,
+        cpu_flags=cpu_flags,
         max_batch=int(max_batch),
     )
 
@@ -131,10 +138,33 @@ def gpu_identity(device) -> tuple[str, str]:
     return torch.cuda.get_device_name(device), f"{major}.{minor}"
 
 
+# The instruction sets that change which int8/fp32 kernels a CPU runtime picks (x86 and Arm).
+CPU_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
+                "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve", "bf16")
+
+
+def cpu_identity(cpuinfo: str | None = None) -> str:
+    """'x86_64 avx avx2 f16c fma': the machine and its CPU_FEATURES, from /proc/cpuinfo."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return " ".join([platform.machine() or "unknown", *sorted(flags & set(CPU_FEATURES))])
+
+
 @dataclass
 class CacheEntry:
     path: Path
     built: bool  # False: an existing artifact passed every check
+    extra: dict | None = None  # what the build recorded beside the key (e.g. an int8 accuracy gate)
 
 
 class CacheError(EngineError):
@@ -167,30 +197,35 @@ class EngineCache:
     # --- reading --------------------------------------------------------------------------------
     def check(self, key: EngineKey, suffix: str) -> tuple[Path | None, str]:
         """(path, '') if a valid artifact for ``key`` is cached, else (None, why not)."""
+        path, why, _ = self._check(key, suffix)
+        return path, why
+
+    def _check(self, key: EngineKey, suffix: str) -> tuple[Path | None, str, dict]:
+        """check(), plus the metadata of a valid artifact ({} otherwise)."""
         artifact = self.artifact_path(key, suffix)
         meta_path = self.metadata_path(artifact)
         if not artifact.exists() and not meta_path.exists():
-            return None, "not cached"
+            return None, "not cached", {}
         if not meta_path.is_file():
-            return None, "artifact without metadata (an interrupted build?)"
+            return None, "artifact without metadata (an interrupted build?)", {}
         try:
             meta = json.loads(meta_path.read_text())
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            return None, f"unreadable metadata ({exc})"
+            return None, f"unreadable metadata ({exc})", {}
         if meta.get("format") != CACHE_FORMAT:
-            return None, f"metadata format {meta.get('format')!r}, expected {CACHE_FORMAT!r}"
+            return None, f"metadata format {meta.get('format')!r}, expected {CACHE_FORMAT!r}", {}
         if meta.get("key") != key.as_dict():
-            return None, "stale: " + describe_key_change(meta.get("key"), key.as_dict())
+            return None, "stale: " + describe_key_change(meta.get("key"), key.as_dict()), {}
         if not artifact.is_file():
-            return None, "metadata without artifact"
+            return None, "metadata without artifact", {}
         size = artifact.stat().st_size
         if size != meta.get("artifact_size"):
-            return None, f"truncated or altered: {size} bytes, metadata says {meta.get('artifact_size')}"
+            return None, f"truncated or altered: {size} bytes, metadata says {meta.get('artifact_size')}", {}
         if file_sha256(artifact) != meta.get("artifact_sha256"):
-            return None, "corrupt: SHA-256 of the artifact does not match its metadata"
-        return artifact, ""
+            return None, "corrupt: SHA-256 of the artifact does not match its metadata", {}
+        return artifact, "", meta
 
     def recorded_key(self, key: EngineKey, suffix: str) -> dict | None:
         """The full key stored in the metadata of ``key``'s slot (same backend, weights, size and
@@ -203,22 +238,23 @@ class EngineCache:
         return meta.get("key") if isinstance(meta, dict) and isinstance(meta.get("key"), dict) else None
 
     def load(self, key: EngineKey, suffix: str) -> CacheEntry | None:
-        path, _ = self.check(key, suffix)
+        path, _, meta = self._check(key, suffix)
         if path is None:
             return None
-        return CacheEntry(path=path, built=False)
+        return CacheEntry(path=path, built=False, extra=meta.get("extra"))
 
     # --- writing --------------------------------------------------------------------------------
     def get_or_build(
-        self, key: EngineKey, *, suffix: str, build: Callable[[Path], None], what: str = "engine",
+        self, key: EngineKey, *, suffix: str, build: Callable[[Path], dict | None], what: str = "engine",
     ) -> CacheEntry:
         """The cached artifact for ``key``, or ``build(tmp_path)`` it (writing the file at
-        ``tmp_path``) and cache it. Concurrent callers for the same slot build once."""
+        ``tmp_path``) and cache it. Concurrent callers for the same slot build once. What ``build``
+        returns (a JSON-able dict, or None) is kept in the metadata as the entry's ``extra``."""
         # A valid entry is used without the lock, so a read-only deployment cache still serves.
-        path, _ = self.check(key, suffix)
+        path, _, meta = self._check(key, suffix)
         if path is not None:
             log.info("using cached %s %s", what, path)
-            return CacheEntry(path=path, built=False)
+            return CacheEntry(path=path, built=False, extra=meta.get("extra"))
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -229,19 +265,19 @@ class EngineCache:
         except OSError as exc:  # read-only folder, disk full: one clear line, and a fallback
             raise CacheError(f"cannot write {what} into the engine cache {self.directory}: {exc.strerror or exc}") from None
 
-    def _build_locked(self, key: EngineKey, suffix: str, artifact: Path, build: Callable[[Path], None], what: str) -> CacheEntry:
+    def _build_locked(self, key: EngineKey, suffix: str, artifact: Path, build: Callable[[Path], dict | None], what: str) -> CacheEntry:
         with self._locked(artifact):
-            path, why = self.check(key, suffix)
+            path, why, meta = self._check(key, suffix)
             if path is not None:
                 log.info("using cached %s %s", what, path)
-                return CacheEntry(path=path, built=False)
+                return CacheEntry(path=path, built=False, extra=meta.get("extra"))
             if why != "not cached":
                 log.warning("cached %s %s is not usable (%s); rebuilding it", what, artifact, why)
             self._remove_orphans(artifact)
             started = time.monotonic()
-            self._build_and_commit(key, artifact, build)
+            extra = self._build_and_commit(key, artifact, build)
             log.info("built %s %s in %.1f s", what, artifact, time.monotonic() - started)
-            return CacheEntry(path=artifact, built=True)
+            return CacheEntry(path=artifact, built=True, extra=extra)
 
     def invalidate(self, key: EngineKey, suffix: str, reason: str) -> None:
         """Drop an artifact that passed the file checks but failed to load (e.g. the runtime
@@ -252,13 +288,13 @@ class EngineCache:
             for path in (self.metadata_path(artifact), artifact):
                 path.unlink(missing_ok=True)
 
-    def _build_and_commit(self, key: EngineKey, artifact: Path, build: Callable[[Path], None]) -> None:
+    def _build_and_commit(self, key: EngineKey, artifact: Path, build: Callable[[Path], dict | None]) -> dict | None:
         # The old metadata goes first: from here until the new metadata lands, the slot reads as
         # "artifact without metadata" and is rebuilt, whatever state a crash leaves it in.
         self.metadata_path(artifact).unlink(missing_ok=True)
         tmp = self._temp_path(artifact)
         try:
-            build(tmp)
+            extra = build(tmp)
             if not tmp.is_file() or tmp.stat().st_size == 0:
                 raise CacheError(f"building {artifact.name} produced no file")
             _fsync_file(tmp)
@@ -270,6 +306,7 @@ class EngineCache:
                 "artifact_size": tmp.stat().st_size,
                 "artifact_sha256": file_sha256(tmp),
                 "created_unix": time.time(),
+                **({"extra": extra} if extra is not None else {}),
             }
             os.replace(tmp, artifact)
         except BaseException:
@@ -277,6 +314,7 @@ class EngineCache:
             raise
         write_atomic(self.metadata_path(artifact), json.dumps(meta, indent=2, sort_keys=True).encode())
         _fsync_dir(artifact.parent)
+        return extra
 
     def _temp_path(self, artifact: Path) -> Path:
         fd, name = tempfile.mkstemp(prefix=f".{artifact.name}.", suffix=".tmp", dir=artifact.parent)

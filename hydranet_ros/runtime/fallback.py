@@ -1,24 +1,31 @@
 """Which backend, device and precision actually run, given what was asked and what exists.
 
-A plain function of facts (is CUDA there? is TensorRT?) so every fallback is tested without a
-GPU. Without ``strict`` a missing accelerator is a warning and a documented step down; with it,
-an error.
+Plain functions of facts (is CUDA there? which runtimes are installed?) so that every choice and
+every fallback is tested without a GPU or the runtimes. Without ``strict`` a missing accelerator
+or runtime is a warning and a documented step down; with it, an error.
+
+``backend: auto`` takes the fastest engine installed for the device, in the order of
+``AUTO_ORDER`` (measured: benchmarks/bench_cpu.py on the CPU; bench_gpu.py on CUDA).
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Collection, Mapping
+
+from hydranet_ros.errors import HydraNetError
+from hydranet_ros.runtime.choices import AUTO, ENGINES, problems
 
 if TYPE_CHECKING:
     from hydranet_ros.runtime.engines.base import Engine
 
 log = logging.getLogger(__name__)
 
-from hydranet_ros.errors import HydraNetError
-from hydranet_ros.runtime.choices import BACKENDS, DEVICES, PRECISIONS
+# Fastest first. CUDA: a TensorRT engine, else the captured graph. CPU: OpenVINO was 1.9-2.2x and
+# ONNX Runtime 2.0-2.5x the torch path in fp32 when filed; int8 OpenVINO 3.9x, ONNX Runtime 3x.
+AUTO_ORDER = {"cuda": ("tensorrt", "cuda-graph", "torch"), "cpu": ("openvino", "onnxruntime", "torch")}
 
 
 class FallbackRefused(HydraNetError, RuntimeError):
@@ -31,17 +38,24 @@ class RuntimeChoice:
     device: str  # "cpu" or "cuda"
     precision: str
     warnings: tuple[str, ...] = field(default=())
+    reason: str = ""  # why this backend, when the user left the choice to us ('auto')
+
+
+def torch_precision(device: str, precision: str) -> str:
+    """The precision the torch engine runs instead of ``precision`` on ``device``."""
+    if ENGINES["torch"].runs(device, precision):
+        return precision
+    return "fp16" if device == "cuda" else "fp32"
 
 
 def choose_runtime(
-    *, backend: str, device: str, precision: str, strict: bool, cuda_available: bool, tensorrt_available: bool,
+    *, backend: str, device: str, precision: str, strict: bool, cuda_available: bool,
+    installed: Collection[str], fixed_input_size: bool = True,
 ) -> RuntimeChoice:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    """``installed``: the backends whose runtime is importable (choices.installed_backends()).
+    ``fixed_input_size``: whether the pipeline has one input size (TensorRT needs one)."""
+    if found := problems(backend=backend, device=device, precision=precision):
+        raise ValueError("; ".join(found))
     warnings: list[str] = []
 
     def step_down(problem: str, fallback: str) -> None:
@@ -50,73 +64,112 @@ def choose_runtime(
             raise FallbackRefused(f"{problem} (strict: not falling back to running {fallback})")
         warnings.append(f"{problem}; running {fallback}")
 
-    wants_cuda = device != "cpu"
+    # The device: 'auto' means CUDA when there is one and the backend can use it.
     if device == "auto":
-        device = "cuda" if cuda_available else "cpu"
-    elif wants_cuda and not cuda_available:
-        step_down(f"device {device} asked for but CUDA is not available", "on CPU")
-        device = "cpu"
-
-    if backend == "tensorrt" and not (tensorrt_available and device != "cpu"):
-        why = "torch-tensorrt is not installed" if not tensorrt_available else "TensorRT needs CUDA"
-        if device != "cpu":
-            step_down(f"backend tensorrt asked for but {why}", "torch on CUDA in fp16")
-            backend, precision = "torch", "fp16"
+        cuda_capable = backend == AUTO or "cuda" in ENGINES[backend].devices
+        device = "cuda" if cuda_available and cuda_capable else "cpu"
+    elif device != "cpu":
+        if cuda_available:
+            device = "cuda"
         else:
-            step_down(f"backend tensorrt asked for but {why}", "torch on CPU in fp32")
-            backend, precision = "torch", "fp32"
-    if backend == "cuda-graph" and device == "cpu":
-        step_down("backend cuda-graph needs CUDA", "torch on CPU")
-        backend = "torch"
-    if precision == "int8" and backend != "tensorrt":
-        fallback = "fp16" if device != "cpu" else "fp32"
-        step_down("int8 needs the tensorrt backend", f"{backend} in {fallback}")
-        precision = fallback
-    if precision == "fp16" and device == "cpu":
-        step_down("fp16 needs CUDA (CPU half-precision convolutions are slow)", "fp32")
-        precision = "fp32"
-    return RuntimeChoice(backend=backend, device=device, precision=precision, warnings=tuple(warnings))
+            step_down(f"device {device} asked for but CUDA is not available", "on CPU")
+            device = "cpu"
+
+    reason = ""
+    if backend == AUTO:
+        if precision == "fp16" and device == "cpu":
+            step_down("fp16 needs CUDA (CPU half-precision convolutions are slow)", "fp32")
+            precision = "fp32"
+        backend = auto_backend(device, precision, installed, fixed_input_size=fixed_input_size)
+        if backend is None:
+            fallback = torch_precision(device, precision)
+            step_down(f"{precision} needs {_who_runs(device, precision)}, and none is installed",
+                      f"torch on {device} in {fallback}")
+            backend, precision = "torch", fallback
+        reason = f"backend auto: {backend}, the fastest installed engine for {device} {precision}"
+    else:
+        spec = ENGINES[backend]
+        why = None
+        if backend not in installed:
+            why = f"{spec.requires} is not installed"
+        elif device not in spec.devices:
+            why = f"{backend} needs CUDA" if "cpu" not in spec.devices else f"{backend} runs on the CPU only"
+        if why:
+            fallback = torch_precision(device, precision)
+            step_down(f"backend {backend} asked for but {why}", f"torch on {device.upper()} in {fallback}")
+            backend, precision = "torch", fallback
+        spec = ENGINES[backend]
+        if not spec.runs(device, precision):
+            if precision == "fp16":
+                step_down("fp16 needs CUDA (CPU half-precision convolutions are slow)", "fp32")
+                precision = "fp32"
+            else:  # int8
+                fallback = "fp16" if spec.runs(device, "fp16") else "fp32"
+                step_down(f"int8 needs {_who_runs(device, 'int8')}", f"{backend} in {fallback}")
+                precision = fallback
+    return RuntimeChoice(backend=backend, device=device, precision=precision, warnings=tuple(warnings), reason=reason)
 
 
-# Backends whose *build* can fail on a machine that has what they need (a TensorRT build runs out
-# of memory or meets an unsupported layer; a graph capture fails): they step down to eager torch.
-ACCELERATED = ("tensorrt", "cuda-graph")
+def auto_backend(device: str, precision: str, installed: Collection[str], *, fixed_input_size: bool = True) -> str | None:
+    """The first backend of AUTO_ORDER[device] that is installed and runs ``precision`` there."""
+    for name in AUTO_ORDER[device]:
+        spec = ENGINES[name]
+        if name in installed and spec.runs(device, precision) and (fixed_input_size or not spec.fixed_input_size):
+            return name
+    return None
+
+
+def _who_runs(device: str, precision: str) -> str:
+    names = [name for name, spec in ENGINES.items() if spec.runs(device, precision)]
+    return f"{' or '.join(names)} on {'CUDA' if device == 'cuda' else 'the CPU'}"
+
+
+def fallbacks(choice: RuntimeChoice) -> list[RuntimeChoice]:
+    """What runs instead, in order, when ``choice``'s engine fails to build (a TensorRT build out
+    of memory, a failed graph capture, an int8 model that misses its accuracy gate): the same
+    runtime in fp32 for a CPU int8 engine, then eager torch on the same device."""
+    if choice.backend == "torch":
+        return []  # the last resort: its failure is the error
+    steps = []
+    if choice.precision == "int8" and ENGINES[choice.backend].runs(choice.device, "fp32") and choice.device == "cpu":
+        steps.append(dataclasses.replace(choice, precision="fp32", warnings=(), reason=""))
+    steps.append(RuntimeChoice("torch", choice.device, torch_precision(choice.device, choice.precision)))
+    return steps
 
 
 def build_engine(
     choice: RuntimeChoice, model, *, device, input_size, weights_sha256: str, strict: bool,
     requested_backend: str, options: Mapping[str, object] | None = None, create: Callable | None = None,
 ) -> tuple[Engine, tuple[str, ...]]:
-    """The engine for ``choice``; if an accelerated backend fails to build, eager torch on the same
-    device (fp16 on CUDA for tensorrt, as when TensorRT is missing) with a warning, or
-    FallbackRefused with ``strict``. Returns the engine and the warnings it added.
+    """The engine for ``choice``; if it fails to build, the next of ``fallbacks(choice)`` with a
+    warning, or FallbackRefused with ``strict``. Returns the engine and the warnings it added.
 
-    ``options`` are for ``requested_backend``: when choose_runtime already moved to another
-    backend they are dropped, since they belong to the backend that is not running.
+    ``options`` are for ``requested_backend``; each engine tried gets those it takes (options of a
+    backend that is not running are dropped). A misspelt option is an error, not a fallback.
     """
-    from hydranet_ros.runtime.engines.base import EngineError, create_engine, engine_class
+    from hydranet_ros.runtime.engines.base import EngineError, create_engine
 
     create = create or create_engine
     options = dict(options or {})
-    accepted = set(inspect.signature(engine_class(choice.backend).build).parameters)
-    if choice.backend != requested_backend:
-        options = {k: v for k, v in options.items() if k in accepted}
-    elif unknown := sorted(set(options) - accepted):
-        # A misspelt option is a configuration error, not a build failure to fall back from.
-        raise EngineError(f"backend {choice.backend} has no option {', '.join(unknown)}")
-    try:
-        engine = create(choice.backend, model, device=device, precision=choice.precision, input_size=input_size,
-                        weights_sha256=weights_sha256, options=options)
-        return engine, ()
-    except EngineError as exc:
-        if choice.backend not in ACCELERATED:
-            raise
-        precision = "fp16" if choice.backend == "tensorrt" and device.type == "cuda" else choice.precision
-        problem, fallback = f"backend {choice.backend} could not be built ({exc})", f"torch on {device.type} in {precision}"
-        if strict:
-            raise FallbackRefused(f"{problem} (strict: not falling back to running {fallback})") from exc
-        message = f"{problem}; running {fallback}"
-        log.warning(message)
-        engine = create("torch", model, device=device, precision=precision, input_size=input_size,
-                        weights_sha256=weights_sha256, options={})
-        return engine, (message,)
+    if choice.backend == requested_backend and (found := problems(backend=choice.backend, device=choice.device,
+                                                                  precision=choice.precision, options=options)):
+        raise EngineError("; ".join(found))
+    warnings: list[str] = []
+    attempts = [choice, *fallbacks(choice)]
+    for attempt, following in zip(attempts, [*attempts[1:], None]):
+        own = {k: v for k, v in options.items() if k in ENGINES[attempt.backend].options}
+        try:
+            engine = create(attempt.backend, model, device=device, precision=attempt.precision, input_size=input_size,
+                            weights_sha256=weights_sha256, options=own)
+            return engine, tuple(warnings)
+        except EngineError as exc:
+            if following is None:
+                raise
+            problem = f"backend {attempt.backend} could not be built ({exc})"
+            fallback = f"{following.backend} on {device.type} in {following.precision}"
+            if strict:
+                raise FallbackRefused(f"{problem} (strict: not falling back to running {fallback})") from exc
+            message = f"{problem}; running {fallback}"
+            log.warning(message)
+            warnings.append(message)
+    raise AssertionError("unreachable")

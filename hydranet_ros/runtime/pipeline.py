@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import inspect
 import logging
 import time
 import warnings
@@ -26,9 +25,9 @@ from hydranet_ros.errors import UsageError
 from hydranet_ros.model.checkpoints import load_weights
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.presets import Preset, class_group
-from hydranet_ros.runtime.engines.base import Engine, engine_class, indexed
+from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
-    BACKENDS, DEVICES, MAX_BATCH, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
+    AUTO, ENGINES, MAX_BATCH, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, installed_backends, problems,
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
@@ -70,7 +69,7 @@ class PipelineConfig:
     """
 
     weights: str = "default"
-    backend: str = "torch"
+    backend: str = AUTO  # the fastest engine installed for the device (fallback.AUTO_ORDER)
     device: str = "auto"
     precision: str = "fp32"
     input_size: tuple[int, int] | None | str = (640, 480)
@@ -87,35 +86,26 @@ class PipelineConfig:
     max_batch: int = 1
 
     def __post_init__(self) -> None:
-        problems = validate_config(self)
-        if problems:
-            raise UsageError("; ".join(problems))
+        if found := validate_config(self):
+            raise UsageError("; ".join(found))
 
 
 def validate_config(cfg: PipelineConfig) -> list[str]:
-    problems = []
-    if cfg.backend not in BACKENDS:
-        problems.append(f"backend {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
-    if cfg.device not in DEVICES and not cfg.device.startswith("cuda:"):
-        problems.append(f"device {cfg.device!r} is not one of {', '.join(DEVICES)}")
-    if cfg.precision not in PRECISIONS:
-        problems.append(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if not isinstance(cfg.engine_options, Mapping) or not all(isinstance(k, str) for k in cfg.engine_options):
-        problems.append(f"engine_options must map option names to values, not {cfg.engine_options!r}")
+    found = problems(backend=cfg.backend, device=cfg.device, precision=cfg.precision, options=cfg.engine_options)
     if isinstance(cfg.max_batch, bool) or not isinstance(cfg.max_batch, int) or not 1 <= cfg.max_batch <= MAX_BATCH:
-        problems.append(f"max_batch must be an integer 1..{MAX_BATCH}, got {cfg.max_batch!r}")
+        found.append(f"max_batch must be an integer 1..{MAX_BATCH}, got {cfg.max_batch!r}")
     if cfg.output_size not in OUTPUT_SIZES:
-        problems.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
+        found.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
     if isinstance(cfg.input_size, str):
         if cfg.input_size != AUTO_SIZE:
-            problems.append(f"input_size {cfg.input_size!r} must be (width, height), None or {AUTO_SIZE!r}")
+            found.append(f"input_size {cfg.input_size!r} must be (width, height), None or {AUTO_SIZE!r}")
     elif cfg.input_size is not None:
         if len(cfg.input_size) != 2 or not all(isinstance(v, (int, np.integer)) for v in cfg.input_size):
-            problems.append(f"input_size {cfg.input_size!r} must be (width, height) integers")
+            found.append(f"input_size {cfg.input_size!r} must be (width, height) integers")
         elif not all(MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in cfg.input_size):
-            problems.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: "
+            found.append(f"input_size {cfg.input_size[0]}x{cfg.input_size[1]} is impossible: "
                             f"each side must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
-    return problems
+    return found
 
 
 class Pipeline:
@@ -171,8 +161,11 @@ class Pipeline:
             config = dataclasses.replace(config, input_size=None)
         choice = choose_runtime(
             backend=config.backend, device=config.device, precision=config.precision, strict=config.strict,
-            cuda_available=torch.cuda.is_available(), tensorrt_available=_tensorrt_available(),
+            cuda_available=torch.cuda.is_available(), installed=installed_backends(),
+            fixed_input_size=config.input_size is not None,
         )
+        if choice.reason:
+            log.info(choice.reason)
         for warning in choice.warnings:
             log.warning(warning)
         device = indexed(torch.device(config.device if config.device.startswith("cuda:") and choice.device == "cuda" else choice.device))
@@ -184,16 +177,18 @@ class Pipeline:
         # what plan_input(fill_request=True) feeds them.
         build_size = None if config.input_size is None else tuple(round_up(v) for v in config.input_size)
         options = dict(config.engine_options)
-        if config.max_batch > 1 and "max_batch" in inspect.signature(engine_class(choice.backend).build).parameters:
+        if config.max_batch > 1 and "max_batch" in ENGINES[choice.backend].options:
             options.setdefault("max_batch", config.max_batch)  # built for a batch range; others take any batch
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             engine, build_warnings = build_engine(
                 choice, model.eval(), device=device, input_size=build_size, weights_sha256=weights_sha256,
                 strict=config.strict, requested_backend=config.backend, options=options,
             )
-        return cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
+        pipe = cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
                    weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings,
                    training_camera=training_camera)
+        pipe.info["requested_backend"] = config.backend
+        return pipe
 
     # --- sizes --------------------------------------------------------------------------------
     def geometry_for(self, width: int, height: int) -> InputGeometry:
@@ -535,9 +530,3 @@ def in_order(pipeline: "Pipeline", items: Iterable[tuple[Any, np.ndarray, str]],
     while queued:
         tag, pending = queued.popleft()
         yield tag, pending.result()
-
-
-def _tensorrt_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch_tensorrt") is not None

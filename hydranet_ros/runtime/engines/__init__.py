@@ -1,5 +1,6 @@
-"""Inference backends behind one small interface (base.py); one module per runtime."""
+"""Inference backends behind one small interface (base.py); one module per runtime, named in
+runtime/choices.ENGINES."""
 
-from hydranet_ros.runtime.engines.base import ENGINE_MODULES, Engine, EngineError, create_engine
+from hydranet_ros.runtime.engines.base import Engine, EngineError, create_engine
 
-__all__ = ["ENGINE_MODULES", "Engine", "EngineError", "create_engine"]
+__all__ = ["Engine", "EngineError", "create_engine"]

@@ -1,13 +1,12 @@
 """The one interface every inference backend implements, and the map from name to backend.
 
-Backends are named by module path, not imported here, so that choosing ``torch`` never imports
-TensorRT or onnxruntime (they are large, and absent on most machines).
+Backends are named by module path in runtime/choices.ENGINES, not imported here, so that choosing
+``torch`` never imports TensorRT, ONNX Runtime or OpenVINO (large, and absent on most machines).
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 from abc import ABC, abstractmethod
 from typing import ClassVar, Mapping
 
@@ -15,16 +14,9 @@ import torch
 
 from hydranet_ros.errors import HydraNetError
 from hydranet_ros.model.hydranet import HydraNet
-from hydranet_ros.runtime.choices import PRECISIONS
+from hydranet_ros.runtime.choices import ENGINES, problems
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-
-# backend name -> "module:Class"; adding a backend touches only this table and its own module.
-ENGINE_MODULES: dict[str, str] = {
-    "torch": "hydranet_ros.runtime.engines.torch_engine:TorchEngine",
-    "cuda-graph": "hydranet_ros.runtime.engines.cuda_graph_engine:CudaGraphEngine",
-    "tensorrt": "hydranet_ros.runtime.engines.tensorrt_engine:TensorRTEngine",
-}
 
 
 class EngineError(HydraNetError, RuntimeError):
@@ -81,9 +73,9 @@ def indexed(device: torch.device) -> torch.device:
 
 def engine_class(name: str) -> type[Engine]:
     try:
-        module_name, class_name = ENGINE_MODULES[name].split(":")
+        module_name, class_name = ENGINES[name].module.split(":")
     except KeyError:
-        raise EngineError(f"unknown backend {name!r}; known backends: {', '.join(ENGINE_MODULES)}") from None
+        raise EngineError(f"unknown backend {name!r}; known backends: {', '.join(ENGINES)}") from None
     return getattr(importlib.import_module(module_name), class_name)
 
 
@@ -93,15 +85,13 @@ def create_engine(
     options: Mapping[str, object] | None = None,
 ) -> Engine:
     """``options``: backend-specific keyword arguments of its ``build`` (e.g. torch's ``compile``,
-    tensorrt's ``calibration``); an option the backend does not have is an EngineError."""
-    if precision not in PRECISIONS:
-        raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    cls = engine_class(name)
+    tensorrt's ``calibration``), as listed in choices.ENGINES; any other is an EngineError."""
     device = indexed(device)
     options = dict(options or {})
-    known = set(inspect.signature(cls.build).parameters) - {"model", "device", "precision", "input_size", "weights_sha256"}
-    if unknown := sorted(set(options) - known):
-        raise EngineError(f"backend {name} has no option {', '.join(unknown)} (it has: {', '.join(sorted(known)) or 'none'})")
-    return cls.build(
+    if name not in ENGINES:
+        raise EngineError(f"unknown backend {name!r}; known backends: {', '.join(ENGINES)}")
+    if found := problems(backend=name, device=device.type, precision=precision, options=options):
+        raise EngineError("; ".join(found))
+    return engine_class(name).build(
         model, device=device, precision=precision, input_size=input_size, weights_sha256=weights_sha256, **options
     )

@@ -178,8 +178,8 @@ def cached_onnx(
     versions = {**installed_versions(("torch", "onnx")), "onnx_opset": str(opset)}
     key = make_key(weights_sha256=weights_sha256, input_size=input_size, precision="fp32", backend="onnx",
                    library_versions=versions)
-    entry = cache.get_or_build(
-        key, suffix=".onnx", what="ONNX export",
-        build=lambda tmp: export_onnx(model, tmp, input_size=input_size, opset=opset, weights_sha256=weights_sha256),
-    )
+    def build(tmp: Path) -> None:
+        export_onnx(model, tmp, input_size=input_size, opset=opset, weights_sha256=weights_sha256)
+
+    entry = cache.get_or_build(key, suffix=".onnx", what="ONNX export", build=build)
     return entry.path

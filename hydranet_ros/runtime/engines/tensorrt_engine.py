@@ -171,8 +171,9 @@ class TensorRTEngine(Engine):
             else:
                 # The node has no frames to calibrate with: it uses the int8 engine that
                 # `hydranet build-engine --calibration ...` built ahead, if one fits everything else.
-                recorded = cache.recorded_key(key_with(versions), ENGINE_SUFFIX) or {}
-                digest = recorded.get("library_versions", {}).get("int8_calibration")
+                from hydranet_ros.runtime.engines.int8 import built_ahead_digest
+
+                digest = built_ahead_digest(cache, key_with(versions), ENGINE_SUFFIX)
                 entry = cache.load(key_with({**versions, "int8_calibration": digest}), ENGINE_SUFFIX) if digest else None
                 if entry is None:
                     raise EngineError("tensorrt int8 needs calibration frames (a folder of images, a video or a rosbag2), "

@@ -1,0 +1,206 @@
+"""ONNX Runtime on the CPU: the exported ONNX (fp32), or a statically quantised QDQ copy (int8).
+
+fp32 runs the cached ONNX export (onnx_export.cached_onnx: BN folded, opset 17) with every graph
+optimisation on. int8 quantises that file with ONNX Runtime's static post-training quantisation in
+QDQ form: weights int8 per output channel, activations uint8 per tensor, ranges measured on
+calibration frames prepared exactly as the pipeline prepares a camera frame (runtime/calibration).
+Weights use 7 bits (``reduce_range``): on CPUs without VNNI (AVX2 x86) uint8 x int8 products are
+summed in saturating 16-bit pairs, which 8-bit weights overflow.
+``FP32_NODES`` stay in fp32 (see there why). The quantised model must pass the accuracy gate
+(engines/int8.py) on held-out frames before it is cached; the gate figures travel in its cache
+metadata.
+
+onnxruntime is imported inside ``build`` only (choosing another backend never loads it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hydranet_ros.errors import first_line
+from hydranet_ros.runtime.engines import int8
+from hydranet_ros.runtime.engines.base import Engine, EngineError
+
+log = logging.getLogger(__name__)
+
+# What stays fp32, as in the OpenVINO engine (see FP32_SCOPE there for the measurements): the
+# heads' last convolutions, which write the logits and depth the gate judges, and the stem, whose
+# input range camera images move most. Everything else runs in int8.
+FP32_NODES = ("/model/segm/out/Conv", "/model/depth/out/Conv", "/model/normals/out/Conv", "/model/encoder/layer1/layer1.0/Conv")
+INT8_SUFFIX = ".int8.onnx"
+
+
+def session_threads(threads: int) -> int:
+    """0 = as many as torch uses (the CLI's --threads and the node set that)."""
+    return threads if threads > 0 else torch.get_num_threads()
+
+
+class OnnxRuntimeEngine(Engine):
+    name = "onnxruntime"
+
+    def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
+                 input_size: tuple[int, int] | None = None) -> None:
+        super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # ONNX wants NCHW
+        self.session = session
+        self.head_names = head_names
+        self.model_path = model_path
+        self.gate = gate
+        # Exported with a static input shape when sized: the pipeline must then feed exactly that
+        # shape (frames fitted inside and padded to it), as for TensorRT.
+        self.fixed_input_size = input_size is not None
+        self._input = session.get_inputs()[0].name
+
+    def describe(self) -> dict[str, str]:
+        info = {**super().describe(), "model": str(self.model_path)}
+        if self.gate:
+            info["int8_gate"] = int8.GateFigures(**self.gate).describe()
+        return info
+
+    @classmethod
+    def build(cls, model, *, device, precision, input_size=None, weights_sha256="", calibration: str | None = None,
+              calibration_frames: int = 64, cache_dir: str | None = None, threads: int = 0):
+        if device.type != "cpu":
+            raise EngineError("the onnxruntime backend runs on the CPU")
+        if precision not in ("fp32", "int8"):
+            raise EngineError(f"the onnxruntime backend runs fp32 or int8, not {precision}")
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EngineError(f"onnxruntime cannot be imported ({exc}); pip install hydranet_ros[onnxruntime]") from None
+        from hydranet_ros.model.checkpoints import weights_sha256 as hash_weights
+        from hydranet_ros.runtime.engine_cache import EngineCache
+        from hydranet_ros.runtime.engines.onnx_export import cached_onnx
+
+        weights_sha256 = weights_sha256 or hash_weights(model.state_dict())
+        if input_size is not None:  # what the pipeline feeds a fixed-size engine: padded to the stride
+            from hydranet_ros.runtime.geometry import round_up
+
+            input_size = tuple(round_up(v) for v in input_size)
+        cache = EngineCache(directory=cache_dir)
+        head_names = tuple(model.heads.keys())
+        fp32_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=input_size, cache=cache)
+        options = _session_options(ort, session_threads(threads))
+        if precision == "fp32":
+            return cls(_session(ort, fp32_path, options), precision="fp32", head_names=head_names, model_path=fp32_path, gate=None, input_size=input_size)
+        if input_size is None:
+            raise EngineError("onnxruntime int8 is calibrated for one input size: set input_size (e.g. 640x480)")
+        entry = _int8_model(ort, model, fp32_path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
+                            calibration=calibration, frames=calibration_frames, options=options)
+        return cls(_session(ort, entry.path, options), precision="int8", head_names=head_names, model_path=entry.path,
+                   gate=entry.extra, input_size=input_size)
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.session.run(list(self.head_names), {self._input: image.contiguous().numpy()})
+        return {name: torch.from_numpy(value) for name, value in zip(self.head_names, outputs)}
+
+
+def _session_options(ort, threads: int):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one chain of operators: parallelism is inside each
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise
+    # Idle threads sleep instead of spinning: the pipeline's own post-processing runs right after
+    # the forward on the same cores (at 640x480 on the shared 2-core machine it took 65-79 ms of
+    # host time after a forward with spinning off, 100-104 ms with it on, one interleaved run).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _session(ort, path: Path, options):
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a damaged file
+        raise EngineError(f"onnxruntime cannot load {path}: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def versions() -> dict[str, str]:
+    from hydranet_ros.runtime.engine_cache import installed_versions
+
+    return installed_versions(("torch", "onnx", "onnxruntime"))
+
+
+def _int8_model(ort, model, fp32_path: Path, *, cache, weights_sha256, input_size, calibration, frames, options):
+    from hydranet_ros.runtime.engine_cache import cpu_identity, make_key
+
+    def key_with(library_versions):
+        return make_key(weights_sha256=weights_sha256, input_size=input_size, precision="int8", backend="onnxruntime",
+                        library_versions=library_versions, cpu_flags=cpu_identity())
+
+    base = versions()
+    if not calibration:
+        digest = int8.built_ahead_digest(cache, key_with(base), INT8_SUFFIX)
+        entry = cache.load(key_with({**base, "int8_calibration": digest}), INT8_SUFFIX) if digest else None
+        if entry is None:
+            raise int8.no_calibration_error("onnxruntime")
+        return entry
+    data = int8.int8_frames(calibration, frames=frames, size=input_size, mean=model.preset.mean, std=model.preset.std)
+    key = key_with({**base, "int8_calibration": data.digest[:16]})
+
+    def build(tmp: Path) -> dict:
+        log.warning("quantising the ONNX model to int8 for %dx%d on %d calibration frames (once; cached)",
+                    *input_size, len(data.calibration))
+        quantise(fp32_path, tmp, data.calibration, model_nodes=_node_names(fp32_path))
+        fp32, quantised = _session(ort, fp32_path, options), _session(ort, tmp, options)
+        figures = int8.measure_gate(_forward(quantised), _forward(fp32), data.held_out)
+        int8.check_gate(figures, "the onnxruntime int8 model")
+        return figures.as_dict()
+
+    return cache.get_or_build(key, suffix=INT8_SUFFIX, build=build, what="onnxruntime int8 model")
+
+
+def quantise(fp32_path: Path, out_path: Path, frames: list[np.ndarray], *, model_nodes: set[str]) -> None:
+    """Static QDQ quantisation of ``fp32_path`` into ``out_path``, calibrated on ``frames``."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Frames(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._frames = iter(frames)
+
+        def get_next(self):
+            frame = next(self._frames, None)
+            return None if frame is None else {"image": frame}
+
+    try:
+        with _without_preprocessing_advice():
+            quantize_static(
+                str(fp32_path), str(out_path), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                reduce_range=True,  # 7-bit weights: no saturating 16-bit sums on CPUs without VNNI (see above)
+                nodes_to_exclude=[n for n in FP32_NODES if n in model_nodes],
+            )
+    except Exception as exc:
+        raise EngineError(f"onnxruntime int8 quantisation failed: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """quantize_static advises (twice, on the root logger) to run its model pre-processing, which
+    would rewrite the exported graph; the exported graph is already folded and shape-inferred."""
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+def _node_names(path: Path) -> set[str]:
+    import onnx
+
+    return {node.name for node in onnx.load(str(path)).graph.node}
+
+
+def _forward(session):
+    names = [o.name for o in session.get_outputs()]
+    input_name = session.get_inputs()[0].name
+    return lambda frame: dict(zip(names, session.run(names, {input_name: frame})))

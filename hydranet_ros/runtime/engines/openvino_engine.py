@@ -1,0 +1,253 @@
+"""OpenVINO on the CPU: the ONNX export read into OpenVINO IR (fp32), or quantised by NNCF (int8).
+
+fp32: the cached ONNX export (onnx_export.cached_onnx) converted to OpenVINO's IR, kept in the
+engine cache, compiled for the CPU plugin with ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16
+or AMX the plugin would otherwise run "fp32" in bf16 by default, far from torch's logits.
+
+int8: NNCF post-training quantisation of that IR (``nncf.quantize``, the performance preset:
+symmetric int8 weights per channel and activations per tensor, ranges from calibration frames
+prepared as the pipeline prepares a camera frame), with the overflow fix on every layer (weights in
+7 bits): CPUs without VNNI (AVX2 x86, like the development machine) multiply uint8 x int8 pairs into
+saturating 16-bit sums, and with 8-bit weights the labels on the real frames fell from 98.9 % to
+96.2 % agreement with fp32. ``FP32_SCOPE`` stays fp32 (see there why). The
+quantised IR must pass the accuracy gate (engines/int8.py) on held-out frames before it is cached,
+and its cache key holds the CPU's instruction sets: the gate ran on this CPU's int8 kernels.
+
+IR is two files (XML graph, binary weights); the cache keeps one artifact per key, so they are
+packed into one file: a magic line, the XML's length, the XML, the weights.
+
+openvino and nncf are imported inside ``build`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hydranet_ros.errors import first_line
+from hydranet_ros.runtime.engines import int8
+from hydranet_ros.runtime.engines.base import Engine, EngineError
+from hydranet_ros.runtime.engines.onnxruntime_engine import session_threads
+
+log = logging.getLogger(__name__)
+
+# What stays fp32 (measured with the shipped model at 320x96 on the real sample frames, calibrated
+# on synthetic streets; labels equal to fp32 / depth median relative error):
+# - the heads' last convolutions, which write the logits and the depth the gate judges (2 of 81
+#   convolutions, ~2 % of the FLOPs);
+# - the stem (the 3x3 convolution reading the normalised image, ~2 % of the FLOPs): camera images
+#   unlike the calibration frames move its input range most (96.9 % / 2.7 % -> 98.9 % / 1.2 %).
+# Everything else (encoder, decoder, pooling) runs in int8.
+FP32_SCOPE = (r"/model/(segm|depth|normals)/out/Conv.*", r"/model/encoder/layer1/layer1\.0/Conv.*")
+SUFFIX = ".ovir"
+MAGIC = b"hydranet_ros openvino-ir/1\n"
+
+
+class OpenVinoEngine(Engine):
+    name = "openvino"
+
+    def __init__(self, compiled, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
+                 input_size: tuple[int, int] | None = None) -> None:
+        super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # IR takes NCHW
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        names = [output.get_any_name() for output in compiled.outputs]
+        missing = set(head_names) - set(names)
+        if missing:
+            raise EngineError(f"OpenVINO model lacks the outputs {', '.join(sorted(missing))} (has {', '.join(names)})")
+        self._outputs = [(name, names.index(name)) for name in head_names]
+        self.model_path = model_path
+        self.gate = gate
+        # Exported with a static input shape when sized: the pipeline must then feed exactly that
+        # shape (frames fitted inside and padded to it), as for TensorRT.
+        self.fixed_input_size = input_size is not None
+
+    def describe(self) -> dict[str, str]:
+        info = {**super().describe(), "model": str(self.model_path)}
+        if self.gate:
+            info["int8_gate"] = int8.GateFigures(**self.gate).describe()
+        return info
+
+    @classmethod
+    def build(cls, model, *, device, precision, input_size=None, weights_sha256="", calibration: str | None = None,
+              calibration_frames: int = 64, cache_dir: str | None = None, threads: int = 0):
+        if device.type != "cpu":
+            raise EngineError("the openvino backend runs on the CPU")
+        if precision not in ("fp32", "int8"):
+            raise EngineError(f"the openvino backend runs fp32 or int8, not {precision}")
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise EngineError(f"openvino cannot be imported ({exc}); pip install hydranet_ros[openvino]") from None
+        from hydranet_ros.model.checkpoints import weights_sha256 as hash_weights
+        from hydranet_ros.runtime.engine_cache import EngineCache, make_key
+        from hydranet_ros.runtime.engines.onnx_export import cached_onnx
+
+        weights_sha256 = weights_sha256 or hash_weights(model.state_dict())
+        if input_size is not None:  # what the pipeline feeds a fixed-size engine: padded to the stride
+            from hydranet_ros.runtime.geometry import round_up
+
+            input_size = tuple(round_up(v) for v in input_size)
+        cache = EngineCache(directory=cache_dir)
+        head_names = tuple(model.heads.keys())
+        core = ov.Core()
+        config = compile_config(session_threads(threads))
+        fp32_key = make_key(weights_sha256=weights_sha256, input_size=input_size, precision="fp32", backend="openvino",
+                            library_versions=versions())
+
+        def convert(tmp: Path) -> None:
+            onnx_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=input_size, cache=cache)
+            tmp.write_bytes(pack(ov, _call(lambda: core.read_model(str(onnx_path)), "cannot read the ONNX export")))
+
+        fp32 = _cached_or_rebuilt(cache, fp32_key, convert, "OpenVINO IR")
+        if precision == "fp32":
+            compiled = _compile(core, fp32.path, config)
+            return cls(compiled, precision="fp32", head_names=head_names, model_path=fp32.path, gate=None, input_size=input_size)
+        if input_size is None:
+            raise EngineError("openvino int8 is calibrated for one input size: set input_size (e.g. 640x480)")
+        entry = _int8_model(core, model, fp32.path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
+                            calibration=calibration, frames=calibration_frames, config=config)
+        return cls(_compile(core, entry.path, config), precision="int8", head_names=head_names, model_path=entry.path,
+                   gate=entry.extra, input_size=input_size)
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        # share_inputs: OpenVINO reads the tensor's memory instead of copying it. The outputs are
+        # the request's own buffers (no copy), valid until the next call: the pipeline finishes
+        # post-processing a frame before it runs the next.
+        self.request.infer({0: image.contiguous().numpy()}, share_inputs=True)
+        return {name: torch.from_numpy(self.request.get_output_tensor(index).data) for name, index in self._outputs}
+
+
+def compile_config(threads: int) -> dict:
+    return {
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",  # one frame at a time, as a camera delivers them
+        "INFERENCE_PRECISION_HINT": "f32",  # never bf16 behind our back (see the module docstring)
+    }
+
+
+def versions() -> dict[str, str]:
+    from hydranet_ros.runtime.engine_cache import installed_versions
+
+    return installed_versions(("torch", "onnx", "openvino"))
+
+
+def pack(ov, model) -> bytes:
+    """An ov.Model as one blob: MAGIC, XML length (8 bytes, little-endian), XML, weights."""
+    with tempfile.TemporaryDirectory(prefix="hydranet-ovir-") as folder:
+        xml = Path(folder) / "model.xml"
+        # compress_to_fp16=False: the default stores fp32 weights as fp16, which moves the logits
+        # by ~1e-3, ten times more than the fp32 engines may differ from torch.
+        _call(lambda: ov.save_model(model, str(xml), compress_to_fp16=False), "cannot write the IR")
+        graph, weights = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
+    return MAGIC + struct.pack("<Q", len(graph)) + graph + weights
+
+
+def unpack(data: bytes) -> tuple[bytes, bytes]:
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 8:
+        raise EngineError("not a packed OpenVINO IR")
+    start = len(MAGIC) + 8
+    (length,) = struct.unpack("<Q", data[len(MAGIC):start])
+    if start + length > len(data):
+        raise EngineError("packed OpenVINO IR is truncated")
+    return data[start:start + length], data[start + length:]
+
+
+def read_packed(core, path: Path):
+    graph, weights = unpack(path.read_bytes())
+    return _call(lambda: core.read_model(graph, weights), f"cannot read {path}")
+
+
+def _compile(core, path: Path, config: dict):
+    model = read_packed(core, path)
+    return _call(lambda: core.compile_model(model, "CPU", config), f"cannot compile {path} for the CPU")
+
+
+def _call(fn, what: str):
+    try:
+        return fn()
+    except EngineError:
+        raise
+    except Exception as exc:  # OpenVINO raises RuntimeError and its own types alike
+        raise EngineError(f"OpenVINO {what}: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def _cached_or_rebuilt(cache, key, build, what: str):
+    """The cached artifact, checked once more by reading it: one that passes the file checks but
+    that OpenVINO refuses is rebuilt once, never trusted."""
+    import openvino as ov
+
+    for attempt in range(2):
+        entry = cache.get_or_build(key, suffix=SUFFIX, build=build, what=what)
+        try:
+            read_packed(ov.Core(), entry.path)
+            return entry
+        except EngineError as exc:
+            if entry.built or attempt:
+                raise
+            cache.invalidate(key, SUFFIX, str(exc))
+    raise AssertionError("unreachable")
+
+
+def _int8_model(core, model, fp32_path: Path, *, cache, weights_sha256, input_size, calibration, frames, config):
+    from hydranet_ros.runtime.engine_cache import cpu_identity, installed_versions, make_key
+
+    def key_with(library_versions):
+        return make_key(weights_sha256=weights_sha256, input_size=input_size, precision="int8", backend="openvino",
+                        library_versions=library_versions, cpu_flags=cpu_identity())
+
+    base = {**versions(), **installed_versions(("nncf",))}
+    if not calibration:
+        digest = int8.built_ahead_digest(cache, key_with(base), SUFFIX)
+        entry = cache.load(key_with({**base, "int8_calibration": digest}), SUFFIX) if digest else None
+        if entry is None:
+            raise int8.no_calibration_error("openvino")
+        return entry
+    data = int8.int8_frames(calibration, frames=frames, size=input_size, mean=model.preset.mean, std=model.preset.std)
+    key = key_with({**base, "int8_calibration": data.digest[:16]})
+
+    def build(tmp: Path) -> dict:
+        import openvino as ov
+
+        log.warning("quantising the OpenVINO model to int8 for %dx%d on %d calibration frames with NNCF (once; cached)",
+                    *input_size, len(data.calibration))
+        quantised = quantise(read_packed(core, fp32_path), data.calibration)
+        tmp.write_bytes(pack(ov, quantised))
+        fp32 = _compile(core, fp32_path, config)
+        figures = int8.measure_gate(_forward(_compile(core, tmp, config)), _forward(fp32), data.held_out)
+        int8.check_gate(figures, "the openvino int8 model")
+        return figures.as_dict()
+
+    return _cached_or_rebuilt(cache, key, build, "OpenVINO int8 model")
+
+
+def quantise(ov_model, frames: list[np.ndarray]):
+    try:
+        import nncf
+    except ImportError as exc:
+        raise EngineError(f"openvino int8 needs NNCF ({exc}); pip install hydranet_ros[openvino]") from None
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    try:
+        return nncf.quantize(
+            ov_model, nncf.Dataset(frames), subset_size=len(frames), preset=nncf.QuantizationPreset.PERFORMANCE,
+            ignored_scope=nncf.IgnoredScope(patterns=list(FP32_SCOPE), validate=False),
+            advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE),
+        )
+    except Exception as exc:
+        raise EngineError(f"NNCF int8 quantisation failed: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def _forward(compiled):
+    names = [output.get_any_name() for output in compiled.outputs]
+
+    def run(frame: np.ndarray) -> dict[str, np.ndarray]:
+        result = compiled({0: frame})
+        return {name: np.array(result[index]) for index, name in enumerate(names)}
+
+    return run
