@@ -18,7 +18,9 @@ OpenVINO engines (backend auto on the CPU) are exported for one frame, so "batch
 one process running the cameras' frames one call after another (memory saved, no batching gain);
 on CUDA, cuda-graph captures a graph per batch size and tensorrt is built for a batch 1..N.
 
-Per mode: frames/s (all cameras together), per-frame latency median and p99 (a batched frame's
+Per mode: frames/s (all cameras together), frames per CPU-second (the processes' CPU time while
+running: on a shared machine N processes get a bigger share of the cores than one, which
+frames/s alone cannot tell from a gain), per-frame latency median and p99 (a batched frame's
 latency is its batch's: its outputs are ready when the batch is), peak memory: host RSS (peak
 resident set of each process, summed over the separate processes; their PSS, which counts shared
 library pages once, beside it) and on CUDA the device memory the mode's processes hold (the
@@ -113,11 +115,12 @@ def _worker(conn, spec: dict) -> None:
                                 | {"engine_max_batch": str(pipe.engine.max_batch or "any")}}))
             return
         latencies = []
+        cpu_start = time.process_time()  # every thread of this process
         for _ in range(count):
             start = time.perf_counter()
             step()
             latencies.append((time.perf_counter() - start) * 1e3)
-        conn.send(("ran", latencies))
+        conn.send(("ran", (latencies, time.process_time() - cpu_start)))
 
 
 class Mode:
@@ -141,6 +144,7 @@ class Mode:
         self.latencies: list[float] = []
         self.frames = 0
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # CPU time the mode's processes used while running (all their threads)
         self.memory: list[dict] = []
 
     def wait_ready(self) -> None:
@@ -154,8 +158,9 @@ class Mode:
         for conn in self.conns:
             conn.send(("run", steps))
         for conn in self.conns:
-            kind, latencies = conn.recv()
+            kind, (latencies, cpu_s) = conn.recv()
             assert kind == "ran", kind
+            self.cpu_seconds += cpu_s
             self.latencies += latencies  # one entry per step: every frame of a batched step has its batch's latency
         self.seconds += time.perf_counter() - start
         self.frames += steps * self.cameras
@@ -175,6 +180,7 @@ class Mode:
         return {
             "cameras": self.cameras, "mode": self.name, "processes": len(self.processes), "threads_per_process": self.threads,
             "frames": self.frames, "fps": self.frames / self.seconds,
+            "cpu_s": self.cpu_seconds, "frames_per_cpu_s": self.frames / self.cpu_seconds if self.cpu_seconds else None,
             "latency_ms": {"median": statistics.median(per_frame), "p99": float(np.percentile(per_frame, 99)),
                            "n": len(per_frame)},
             "peak_rss_mb": sum(m["peak_rss_mb"] for m in self.memory),
@@ -267,25 +273,34 @@ def main(argv: list[str] | None = None) -> int:
         "batched_speedup_n4": n4[0]["fps"] / n4[1]["fps"] if n4 else None,
         "memory_ratio_n4": n4[0][memory_key] / n4[1][memory_key] if n4 else None,
         "memory_compared": memory_key,
+        # Frames per CPU-second, batched over separate: on a shared CPU, N processes get a bigger
+        # share of the cores than one (more runnable threads), which frames/s does not separate out.
+        "cpu_efficiency_n4": (n4[0]["frames_per_cpu_s"] / n4[1]["frames_per_cpu_s"]
+                              if n4 and n4[0]["frames_per_cpu_s"] and n4[1]["frames_per_cpu_s"] else None),
     }
     print(f"bench_multicam  {report['date']}  {report['machine']}  {report['cpus']} CPUs  torch {report['torch']}  "
           f"{args.device} {args.backend} {args.precision}  {width}x{height}  {args.rounds} rounds x {args.frames} steps")
     ran = rows[0]["info"]
     print(f"engine run: {ran.get('backend')} {ran.get('precision')} on {ran.get('device')}, "
           f"frames per engine call: at most {ran.get('engine_max_batch')}")
-    print("| cameras | mode | processes x threads | frames/s | latency median ms | p99 ms | peak RSS MB (PSS) | GPU MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| cameras | mode | processes x threads | frames/s | frames per CPU-s | latency median ms | p99 ms "
+          "| peak RSS MB (PSS) | GPU MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         pss = f" ({row['pss_mb']:.0f})" if row["pss_mb"] is not None else ""
         gpu = f"{row['gpu_mb']:.0f}" if row["gpu_mb"] is not None else "-"
+        per_cpu = f"{row['frames_per_cpu_s']:.3f}" if row["frames_per_cpu_s"] else "-"
         print(f"| {row['cameras']} | {row['mode']} | {row['processes']} x {row['threads_per_process']} | {row['fps']:.2f} | "
+              f"{per_cpu} | "
               f"{row['latency_ms']['median']:.0f} | {row['latency_ms']['p99']:.0f} | {row['peak_rss_mb']:.0f}{pss} | {gpu} |")
     for n in counts:
         found = pair(n)
         if found:
             batched, separate = found
+            per_cpu = (f"{batched['frames_per_cpu_s'] / separate['frames_per_cpu_s']:.2f}"
+                       if batched["frames_per_cpu_s"] and separate["frames_per_cpu_s"] else "-")
             print(f"N={n}: batched / separate frames/s {batched['fps'] / separate['fps']:.2f}, "
-                  f"memory ({memory_key}) {batched[memory_key] / separate[memory_key]:.2f}")
+                  f"frames per CPU-second {per_cpu}, memory ({memory_key}) {batched[memory_key] / separate[memory_key]:.2f}")
     report["verdict"] = verdict(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

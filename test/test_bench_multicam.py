@@ -30,11 +30,13 @@ def test_tiny_run_writes_the_report(tmp_path, capsys):
     for row in rows.values():
         assert row["cameras"] == 2 and row["frames"] == 2 * 2 * 1  # rounds x steps x cameras
         assert row["fps"] > 0 and row["latency_ms"]["median"] > 0 and row["latency_ms"]["n"] == 4
+        assert row["cpu_s"] > 0 and row["frames_per_cpu_s"] == row["frames"] / row["cpu_s"]
         assert row["peak_rss_mb"] > 50 and row["gpu_mb"] is None  # a process with torch loaded
         assert row["info"]["backend"] == "torch" and row["info"]["engine_max_batch"] == "any"
     # Two separate processes each hold their own torch and model: more memory than one.
     assert rows["separate"]["peak_rss_mb"] > rows["batched"]["peak_rss_mb"]
     assert report["batched_speedup_n4"] is None and report["memory_ratio_n4"] is None  # N=4 not asked for
+    assert report["cpu_efficiency_n4"] is None
     assert report["size"] == "64x48" and report["command"].startswith("python benchmarks/bench_multicam.py --cameras 2")
     printed = capsys.readouterr().out.strip().splitlines()
     assert "| 2 | batched | 1 x 1 |" in "\n".join(printed) and "| 2 | separate | 2 x 1 |" in "\n".join(printed)
