@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The `hydranet` command: one entry point, one module per subcommand (hydranet_ros/commands/).
 
 Exit status: 0 done; 2 the input could not be used (one line on stderr, ``hydranet CMD: error:

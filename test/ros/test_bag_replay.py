@@ -39,6 +39,12 @@ NODE = "/live/perception_node"
 FRAME_ID = "cam_optical_frame"
 FIRST_SEC, FRAMES = 5000, 3  # recorded at 1 Hz, far from the wall clock's ~1.7e9 s
 STAMPS = {(FIRST_SEC + n, NANOSEC) for n in range(FRAMES)}
+# Each CameraInfo is recorded this long before its image (same header stamp). The node pairs an
+# image with the latest CameraInfo it holds; two topics recorded at one instant reach it in either
+# order on a busy machine, and a first frame without CameraInfo gets the training camera's depth
+# scale where `hydranet bag` (which pairs by stamp) used the camera's.
+INFO_LEAD_NS = 100_000_000
+BAG_START = (FIRST_SEC, NANOSEC - INFO_LEAD_NS)  # the first CameraInfo's recording time
 CAMERA_BAG, OUTPUT_BAG = SCRATCH / "camera_bag", SCRATCH / "hydranet_bag"
 RECORDED = {  # what `hydranet bag` adds under the camera's namespace
     "labels": ("/cam/semantic/labels", Image),
@@ -56,7 +62,8 @@ def generate_test_description():
 
 
 def write_camera_bag(rgb):
-    """FRAMES frames (the sample shifted sideways, so each differs) with CameraInfo, 1 s apart."""
+    """FRAMES frames (the sample shifted sideways, so each differs) with CameraInfo, 1 s apart,
+    each CameraInfo recorded INFO_LEAD_NS before its image."""
     writer = rosbag2_py.SequentialWriter()
     writer.open(rosbag2_py.StorageOptions(uri=str(CAMERA_BAG), storage_id="mcap"),
                 rosbag2_py.ConverterOptions("cdr", "cdr"))
@@ -71,7 +78,8 @@ def write_camera_bag(rgb):
     for n in range(FRAMES):
         sec = FIRST_SEC + n
         bag_time = sec * 10**9 + NANOSEC
-        writer.write("/cam/camera_info", serialize_message(ros_probe.camera_info_msg(width, height, sec, FRAME_ID)), bag_time)
+        writer.write("/cam/camera_info", serialize_message(ros_probe.camera_info_msg(width, height, sec, FRAME_ID)),
+                     bag_time - INFO_LEAD_NS)
         writer.write("/cam/image_raw", serialize_message(ros_probe.image_msg(np.roll(rgb, 64 * n, axis=1), sec, FRAME_ID)),
                      bag_time)
     del writer  # closes the bag
@@ -147,7 +155,7 @@ class TestBagReplay(unittest.TestCase):
         self.assertTrue(self.probe.spin_until(
             lambda: self.probe.node.count_subscribers("/cam/image_raw") == 1, 10.0))
 
-        self.wait_for_reports_at((FIRST_SEC, NANOSEC))  # the bag's first stamp: its start
+        self.wait_for_reports_at(BAG_START)  # the bag's first recording time: its start
         self.assertFalse(self.probe.received["live/labels"], "the node published while the bag was paused")
         self.assertFalse(self.probe.received["labels"], "the player published while paused")
 

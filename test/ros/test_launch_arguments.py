@@ -101,6 +101,17 @@ def test_rviz_adds_rviz2_with_the_shipped_view(description):
     assert Path(arguments[1]).is_file()
 
 
+def test_the_hydranet_command_runs_from_the_colcon_install():
+    # colcon ignores setup.py's console script; CMakeLists.txt installs the CLI as a program.
+    shown = subprocess.run(["ros2", "run", "hydranet_ros", "hydranet", "bag", "--help"],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert shown.returncode == 0, shown.stderr
+    assert "usage: hydranet bag" in shown.stdout
+    refused = subprocess.run(["ros2", "run", "hydranet_ros", "hydranet", "infer", "/nonexistent/frame.png"],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and refused.stderr.startswith("hydranet infer: error:"), refused.stderr
+
+
 # -- multi_camera.launch.py ---------------------------------------------------------------------------
 
 def test_multi_camera_show_args_describes_every_argument(multi_description):
