@@ -23,6 +23,7 @@ from typing import Any, Protocol, Sequence, TypeVar
 import cv2
 import numpy as np
 
+from container_mutations import mutate_container
 from hydranet_ros.outputs import plan as outputs, render as rendering
 from hydranet_ros.runtime import intake
 from hydranet_ros.runtime.frame_worker import FrameWorker
@@ -99,11 +100,12 @@ class Case:
     msg: Any
     camera_info: Any | None
     mutations: list[str] = field(default_factory=list)
+    still_valid: bool = False  # every mutation left a valid file (padding, an ancillary chunk, ...)
 
     @property
     def pristine(self) -> bool:
         """A well-formed camera frame that the node must publish."""
-        return not self.mutations
+        return not self.mutations or self.still_valid
 
 
 def header(index: int) -> SimpleNamespace:
@@ -303,7 +305,10 @@ def _encoded(draw: Draw, codec: str) -> bytes:
     pixels = np.frombuffer(draw.raw(width * height * channels), np.uint8).reshape(height, width, channels)
     if codec == "png" and draw.integer(0, 3) == 0:
         pixels = (pixels.astype(np.uint16) * 257)  # 16-bit PNG
-    ok, buffer = cv2.imencode("." + codec, pixels if channels != 1 else pixels[..., 0])
+    options: list[int] = []
+    if codec == "jpg":  # baseline mostly; progressive and restart markers as some cameras send
+        options = draw.choice(([], [], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 4]))
+    ok, buffer = cv2.imencode("." + codec, pixels if channels != 1 else pixels[..., 0], options)
     assert ok
     return buffer.tobytes()
 
@@ -330,11 +335,17 @@ def compressed_case(draw: Draw, index: int = 0) -> Case:
     data = _encoded(draw, "jpg" if codec == "jpeg" else "png")
     fmt = codec
     mutations: list[str] = []
+    harmless_edits: set[str] = set()  # container edits that leave a valid file
     for _ in range(draw.choice((0, 0, 1, 1, 2))):
         mutation = draw.choice(("truncate", "flip_bytes", "garbage", "garbage_prefix", "header_only", "patch_size",
-                                "drop_end_marker", "zero_padding", "format", "empty", "odd_container"))
+                                "drop_end_marker", "zero_padding", "format", "empty", "odd_container",
+                                "container", "container", "container", "container", "container"))
         detail = ""
-        if mutation == "truncate":
+        if mutation == "container":  # an edit aimed at the chunk/segment structure (container_mutations.py)
+            data, mutation, valid = mutate_container(draw, data)
+            if valid:
+                harmless_edits.add(mutation)
+        elif mutation == "truncate":
             data = data[: draw.integer(0, max(0, len(data) - 1))]
         elif mutation == "flip_bytes":
             patched = bytearray(data)
@@ -365,11 +376,11 @@ def compressed_case(draw: Draw, index: int = 0) -> Case:
             mutations[-1] += f":{kind}"
             msg = SimpleNamespace(header=header(index), format=fmt, data=odd)
             return Case("compressed", msg, camera_info_case(draw, 64, 48), mutations)
-    harmless = {"zero_padding"} | {m for m in mutations if m.startswith("format:") and "compressedDepth" not in m}
+    harmless = {"zero_padding"} | harmless_edits | {m for m in mutations
+                                                    if m.startswith("format:") and "compressedDepth" not in m}
     msg = SimpleNamespace(header=header(index), format=fmt, data=_container(draw, data))
     case = Case("compressed", msg, camera_info_case(draw, 64, 48), mutations)
-    if set(mutations) <= harmless:
-        case.mutations = []  # still a well-formed picture: it must be published
+    case.still_valid = set(mutations) <= harmless  # still a well-formed picture: it must be published
     return case
 
 
@@ -421,6 +432,14 @@ SUBSCRIBED_ALL = {name: 1 for name in outputs.OUTPUTS}
 ESCAPE = "ESCAPE"
 
 
+def describe(case: Case) -> str:
+    """'compressed png 5120 bytes [png_chunk_length:IDAT=0xffffffff]': enough to make the case again."""
+    data = getattr(case.msg, "data", None)
+    size = len(data) if hasattr(data, "__len__") else 0
+    what = getattr(case.msg, "format", None) if case.kind == "compressed" else getattr(case.msg, "encoding", None)
+    return f"{case.kind} {what!r} {size} bytes {case.mutations}"
+
+
 @dataclass
 class Outcome:
     label: str  # "published", "rejected.<reason>", or ESCAPE / BLOCKED / BAD_OUTPUT
@@ -449,6 +468,7 @@ class NodePathRig:
         self.camera_info_counts: Counter[str] = Counter()
         self.escapes: list[str] = []
         self.max_offer_ms = 0.0
+        self.slowest_offer = ""  # the case that took max_offer_ms, described
 
     def close(self) -> None:
         self.worker.stop()
@@ -488,7 +508,8 @@ class NodePathRig:
         except Exception as exc:  # noqa: BLE001 - the thing under test: must not happen
             return self._tally(case, Outcome(ESCAPE, f"offer raised {type(exc).__name__}: {exc}"))
         offer_ms = (time.perf_counter() - started) * 1e3
-        self.max_offer_ms = max(self.max_offer_ms, offer_ms)
+        if offer_ms > self.max_offer_ms:
+            self.max_offer_ms, self.slowest_offer = offer_ms, describe(case)
         if refusal is not None:
             return self._tally(case, Outcome(f"rejected.{refusal.reason}", refusal.detail, offer_ms))
         if not self.worker.wait_idle(self.timeout_s):

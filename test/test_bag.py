@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import struct
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -90,9 +92,13 @@ def camera_info(index: int):
 
 def write_bag(path: Path, storage: str, *, frames: int = 3, image_topic: str | None = "/cam/image_raw",
               with_info: bool = True, compressed: bool = False, corrupt: set[int] = frozenset(),
-              bad_step: set[int] = frozenset()) -> Path:
+              bad_step: set[int] = frozenset(), chunk_per_frame: bool = False,
+              jpeg_of: Callable[[int], bytes] | None = None) -> Path:
+    """A bag of ``frames`` camera frames (plus chatter and CameraInfo). ``chunk_per_frame``: a
+    1 MiB message after each frame, so that rosbags closes an MCAP chunk there."""
     with Writer(path, version=8, storage_plugin=STORAGES[storage]) as writer:
         chatter = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=STORE)
+        blob = writer.add_connection("/blob", "std_msgs/msg/String", typestore=STORE) if chunk_per_frame else None
         image_conn = info_conn = None
         if image_topic:
             msgtype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
@@ -107,6 +113,8 @@ def write_bag(path: Path, storage: str, *, frames: int = 3, image_topic: str | N
                 raw = b"\x00\x01\x00\x00 this is not an image message"
             elif compressed:
                 ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(camera_frame(index), cv2.COLOR_RGB2BGR))
+                if jpeg_of is not None:
+                    jpeg = np.frombuffer(jpeg_of(index), np.uint8)
                 msg = T["sensor_msgs/msg/CompressedImage"](header=header(index), format="rgb8; jpeg compressed bgr8", data=jpeg.ravel())
                 raw = STORE.serialize_cdr(msg, msg.__msgtype__)
             else:
@@ -118,6 +126,9 @@ def write_bag(path: Path, storage: str, *, frames: int = 3, image_topic: str | N
             writer.write(image_conn, bag_time(index), raw)
             if info_conn is not None:  # after its image, as drivers publish it
                 writer.write(info_conn, bag_time(index) + 2000, STORE.serialize_cdr(camera_info(index), "sensor_msgs/msg/CameraInfo"))
+            if blob is not None:
+                writer.write(blob, bag_time(index) + 3000,
+                             STORE.serialize_cdr(T["std_msgs/msg/String"](data="x" * (1 << 20)), "std_msgs/msg/String"))
     return path
 
 
@@ -327,6 +338,110 @@ def test_output_is_never_clobbered_without_overwrite(tmp_path, pipeline):
     assert caught.value.reason == "output_is_input"
 
 
+@pytest.mark.parametrize("make", ["notes beside a bag", "not a bag's metadata", "a sub-folder beside a bag"])
+def test_overwrite_replaces_only_a_bag_and_nothing_else(tmp_path, pipeline, make):
+    """A folder with a metadata.yaml is not enough (issue 12, item 4): it must hold a bag and
+    nothing else, so that no file of the user's goes with it."""
+    source = write_bag(tmp_path / "in", "mcap", frames=1)
+    target = tmp_path / "target"
+    if make == "not a bag's metadata":
+        target.mkdir()
+        (target / "metadata.yaml").write_text("experiment: 7\noperator: me\n")
+        (target / "results.csv").write_text("1,2,3\n")
+    else:
+        write_bag(target, "sqlite3", frames=1)
+        if make == "notes beside a bag":
+            (target / "notes.txt").write_text("calibration done by hand, keep")
+        else:
+            (target / "calibration").mkdir()
+            (target / "calibration" / "left.yaml").write_text("k: [1]")
+    before = tree_digest(target)
+    with pytest.raises(BagError) as caught:
+        replay_bag(source, target, pipeline, overwrite=True, progress=False)
+    assert caught.value.reason == "output_not_a_bag" and tree_digest(target) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_a_bag_that_is_only_a_bag(tmp_path, pipeline):
+    source = write_bag(tmp_path / "in", "mcap", frames=1)
+    write_bag(tmp_path / "old", "sqlite3", frames=1)
+    replay_bag(source, tmp_path / "old", pipeline, overwrite=True, progress=False)
+    assert sorted(p.suffix for p in (tmp_path / "old").iterdir()) == [".mcap", ".yaml"]
+    (tmp_path / "empty").mkdir()
+    replay_bag(source, tmp_path / "empty", pipeline, overwrite=True, progress=False)
+
+
+def damage_mcap_chunk(bag: Path, chunk_index: int) -> None:
+    """Forge the length of the first message record inside the MCAP file's chunk ``chunk_index``."""
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    position, chunks = 8, 0  # after the magic
+    while position < len(data):
+        op, length = data[position], struct.unpack_from("<Q", data, position + 1)[0]
+        if op == 0x06:
+            if chunks == chunk_index:
+                content = position + 9
+                compression_length = struct.unpack_from("<I", data, content + 28)[0]
+                records = content + 32 + compression_length + 8
+                assert data[records] in (0x05, 0x03, 0x04)  # a message (or schema/channel) record
+                struct.pack_into("<Q", data, records + 1, 2**40)
+                mcap.write_bytes(bytes(data))
+                return
+            chunks += 1
+        position += 9 + length
+    raise AssertionError(f"{mcap} has only {chunks} chunks")
+
+
+def test_a_damaged_mcap_chunk_is_skipped_and_reported_and_the_rest_replayed(tmp_path, pipeline, monkeypatch, capsys):
+    """One record inside one chunk with a forged length (issue 12, item 6): the frames in the intact
+    chunks are processed, the damaged stretch of bag time is named, the exit status is 1."""
+    source = write_bag(tmp_path / "in", "mcap", frames=6, chunk_per_frame=True)
+    damage_mcap_chunk(source, 2)  # the chunk holding frame 2
+    report = replay_bag(source, tmp_path / "out", pipeline, progress=False)
+    assert (report.frames, report.processed) == (5, 5)
+    [damage] = report.damaged
+    assert damage.first_ns <= bag_time(2) - 1000 and bag_time(2) + 3000 <= damage.last_ns < bag_time(3) - 1000
+    assert "damaged part(s) of the input skipped: bag time 5.1" in report.summary()
+    _, written = read_bag(tmp_path / "out")
+    stamps = [STORE.deserialize_cdr(raw, "sensor_msgs/msg/Image").header.stamp.sec for _, raw in written["/cam/semantic/labels"]]
+    assert stamps == [100, 101, 103, 104, 105]
+    assert len(written["/chatter"]) == 5 and len(written["/cam/camera_info"]) == 5
+    assert run_command([str(source), str(tmp_path / "out2")], monkeypatch, pipeline) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 damaged part(s)" in err[0] and "bag time 5.1" in err[0]
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    def reached(*_args, **_kwargs):
+        raise AssertionError("a frame over the pixel limit reached the decoder")
+
+    monkeypatch.setattr(cv2, "imdecode", reached)
+
+
+def test_compressed_frames_get_the_nodes_pixel_limit_by_default(tmp_path, pipeline, monkeypatch, capsys, no_decoding):
+    """A 631-byte JPEG declaring 10000x10000 took 156 s and 3.8 GiB (issue 12, item 2): refused
+    from its header by default. Without a limit (--max-pixels 0, as the node's parameter 0) it is
+    still refused before decoding: its scan data cannot hold that many blocks."""
+    tiny = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
+    frame_header = tiny.index(b"\xff\xc0")
+    huge = tiny[: frame_header + 5] + struct.pack(">HH", 10000, 10000) + tiny[frame_header + 9 :]
+    source = write_bag(tmp_path / "in", "sqlite3", frames=2, image_topic="/cam/image_raw/compressed",
+                       compressed=True, jpeg_of=lambda index: huge)
+    assert run_command([str(source), str(tmp_path / "out"), "--compressed"], monkeypatch, pipeline) == 1
+    assert "dropped: 2 too_large" in capsys.readouterr().out
+    assert run_command([str(source), str(tmp_path / "out2"), "--compressed", "--max-pixels", "0"], monkeypatch, pipeline) == 1
+    assert "dropped: 2 bad_compressed" in capsys.readouterr().out
+
+
+def test_max_pixels_0_means_no_limit_as_for_the_node(tmp_path, pipeline, monkeypatch, capsys):
+    source = write_bag(tmp_path / "in", "mcap", frames=2, image_topic="/cam/image_raw/compressed", compressed=True)
+    assert run_command([str(source), str(tmp_path / "a"), "--compressed", "--max-pixels", "100"], monkeypatch, pipeline) == 1
+    assert "dropped: 2 too_large" in capsys.readouterr().out
+    assert run_command([str(source), str(tmp_path / "b"), "--compressed", "--max-pixels", "0"], monkeypatch, pipeline) == 0
+    assert "2/2 frame(s)" in capsys.readouterr().out
+
+
 def test_topic_choice_and_namespaces():
     topics = {"/cam/image_raw": "sensor_msgs/msg/Image", "/cam/camera_info": "sensor_msgs/msg/CameraInfo",
               "/left/image": "sensor_msgs/msg/Image", "/left/image/compressed": "sensor_msgs/msg/CompressedImage"}
@@ -403,7 +518,7 @@ def test_a_read_error_mid_bag_becomes_a_bag_error():
     class DamagedReader:
         path = Path("/bags/damaged")
 
-        def messages(self, connections=()):
+        def messages(self, connections=(), start=None):
             yield "connection", 1, b"raw"
             raise sqlite3.DatabaseError("database disk image is malformed")
 

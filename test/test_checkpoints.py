@@ -197,3 +197,137 @@ def test_text_file_named_ckpt_is_a_weights_error(tmp_path):
     with pytest.raises(WeightsError) as info:
         load_weights(str(path))
     assert str(path) in str(info.value)
+
+
+# -- weights that load must be weights that work (issue 12, items 9-11) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def valid_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("valid") / "kitti.safetensors"
+    torch.manual_seed(2)
+    save_safetensors(path, HydraNet(get_preset("kitti")).state_dict(), get_preset("kitti"))
+    return path
+
+
+def with_metadata(valid_file, tmp_path, name: str, **changes) -> str:
+    """A copy of a valid kitti file whose metadata fields are replaced (None removes one)."""
+    from safetensors import safe_open
+
+    path = tmp_path / f"{name}.safetensors"
+    with safe_open(str(valid_file), framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(valid_file))
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    save_file(tensors, str(path), metadata=meta)
+    return str(path)
+
+
+METADATA_FAULTS = {
+    "palette value 300": ("palette", json.dumps([[300, 0, 0]] + [[0, 0, 0]] * 5)),
+    "palette value -1": ("palette", json.dumps([[-1, 0, 0]] + [[0, 0, 0]] * 5)),
+    "palette colour of 2": ("palette", json.dumps([[0, 0]] * 6)),
+    "palette of 5 colours": ("palette", json.dumps([[0, 0, 0]] * 5)),
+    "std 0": ("std", json.dumps([0.0, 0.224, 0.225])),
+    "std of 2 values": ("std", json.dumps([0.229, 0.224])),
+    "mean NaN": ("mean", json.dumps([float("nan"), 0.456, 0.406])),
+    "mean on the 0..255 scale": ("mean", json.dumps([123.7, 116.3, 103.5])),
+    "std Infinity": ("std", "[Infinity, 0.2, 0.2]"),
+    "depth range reversed": ("depth_range_m", json.dumps([80.0, 0.0])),
+    "class names not a list": ("class_names", '"sky,road"'),
+    "with_normals not a bool": ("with_normals", '"yes"'),
+    "input_size not a size": ("input_size", "wide"),
+    "mean not JSON": ("mean", "[0.4, 0.4"),
+    "mean nested 100000 deep": ("mean", "[" * 100000 + "]" * 100000),
+    "focal_px NaN": ("focal_px", "nan"),
+    "focal_px 0": ("focal_px", "0"),
+    "focal_px negative": ("focal_px", "-721.5"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METADATA_FAULTS))
+def test_metadata_that_would_make_outputs_meaningless_is_refused_naming_the_field(valid_file, tmp_path, name):
+    field, value = METADATA_FAULTS[name]
+    path = with_metadata(valid_file, tmp_path, "bad", **{field: value})
+    with pytest.raises(WeightsError) as caught:
+        load_weights(path)
+    message = str(caught.value)
+    assert message.startswith(path) and f"'{field}'" in message and "\n" not in message, message
+
+
+def test_missing_weights_hash_is_refused(valid_file, tmp_path):
+    """The README promises a hash check; a file without the hash must not skip it silently."""
+    path = with_metadata(valid_file, tmp_path, "nohash", weights_sha256=None)
+    with pytest.raises(WeightsError) as caught:
+        load_weights(path)
+    assert "'weights_sha256' is missing" in str(caught.value) and str(caught.value).startswith(path)
+
+
+def rehashed(tmp_path, name: str, change) -> str:
+    """A kitti file whose tensors ``change`` edits, saved with a matching hash (as a tool would)."""
+    torch.manual_seed(2)
+    state = HydraNet(get_preset("kitti")).state_dict()
+    change(state)
+    path = tmp_path / f"{name}.safetensors"
+    save_safetensors(path, state, get_preset("kitti"))
+    return str(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_weights_holding_nan_or_inf_are_refused(tmp_path, value):
+    path = rehashed(tmp_path, "nan", lambda s: s["heads.depth.out.weight"].view(-1)[3:5].fill_(value))
+    with pytest.raises(WeightsError, match=r"hold NaN or Inf values \(heads.depth.out.weight\)"):
+        load_weights(path)
+
+
+def test_finite_weights_whose_outputs_overflow_are_refused_at_load(tmp_path):
+    """Every tensor finite, yet the network's output is Inf: caught by the forward on a test frame."""
+    def blow_up(state):
+        for head in ("segm", "depth"):  # each finite (float32 reaches 3.4e38), the sums they make are not
+            state[f"heads.{head}.pre.weight"].fill_(1e30)  # saturates the head's ReLU6 at 6
+            state[f"heads.{head}.out.weight"].fill_(3e38)
+
+    path = rehashed(tmp_path, "overflow", blow_up)
+    weights = load_weights(path)  # the tensors themselves are finite
+    with pytest.raises(WeightsError, match="output on a test frame is not finite"):
+        weights.build_model()
+
+
+def test_a_refused_pickle_is_one_line_of_ours_and_never_advises_the_unsafe_option(tmp_path, capfd):
+    from hydranet_ros.cli import main
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"layer1.0.weight": torch.zeros(1)}, "payload": Exploit()}, path)
+    capfd.readouterr()
+    frame = tmp_path / "frame.png"
+    frame.write_bytes(__import__("cv2").imencode(".png", __import__("numpy").zeros((32, 32, 3), "uint8"))[1].tobytes())
+    assert main(["infer", str(frame), "-o", str(tmp_path / "out"), "--weights", str(path)]) == 2
+    err = capfd.readouterr().err
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"hydranet infer: error: {path}: refused") and "would run code" in line
+    assert "it calls posix.system" in line or "it calls os.system" in line
+    assert "weights_only" not in err and "\x1b[" not in err and "trust" not in err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_training_state_holding_code_is_refused_in_one_line(tmp_path):
+    from hydranet_ros.train.checkpointing import CheckpointError, load_training_state
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "step_0000010.state.pt"
+    torch.save({"optimizer": {}, "payload": Exploit()}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_training_state(path)
+    assert "would run code" in str(caught.value) and "weights_only" not in str(caught.value)
+    assert "\n" not in str(caught.value) and not (tmp_path / "pwned").exists()

@@ -63,7 +63,10 @@ def test_training_on_cuda_without_cuda(capsys, tmp_path, command):
     (["train", "--config", SMOKE, "--threads", "-4"], "--threads: must be at least 1, got -4"),
     (["export-onnx", "{tmp}/x.onnx", "--size", "0x0"], "network input size 0x0 is impossible"),
     (["export-onnx", "{tmp}/x.onnx", "--opset", "999"], "--opset 999: this torch"),
-    (["infer", "{pgm}", "-o", "{tmp}/out"], "more pixels than OpenCV decodes"),
+    (["infer", "{pgm}", "-o", "{tmp}/out"], "40000x40000 = 1600000000 pixels is more than the limit of 8294400"),
+    (["infer", "{pgm}", "-o", "{tmp}/out", "--max-pixels", "0"], "more pixels than OpenCV decodes"),
+    (["infer", "{pgm}", "-o", "{tmp}/out", "--max-pixels", "-1"], "--max-pixels: must be 0 (no limit) or more, got -1"),
+    (["bag", "{tmp}", "{tmp}/out", "--max-pixels", "-5"], "--max-pixels: must be 0 (no limit) or more, got -5"),
 ])
 def test_traceback_cases_end_in_one_line(capsys, tmp_path, weights, argv, needle):
     pgm = tmp_path / "huge.pgm"

@@ -102,7 +102,8 @@ def test_each_key_part_invalidates(tmp_path, part, caplog):
     assert cache.check(changed, SUFFIX)[0] is not None
 
 
-@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "empty", "delete_metadata", "garbage_metadata", "delete_artifact"])
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "empty", "delete_metadata", "garbage_metadata", "delete_artifact",
+                                    "nested_metadata", "huge_metadata", "list_metadata", "binary_metadata"])
 def test_damaged_artifact_is_rebuilt_with_warning(tmp_path, damage, caplog):
     cache, calls = EngineCache(directory=tmp_path), []
     key = make_key(**BASE)
@@ -121,6 +122,14 @@ def test_damaged_artifact_is_rebuilt_with_warning(tmp_path, damage, caplog):
         meta.unlink()
     elif damage == "garbage_metadata":
         meta.write_text("{not json")
+    elif damage == "nested_metadata":  # issue 12: RecursionError on every later build until deleted by hand
+        meta.write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "huge_metadata":
+        meta.write_text('{"key": "' + "x" * (2 << 20) + '"}')
+    elif damage == "list_metadata":
+        meta.write_text("[1, 2, 3]")
+    elif damage == "binary_metadata":
+        meta.write_bytes(b"\xff\xfe\x00{")
     elif damage == "delete_artifact":
         path.unlink()
     assert cache.load(key, SUFFIX) is None

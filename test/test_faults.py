@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import pickle
 import shutil
@@ -25,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import Writer
+from safetensors.torch import load_file, save_file
 
 import rclpy_standin as ros
 from hydranet_ros.replay.bag import BagError, replay_bag
@@ -106,10 +108,43 @@ def make_fault(kind: str, folder: Path) -> tuple[Path, str]:
         path = folder / "nyud_as_kitti.safetensors"
         save_safetensors(path, good_state("nyud"), get_preset("kitti"))  # 40-class heads, 6-class metadata
         return path, "does not match the HydraNet 'kitti' architecture"
+    # Issue 12: these loaded, and the node published all-"sky" labels and all-invalid depth.
+    if kind in METADATA_FAULTS:
+        field, value = METADATA_FAULTS[kind]
+        path = folder / f"{kind}.safetensors"
+        save_safetensors(path, good_state(), get_preset("kitti"))
+        tensors, meta = load_file(str(path)), _metadata(path)
+        meta[field] = value
+        if value is None:
+            del meta[field]
+        save_file(tensors, str(path), metadata=meta)
+        return path, f"'{field}'"
+    if kind == "nan_weights":
+        path = folder / "nan.safetensors"
+        state = good_state()
+        state["heads.segm.out.bias"][0] = float("nan")
+        save_safetensors(path, state, get_preset("kitti"))  # hashed as they are
+        return path, "NaN or Inf"
     raise ValueError(kind)
 
 
-FAULTS = ("missing", "truncated_safetensors", "truncated_checkpoint", "pickle_runs_code", "wrong_architecture")
+METADATA_FAULTS = {
+    "nan_mean": ("mean", "[NaN, 0.456, 0.406]"),
+    "zero_std": ("std", "[0.229, 0.0, 0.225]"),
+    "palette_300": ("palette", json.dumps([[300, 0, 0]] + [[0, 0, 0]] * 5)),
+    "no_hash": ("weights_sha256", None),
+}
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata())
+
+
+FAULTS = ("missing", "truncated_safetensors", "truncated_checkpoint", "pickle_runs_code", "wrong_architecture",
+          *METADATA_FAULTS, "nan_weights")
 
 
 @pytest.mark.parametrize("kind", FAULTS)

@@ -99,6 +99,14 @@ def png(width=W, height=H) -> bytes:
     return cv2.imencode(".png", pixels)[1].tobytes()
 
 
+def forged_png_chunk_length(kind: bytes, length: int) -> bytes:
+    """A small valid PNG whose ``kind`` chunk's length field is then forged."""
+    data = bytearray(cv2.imencode(".png", np.full((4, 4, 3), 90, np.uint8))[1].tobytes())
+    position = data.index(kind) - 4
+    data[position : position + 4] = length.to_bytes(4, "big")
+    return bytes(data)
+
+
 def compressed(data: bytes, fmt="jpeg"):
     return SimpleNamespace(header=header(2), format=fmt, data=array.array("B", data))
 
@@ -145,6 +153,12 @@ COMPRESSED_FAULTS = {
                                       "rejected.too_large"),
     "compressedDepth": (compressed(png(), "16UC1; compressedDepth png"), "rejected.unsupported_format"),
     "empty": (compressed(b""), "rejected.empty"),
+    # issue 12: OpenCV 5.0 spent 15 s and 4 GiB on this before refusing it
+    "png IDAT length 0xFFFFFFFF": (compressed(forged_png_chunk_length(b"IDAT", 0xFFFFFFFF), "png"),
+                                   "rejected.bad_compressed"),
+    "jpeg cut short, end marker put back": (compressed(jpeg(320, 240)[:2000] + b"\xff\xd9"), "rejected.bad_compressed"),
+    "jpeg with random bytes after its end": (compressed(jpeg() + bytes(range(1, 256)) * 20), "published"),
+    "png with random bytes after its end": (compressed(png() + bytes(range(1, 256)), "png"), "published"),
 }
 
 
@@ -160,6 +174,17 @@ def test_each_listed_compressed_fault_gets_its_reason(rig, name):
     msg, expected = COMPRESSED_FAULTS[name]
     outcome = rig.push(Case("compressed", msg, None, [name]))
     assert outcome.label == expected, outcome.detail
+
+
+def test_a_forged_png_chunk_length_never_reaches_the_decoder(rig, monkeypatch):
+    """The refusal must come from the container check: OpenCV 5.0 allocates the claimed 4 GiB."""
+    def reached(*_args, **_kwargs):
+        raise AssertionError("cv2.imdecode was given a PNG whose chunk length runs past its bytes")
+
+    monkeypatch.setattr(cv2, "imdecode", reached)
+    for kind in (b"IHDR", b"IDAT", b"IEND"):
+        outcome = rig.push(Case("compressed", compressed(forged_png_chunk_length(kind, 0xFFFFFFFF), "png"), None, ["forged"]))
+        assert outcome.label == "rejected.bad_compressed", (kind, outcome.detail)
 
 
 def test_big_endian_flag_on_8_bit_data_changes_nothing():

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,62 @@ def test_restart_discards_the_previous_run(tmp_path):
     assert again.checkpoints.latest()[2] == 1
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.safetensors")) == ["step_0000001.safetensors"]
     assert [r["step"] for r in again.train_log.read()] == [1]
+
+
+# -- interrupted runs (issue 12, item 8) ------------------------------------------------------------
+
+
+def small_config(tmp_path, steps: int):
+    return config_from_dict({"name": "interrupted", "device": "cpu", "out_dir": str(tmp_path),
+                             "data": {"batch_size": 2}, "schedule": {"steps": steps, "warmup_steps": 0},
+                             "log_every": 1, "checkpoint_every": 2, "loss": {"depth": "l1"}})
+
+
+def test_ctrl_c_during_the_first_checkpoint_leaves_nothing_half_written(tmp_path, monkeypatch, caplog):
+    """Ctrl-C while the first training state is written: no temporary file stays, the weights file
+    without its state goes, and the rerun says it starts from step 0 and logs each step once."""
+    from hydranet_ros.train import checkpointing
+
+    real_save = torch.save
+
+    def interrupted_save(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a state file")  # torch.save had begun writing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpointing.torch, "save", interrupted_save)
+    frames = FakeStreets(size=(64, 32), length=4)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config=small_config(tmp_path, 4), train_dataset=frames, progress=False).run()
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_0000002.safetensors"]  # no .tmp-<pid>, no state
+    assert [r["step"] for r in CsvLog(path=tmp_path / "train_log.csv").read()] == [1, 2]
+
+    monkeypatch.setattr(checkpointing.torch, "save", real_save)
+    caplog.set_level("INFO", logger="hydranet_ros.train.trainer")
+    summary = Trainer(config=small_config(tmp_path, 4), train_dataset=frames, progress=False).run()
+    assert summary.resumed_from is None and summary.steps == 4
+    said = caplog.text
+    assert "step_0000002.safetensors" in said and "no complete checkpoint" in said and "starting from step 0" in said
+    assert [r["step"] for r in CsvLog(path=tmp_path / "train_log.csv").read()] == [1, 2, 3, 4]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "latest.json", "step_0000002.safetensors", "step_0000002.state.pt", "step_0000004.safetensors",
+        "step_0000004.state.pt"]
+
+
+def test_a_killed_run_resumes_from_its_last_complete_checkpoint_and_says_which(tmp_path, caplog):
+    """What SIGKILL can leave (temporaries, a pair newer than latest.json, a weights file alone) is
+    removed; the run resumes from latest.json's pair and names it."""
+    frames = FakeStreets(size=(64, 32), length=4)
+    Trainer(config=small_config(tmp_path, 2), train_dataset=frames, progress=False).run()
+    folder = tmp_path / "checkpoints"
+    leftovers = [".step_0000004.state.pt.tmp-4194305", ".step_0000004.safetensors.abc123.tmp",
+                 ".latest.json.4194305.abcdefgh.partial.json", "step_0000004.safetensors"]
+    for name in leftovers:
+        (folder / name).write_bytes(b"left by a killed run")
+    caplog.set_level("INFO", logger="hydranet_ros.train.trainer")
+    summary = Trainer(config=small_config(tmp_path, 4), train_dataset=frames, progress=False).run()
+    assert summary.resumed_from == 2 and summary.steps == 4
+    assert "resuming from step 2" in caplog.text and "step_0000002.safetensors" in caplog.text
+    assert all(name in caplog.text for name in leftovers)
+    assert not any((folder / name).read_bytes() == b"left by a killed run" for name in leftovers if (folder / name).exists())
+    assert [r["step"] for r in CsvLog(path=tmp_path / "train_log.csv").read()] == [1, 2, 3, 4]

@@ -2,8 +2,9 @@
 
 Exit status: 0 when the replay finished (frames the node would reject are counted in the
 summary line, not errors); 1 when the bag has image frames but none could be processed (every
-one rejected: the output bag holds only the copied input); 2 when nothing was written (bad
-arguments or paths, unreadable bag, no image topic, bad weights, disk full).
+one rejected: the output bag holds only the copied input), or when parts of the input could not
+be read (a damaged MCAP chunk or sqlite page: skipped and named, the rest replayed); 2 when
+nothing was written (bad arguments or paths, unreadable bag, no image topic, bad weights, disk full).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from hydranet_ros.commands.common import add_pipeline_arguments, network_options, node_defaults, pipeline_from_args
+from hydranet_ros.commands.common import (
+    add_max_pixels_argument, add_pipeline_arguments, network_options, node_defaults, pipeline_from_args,
+)
 from hydranet_ros.io.bag_topics import find_cameras
 from hydranet_ros.outputs import params
 from hydranet_ros.replay.bag import check_paths, replay_bag, replay_parameters
@@ -40,8 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="depth/image as 32FC1 metres or 16UC1 millimetres (default: the --params file's, else 32FC1)")
     node.add_argument("--alpha", type=float, default=None,
                       help="opacity of the class colours in semantic/overlay, 0..1 (default: the --params file's, else 0.5)")
-    node.add_argument("--max-pixels", type=int, default=None,
-                      help="drop frames with more pixels, 0 = no limit (default: the --params file's, else 3840x2160)")
+    add_max_pixels_argument(node, default=None)
     add_pipeline_arguments(parser, defaults_from_params=True)
 
 
@@ -74,5 +76,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{target}: {report.summary()}")
     if report.frames and not report.processed:
         print(f"hydranet bag: error: none of the {report.frames} frame(s) could be processed", file=sys.stderr)
+        return 1
+    if report.damaged:
+        print(f"hydranet bag: error: {source} has {len(report.damaged)} damaged part(s) ({report.damaged[0]}); "
+              f"the messages in them are missing from {target}, the rest is replayed", file=sys.stderr)
         return 1
     return 0

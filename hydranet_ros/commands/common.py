@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from hydranet_ros.errors import HydraNetError, UsageError, first_line
 from hydranet_ros.model.locate import locate_weights
-from hydranet_ros.runtime.choices import AUTO, BACKENDS, DEVICES, OUTPUT_SIZES, PRECISIONS
+from hydranet_ros.runtime.choices import AUTO, BACKENDS, DEVICES, MAX_FRAME_PIXELS, OUTPUT_SIZES, PRECISIONS
 from hydranet_ros.runtime.sizes import network_size
 from hydranet_ros.runtime.focal import CameraFocal, assumption_note, focal_from_camera_info_yaml
 
@@ -65,6 +65,26 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0 (a limit where 0 means none)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
+    return value
+
+
+def add_max_pixels_argument(parser: argparse.ArgumentParser, *, default: int | None) -> None:
+    """--max-pixels, as the node's max_input_pixels: frames with more pixels are refused from their
+    header before decoding; 0 = no limit."""
+    said = f"{MAX_FRAME_PIXELS} (3840x2160)" if default is not None else f"the --params file's, else {MAX_FRAME_PIXELS} (3840x2160)"
+    parser.add_argument("--max-pixels", type=non_negative_int, default=default, metavar="N",
+                        help=f"refuse frames with more than N pixels, read from the image header before decoding; "
+                             f"0 = no limit (default: {said}, the node's max_input_pixels)")
 
 
 def check_device(device: str) -> str:

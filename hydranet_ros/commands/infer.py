@@ -1,18 +1,37 @@
-"""`hydranet infer`: an image, a folder of images or a video -> labels, depth and pictures."""
+"""`hydranet infer`: an image, a folder of images or a video -> labels, depth and pictures.
+
+What it writes, and what it never does:
+- <name>_labels.png, _depth.png, _color.png and _preview.png per frame (and <video>_preview.mp4
+  or .webm), each frame's four files appearing together, complete, or not at all; the video only
+  once every frame is in it. An interrupted run leaves hidden partial files at most (after SIGKILL), which
+  the next run into the same folder removes.
+- It never replaces an input file, nor one result with another: frames whose names differ only
+  in their suffix (a.png, a.jpg) get the suffix in their results' names (a.png_labels.png), and
+  when the results go into the input's own folder no existing file there is replaced (a clash is
+  refused before any work, in one line).
+- An image it cannot read is named and skipped; the others are processed, and the exit status
+  is 1 at the end (2 when no frame could be read).
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydranet_ros.commands.common import (
-    add_pipeline_arguments, camera_focal_from_args, log, network_options, pipeline_from_args, say_depth_camera,
+    add_max_pixels_argument, add_pipeline_arguments, camera_focal_from_args, log, network_options, pipeline_from_args,
+    say_depth_camera,
 )
 from hydranet_ros.errors import UsageError
-from hydranet_ros.io import media
+from hydranet_ros.io import media, staging
+from hydranet_ros.runtime.choices import MAX_FRAME_PIXELS
 
-# What `hydranet infer` writes for a frame (<stem><suffix>.png): a folder holding an earlier run's
+# What `hydranet infer` writes for a frame (<name><suffix>.png): a folder holding an earlier run's
 # results must not feed them back in as camera frames.
 OUTPUT_SUFFIXES = ("_labels", "_depth", "_color", "_preview")
 # Ground truth beside the frames, as the sample data and the datasets here name it.
@@ -26,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-images", action="store_true",
                         help="in a folder, also run on images named like our outputs (*_labels.png, ...) or ground "
                              "truth (*_gt*); skipped by default")
+    add_max_pixels_argument(parser, default=MAX_FRAME_PIXELS)
     add_pipeline_arguments(parser)
 
 
@@ -38,10 +58,23 @@ def run(args: argparse.Namespace) -> int:
     out_dir = output_folder(args.output)
     if not source.is_video and source.path.is_dir() and not args.all_images:
         source = skip_known_non_frames(source)
+    names = result_names(source, out_dir)  # clashes refused before torch loads
     pipe = pipeline_from_args(args)
     say_depth_camera(pipe, focal)
-    written = process_source(pipe, source, out_dir, alpha=args.alpha, focal=focal)
-    print(f"{written} frame(s) -> {args.output}  ({pipe.info['backend']} {pipe.info['precision']} on {pipe.info['device']}, weights {pipe.info['weights']})")
+    report = process_source(pipe, source, out_dir, alpha=args.alpha, focal=focal, max_pixels=args.max_pixels or None,
+                            names=names)
+    if report.unreadable and not report.written:  # nothing done: one line, as for any unusable input
+        others = len(report.unreadable) - 1
+        raise media.MediaError(report.unreadable[0][1] + (f" (and {others} more unreadable image(s))" if others else ""))
+    print(f"{report.written} frame(s) -> {args.output}  ({pipe.info['backend']} {pipe.info['precision']} on "
+          f"{pipe.info['device']}, weights {pipe.info['weights']})")
+    if report.unreadable:
+        for path, why in report.unreadable:
+            print(f"hydranet infer: skipped {why}", file=sys.stderr)
+        print(f"hydranet infer: error: {len(report.unreadable)} of {report.written + len(report.unreadable)} "
+              f"image(s) could not be read: {', '.join(p.name for p, _ in report.unreadable[:5])}"
+              f"{' ...' if len(report.unreadable) > 5 else ''}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -77,41 +110,106 @@ def skip_known_non_frames(source: media.Source) -> media.Source:
     return media.Source(path=source.path, images=frames, is_video=False, frame_count=len(frames))
 
 
-def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: float = 0.5,
-                   focal: Any = None) -> int:
-    """Write <stem>_labels.png (uint8 ids), <stem>_depth.png (uint16 metres x 256, 0 = no estimate,
-    65535 = 256 m or farther), <stem>_color.png, <stem>_preview.png (overlay, depth, legend and
-    colour bar) for each frame, and <video stem>_preview.mp4 (H.264) or .webm (VP8) for a video.
-    ``focal``: a runtime.focal.CameraFocal for metric depth, or None (training camera assumed)."""
+def result_files(name: str) -> list[str]:
+    """The files written for a frame whose results are named ``name``."""
+    return [f"{name}{suffix}.png" for suffix in OUTPUT_SUFFIXES]
+
+
+def result_names(source: media.Source, out_dir: Path) -> dict[Path, str]:
+    """The name each input image's results carry (a video's frames are named as they are read).
+
+    Images whose names differ only in the suffix (a.png, a.jpg) would write the same files: their
+    results keep the suffix (a.png_labels.png). A UsageError, before any work, when a result would
+    replace an input, another result, or (results in the input's own folder) any existing file.
+    """
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for path in source.images:
+        by_stem[path.stem].append(path)
+    names = {}
+    for stem, paths in by_stem.items():
+        for path in paths:
+            names[path] = stem if len(paths) == 1 else path.name
+    shared = [paths for paths in by_stem.values() if len(paths) > 1]
+    if shared:
+        example = shared[0]
+        print(f"{len(shared)} name(s) shared by images of different types (e.g. {', '.join(p.name for p in example)}): "
+              f"their results keep the suffix ({example[0].name}_labels.png, ...)")
+    planned: dict[Path, str] = {}  # result file -> the input it is for
+    for path, name in names.items():
+        for result in result_files(name):
+            if out_dir / result in planned:
+                raise UsageError(f"{path.name} and {planned[out_dir / result]} would both write {out_dir / result}; "
+                                 "rename one of them")
+            planned[out_dir / result] = path.name
+    if source.is_video:  # the preview video's suffix depends on the codec the OpenCV build has
+        for suffix in {suffix for _, suffix, _ in media.VIDEO_CODECS}:
+            planned[out_dir / f"{source.path.stem}_preview{suffix}"] = source.path.name
+    inputs = {p.resolve() for p in (source.images or [source.path])}
+    input_folder = (source.path if source.path.is_dir() else source.path.parent).resolve()
+    in_input_folder = out_dir.resolve() == input_folder
+    clashes = [(result, frame) for result, frame in planned.items()
+               if result.resolve() in inputs or (in_input_folder and (result.exists() or result.is_symlink()))]
+    if in_input_folder and source.is_video:  # its frames' results: <video>_<index>_labels.png, ...
+        prefix = f"{source.path.stem}_"
+        clashes += [(p, source.path.name) for p in sorted(out_dir.glob(f"{glob.escape(prefix)}*.png"))
+                    if p.stem[len(prefix):].split("_")[0].isdigit() and p.stem.endswith(OUTPUT_SUFFIXES)]
+    if clashes:
+        result, frame = clashes[0]
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        what = "an input" if result.resolve() in inputs else "a file in the input folder"
+        raise UsageError(f"the results for {frame} would replace {result.name}, {what}{more}; "
+                         "inputs are never overwritten: choose another -o folder")
+    return names
+
+
+@dataclass
+class InferReport:
+    written: int = 0
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (image, one line why)
+
+
+def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: float = 0.5, focal: Any = None,
+                   max_pixels: int | None = MAX_FRAME_PIXELS, names: dict[Path, str] | None = None) -> InferReport:
+    """Write <name>_labels.png (uint8 ids), <name>_depth.png (uint16 metres x 256, 0 = no estimate,
+    65535 = 256 m or farther), <name>_color.png, <name>_preview.png (overlay, depth, legend and
+    colour bar) for each frame, and <video stem>_preview.mp4 (H.264) or .webm (VP8) for a video
+    (see the module notes). ``focal``: a runtime.focal.CameraFocal for metric depth, or None
+    (training camera assumed)."""
     from tqdm import tqdm
 
     from hydranet_ros.io import visuals
     from hydranet_ros.runtime.pipeline import in_order
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging.remove_abandoned_in(out_dir)  # hidden partial files of a killed run
     preview_video = media.PreviewVideo(out_dir / f"{source.path.stem}_preview", source.fps) if source.is_video else None
-    count = 0
+    report = InferReport()
+    finished = False
     try:
-        frames = tqdm(media.iter_frames(source), total=source.frame_count, unit="frame", disable=None, desc="infer")
+        frames = tqdm(media.iter_frames(source, max_pixels=max_pixels, names=names, unreadable=report.unreadable),
+                      total=source.frame_count, unit="frame", disable=None, desc="infer")
         # Frames go in ahead: on a GPU the next frame is read, uploaded and run while this one's
         # pictures are encoded and written.
-        for (stem, frame), result in in_order(pipe, (((stem, frame), frame, "rgb") for stem, frame in frames),
+        for (name, frame), result in in_order(pipe, (((name, frame), frame, "rgb") for name, frame in frames),
                                               focal=focal):
             colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
             preview = visuals.preview(frame, result.labels, colour, result.depth_m, pipe.preset, alpha=alpha)
-            media.write_png(out_dir / f"{stem}_labels.png", result.labels)
-            media.write_png(out_dir / f"{stem}_depth.png", media.depth_to_png(result.depth_m))
-            media.write_png(out_dir / f"{stem}_color.png", colour, rgb=True)
-            media.write_png(out_dir / f"{stem}_preview.png", preview, rgb=True)
+            labels, depth, color, preview_png = (out_dir / f for f in result_files(name))
+            media.write_pngs({labels: (result.labels, False), depth: (media.depth_to_png(result.depth_m), False),
+                              color: (colour, True), preview_png: (preview, True)})
             if preview_video is not None:
                 preview_video.write(preview)
-            count += 1
-            log.debug("%s: %s", stem, {k: round(v, 1) for k, v in result.timings_ms.items()})
+            report.written += 1
+            log.debug("%s: %s", name, {k: round(v, 1) for k, v in result.timings_ms.items()})
+        finished = True
     finally:
         if preview_video is not None:
-            preview_video.close()
-            if preview_video.codec is not None:
-                print(f"preview video: {preview_video.path} ({preview_video.codec})")
-            if preview_video.note:
-                print(f"note: {preview_video.note}")
-    return count
+            if finished:
+                preview_video.finish()
+            else:
+                preview_video.discard()
+    if preview_video is not None and preview_video.codec is not None:
+        print(f"preview video: {preview_video.path} ({preview_video.codec})")
+        if preview_video.note:
+            print(f"note: {preview_video.note}")
+    return report

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device:
         overrides["device"] = args.device
     config = load_config(args.config, overrides=overrides)
+    # Which checkpoint a run resumes from (or that it starts afresh) is said as it starts.
+    logging.getLogger("hydranet_ros.train.trainer").setLevel(logging.INFO)
     try:
         summary = train(config, resume=not args.restart, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -1,7 +1,14 @@
-"""Frames from image files, folders and videos; results to PNG files and a preview video."""
+"""Frames from image files, folders and videos; results to PNG files and a preview video.
+
+Reading: an image file's size comes from its header and is checked against the caller's pixel
+limit before decoding (JPEG and PNG containers are checked whole: hydranet_ros/io/image_files.py);
+a video's frame size from its container before the first frame is decoded.
+Writing: every file appears complete or not at all (hydranet_ros/io/staging.py).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hydranet_ros.errors import HydraNetError, first_line
+from hydranet_ros.errors import HydraNetError
+from hydranet_ros.io import image_files, staging
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -56,27 +64,50 @@ def open_source(path: str | Path) -> Source:
     raise MediaError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video ({', '.join(VIDEO_SUFFIXES)})")
 
 
-def read_image_rgb(path: Path) -> np.ndarray:
+def read_image_rgb(path: Path, *, max_pixels: int | None) -> np.ndarray:
+    """An image file as RGB uint8; MediaError naming the file when it is unreadable, damaged or has
+    more than ``max_pixels`` pixels (None: no limit), checked from its header before decoding."""
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # OpenCV refuses what it will not decode with an exception, not None
-        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
-            raise MediaError(f"{path}: more pixels than OpenCV decodes (2^30; the environment variable "
-                             "OPENCV_IO_MAX_IMAGE_PIXELS raises the limit)") from None
-        raise MediaError(f"{path}: cannot decode ({first_line(exc)})") from None
-    if image is None:
-        raise MediaError(f"{path}: unreadable image (damaged or not an image)")
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        image = image_files.decode_file(data, max_pixels)
+    except image_files.BadImage as exc:
+        if exc.reason == "too_large":
+            raise MediaError(f"{path}: {exc}") from None
+        raise MediaError(f"{path}: unreadable image ({exc})") from None
     return image[..., ::-1]
 
 
-def iter_frames(source: Source) -> Iterator[tuple[str, np.ndarray]]:
-    """(stem, RGB uint8 frame) for every frame; video frames are named <video stem>_<index>."""
+def _check_video_size(path: Path, capture: cv2.VideoCapture, max_pixels: int | None) -> None:
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    try:
+        image_files.check_pixels(width, height, max_pixels)
+    except image_files.BadImage as exc:
+        raise MediaError(f"{path}: video frames of {exc}") from None
+
+
+def iter_frames(source: Source, *, max_pixels: int | None, names: dict[Path, str] | None = None,
+                unreadable: list[tuple[Path, str]] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, RGB uint8 frame) for every frame: an image's name from ``names``, else its stem;
+    video frames are named <video stem>_<index>. With ``unreadable`` a list, an image that cannot
+    be read is noted there as (path, why) and the next one read; without, its MediaError ends
+    the iteration."""
     if not source.is_video:
         for path in source.images:
-            yield path.stem, read_image_rgb(path)
+            try:
+                frame = read_image_rgb(path, max_pixels=max_pixels)
+            except MediaError as exc:
+                if unreadable is None:
+                    raise
+                unreadable.append((path, str(exc)))
+                continue
+            yield (names or {}).get(path, path.stem), frame
         return
     capture = cv2.VideoCapture(str(source.path))
     try:
+        _check_video_size(source.path, capture, max_pixels)
         index = 0
         while True:
             ok, frame = capture.read()
@@ -105,7 +136,7 @@ def count_video_frames(path: Path) -> int:
         capture.release()
 
 
-def video_frames_at(path: Path, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+def video_frames_at(path: Path, indices: Iterable[int], *, max_pixels: int | None) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB uint8 frame) for the wanted frame indices only, in order, streaming: the frames
     in between are grabbed but never converted or kept, so memory holds one frame however long the
     video. Stops early if the video is shorter than an index."""
@@ -116,6 +147,7 @@ def video_frames_at(path: Path, indices: Iterable[int]) -> Iterator[tuple[int, n
     try:
         if not capture.isOpened():
             raise MediaError(f"{path}: cannot open video (unsupported codec or damaged file)")
+        _check_video_size(path, capture, max_pixels)
         chosen = set(wanted)
         for index in range(wanted[-1] + 1):
             if not capture.grab():
@@ -159,14 +191,26 @@ def depth_to_png(depth_m: np.ndarray) -> np.ndarray:
     return _saturated_uint16(depth_m, DEPTH_PNG_UNITS_PER_M)
 
 
-def write_png(path: Path, image: np.ndarray, *, rgb: bool = False) -> None:
+def encode_png(image: np.ndarray, *, rgb: bool = False) -> bytes:
+    """PNG bytes of a uint8/uint16 image (RGB channel order when ``rgb``)."""
     data = image[..., ::-1] if rgb else image
-    try:
-        ok = cv2.imwrite(str(path), np.ascontiguousarray(data))
-    except cv2.error as exc:
-        raise MediaError(f"{path}: cannot write ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(data))
     if not ok:
-        raise MediaError(f"{path}: cannot write (missing folder, read-only or disk full)")
+        raise MediaError(f"cannot encode a {data.dtype} image of shape {data.shape} as PNG")
+    return encoded.tobytes()
+
+
+def write_pngs(images: dict[Path, tuple[np.ndarray, bool]]) -> None:
+    """Write path -> (image, rgb?) as PNG files that appear together, complete, or not at all."""
+    encoded = {path: encode_png(image, rgb=rgb) for path, (image, rgb) in images.items()}
+    try:
+        staging.write_files_together(encoded)
+    except OSError as exc:
+        raise MediaError(staging.write_failure(Path(exc.filename or next(iter(images))), exc)) from None
+
+
+def write_png(path: Path, image: np.ndarray, *, rgb: bool = False) -> None:
+    write_pngs({path: (image, rgb)})
 
 
 # Browsers play H.264 in MP4 and VP8/VP9 in WebM; OpenCV's pip wheels have no H.264 encoder
@@ -178,12 +222,15 @@ VIDEO_CODECS = (("avc1", ".mp4", "H.264"), ("VP80", ".webm", "VP8"), ("mp4v", ".
 class PreviewVideo:
     """A preview video, opened on the first frame (its size fixes the video's): H.264 MP4 where
     the OpenCV build can write it, else VP8 WebM, else MPEG-4 Part 2 MP4 with a note. ``path``
-    is the stem's path; the suffix comes with the codec (``.path`` after the first frame)."""
+    is the stem's path; the suffix comes with the codec (``.path`` after the first frame).
+    Written under a hidden name and renamed to ``path`` by ``finish``: an interrupted run leaves
+    no valid-looking video of part of the frames (``discard`` removes it)."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path, self.fps, self._writer = path, fps, None
         self.codec: str | None = None
         self.note: str | None = None  # set when the video will not play in a browser
+        self._staged: Path | None = None
 
     def write(self, frame_rgb: np.ndarray) -> None:
         if self._writer is None:
@@ -192,12 +239,13 @@ class PreviewVideo:
             self._size = (w_even, h_even)
             for fourcc, suffix, name in VIDEO_CODECS:
                 path = self.path.with_suffix(suffix)
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, (w_even, h_even))
+                staged = staging.staged_file(path)
+                writer = cv2.VideoWriter(str(staged), cv2.VideoWriter_fourcc(*fourcc), self.fps, (w_even, h_even))
                 if writer.isOpened():
-                    self._writer, self.path, self.codec = writer, path, name
+                    self._writer, self.path, self.codec, self._staged = writer, path, name, staged
                     break
                 writer.release()
-                path.unlink(missing_ok=True)
+                staged.unlink(missing_ok=True)
             if self._writer is None:
                 raise MediaError(f"{self.path}: this OpenCV build cannot write any video codec ({', '.join(c[2] for c in VIDEO_CODECS)})")
             if self.codec == "MPEG-4 Part 2":
@@ -206,6 +254,19 @@ class PreviewVideo:
         w, h = self._size
         self._writer.write(np.ascontiguousarray(frame_rgb[:h, :w, ::-1]))
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Close the video and put it in place under its name."""
         if self._writer is not None:
             self._writer.release()
+            self._writer = None
+            os.replace(self._staged, self.path)
+            self._staged = None
+
+    def discard(self) -> None:
+        """Close and remove the partial video (an interrupted or failed run)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._staged is not None:
+            self._staged.unlink(missing_ok=True)
+            self._staged = None

@@ -20,6 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from hydranet_ros.io import image_files
+
 __all__ = [
     "ImageRejected",
     "ENCODINGS",
@@ -186,10 +188,10 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageRejected(
-            "too_large", f"{width}x{height} = {width * height} pixels is more than the limit of {max_pixels}"
-        )
+    try:
+        image_files.check_pixels(width, height, max_pixels)
+    except image_files.BadImage as exc:
+        raise ImageRejected("too_large", str(exc)) from None
 
 
 def image_to_frame(msg: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
@@ -228,51 +230,6 @@ def image_to_frame(msg: Any, *, max_pixels: int | None = None) -> tuple[np.ndarr
 
 # -- CompressedImage ------------------------------------------------------------------------------
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Start-of-frame markers carry the image size; C4 (DHT), C8 (reserved) and CC (DAC) do not.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
-
-
-def _bad_compressed(detail: str) -> ImageRejected:
-    return ImageRejected("bad_compressed", f"compressed image is not a readable JPEG or PNG: {detail}")
-
-
-def _png_size(data: np.ndarray) -> tuple[int, int]:
-    header = data[:24].tobytes()
-    if len(header) < 24 or header[12:16] != b"IHDR":
-        raise _bad_compressed("PNG without an IHDR header")
-    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
-
-
-def _jpeg_size(data: np.ndarray) -> tuple[int, int]:
-    """Width and height from the JPEG's start-of-frame segment, walking segment lengths."""
-    position, end = 2, data.size
-    while position + 4 <= end:
-        if data[position] != 0xFF:
-            raise _bad_compressed(f"JPEG segment marker missing at byte {position}")
-        marker = int(data[position + 1])
-        if marker == 0xFF:  # fill byte before a marker
-            position += 1
-            continue
-        if marker in _JPEG_STANDALONE:
-            position += 2
-            continue
-        if marker in (0xD9, 0xDA):
-            break  # end of image or start of scan before any frame header
-        length = int.from_bytes(data[position + 2 : position + 4].tobytes(), "big")
-        if length < 2:
-            raise _bad_compressed(f"JPEG segment of length {length}")
-        if marker in _JPEG_SOF:
-            if position + 9 > end:
-                break
-            height = int.from_bytes(data[position + 5 : position + 7].tobytes(), "big")
-            width = int.from_bytes(data[position + 7 : position + 9].tobytes(), "big")
-            return width, height
-        position += 2 + length
-    raise _bad_compressed("JPEG without a frame header")
-
-
 def _compressed_colour_order(format_string: str) -> str:
     """image_transport writes e.g. 'rgb8; jpeg compressed bgr8': the last word is what was compressed.
 
@@ -291,8 +248,8 @@ def _compressed_colour_order(format_string: str) -> str:
 def compressed_to_frame(msg: Any, *, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
     """Decode a sensor_msgs/CompressedImage (JPEG or PNG) into HxWx3 uint8 plus colour order.
 
-    The size is read from the file header first, so an oversized image (a decompression bomb)
-    is refused before any pixel is decoded.
+    The container is checked before OpenCV sees it (hydranet_ros/io/image_files.py): an oversized
+    image (a decompression bomb) is refused from its header, a damaged one without decoding.
     """
     format_string = str(getattr(msg, "format", "") or "")
     if "compresseddepth" in format_string.lower():
@@ -300,26 +257,13 @@ def compressed_to_frame(msg: Any, *, max_pixels: int | None = None) -> tuple[np.
     data = _byte_buffer(msg.data)
     if data.size == 0:
         raise ImageRejected("empty", "compressed image has no data")
-    head = data[:8].tobytes()
-    if head == _PNG_SIGNATURE:
-        width, height = _png_size(data)
-    elif head[:3] == b"\xff\xd8\xff":
-        width, height = _jpeg_size(data)
-        # A JPEG cut short still decodes into a partly grey picture; require its end marker.
-        # Some drivers pad the buffer with zeros after it, so look past trailing zeros.
-        if not data[-4096:].tobytes().rstrip(b"\0").endswith(b"\xff\xd9"):
-            raise _bad_compressed("JPEG is truncated (no end-of-image marker)")
-    else:
-        raise _bad_compressed(f"unknown signature {head[:4]!r} (format {format_string!r})")
-    if width == 0 or height == 0:
-        raise _bad_compressed(f"header gives a {width}x{height} image")
-    _check_pixels(width, height, max_pixels)
     try:
-        frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # OpenCV's own size limit and decoder assertions raise instead of returning None
-        raise _bad_compressed(f"decoder refused it ({str(exc).strip().splitlines()[-1][:200]})") from None
-    if frame is None:
-        raise _bad_compressed("decoder failed (corrupt or truncated data)")
+        frame = image_files.decode(data, max_pixels)
+    except image_files.BadImage as exc:
+        if exc.reason == "too_large":
+            raise ImageRejected("too_large", str(exc)) from None
+        raise ImageRejected("bad_compressed", f"compressed image is not a readable JPEG or PNG: {exc} "
+                                              f"(format {format_string!r})") from None
     return frame, _compressed_colour_order(format_string)
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,15 +115,23 @@ def _fill_batch_counters(state: dict[str, torch.Tensor], expected: dict[str, tor
             state[key] = torch.zeros((), dtype=torch.long)
 
 
-def read_published_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The raw state dict of a published checkpoint, read without running any code in it."""
+def read_pickle_of_tensors(path: str | os.PathLike):
+    """torch.load(weights_only=True), which refuses to run code; every failure is one line of ours.
+
+    torch's own refusal is several lines that end by suggesting ``weights_only=False``, the one
+    thing that would run the file's code: it is never passed on. What the pickle wanted to call
+    (``builtins.open``, ``os.system``) is named instead.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(path, "no such file" if not path.exists() else "not a regular file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's loading advice is not for our users
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(path, f"refused: the pickle holds more than tensors and would run code ({first_line(exc)})") from None
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it calls {wanted[1]})" if wanted else ""
+        raise WeightsError(path, f"refused: the pickle holds more than tensors and would run code{what}; "
+                                 "only plain tensors are read from pickles") from None
     except (EOFError, zipfile.BadZipFile, RuntimeError) as exc:
         raise WeightsError(path, f"truncated or not a PyTorch checkpoint ({first_line(exc)})") from None
     except PermissionError:
@@ -130,6 +140,14 @@ def read_published_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # a damaged pickle can fail in any way inside the unpickler
         raise WeightsError(path, f"not a PyTorch checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def read_published_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The raw state dict of a published checkpoint, read without running any code in it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "no such file" if not path.exists() else "not a regular file")
+    obj = read_pickle_of_tensors(path)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -164,6 +182,7 @@ def convert_published(published: dict[str, torch.Tensor], *, source: str, preset
     report.unexpected += unknown
     if not report.ok:
         raise WeightsError(source, f"does not match the HydraNet '{preset.name}' architecture: {report}")
+    _check_finite(source, state)
     return state, preset
 
 
@@ -192,16 +211,107 @@ def preset_metadata(preset: Preset) -> dict[str, str]:
     }
 
 
+class _BadField(ValueError):
+    """One metadata field that cannot be used: ``field`` names it, the message says why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"metadata field {field!r} {problem}")
+        self.field = field
+
+
+def _field(meta: dict[str, str], name: str):
+    if name not in meta:
+        raise _BadField(name, "is missing")
+    try:
+        return json.loads(meta[name]) if name != "preset" else meta[name]
+    except (TypeError, ValueError, RecursionError):
+        raise _BadField(name, f"is not JSON ({str(meta[name])[:40]!r})") from None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(meta: dict[str, str], name: str, count: int, low: float, high: float, *, strict_low: bool = False) -> tuple:
+    values = _field(meta, name)
+    if not isinstance(values, list) or len(values) != count or not all(_number(v) for v in values):
+        raise _BadField(name, f"must be {count} finite numbers, is {meta[name][:60]}")
+    if not all((v > low if strict_low else v >= low) and v <= high for v in values):
+        side = "above" if strict_low else "at least"
+        raise _BadField(name, f"must be {side} {low} and at most {high}, is {meta[name][:60]}")
+    return tuple(float(v) for v in values)
+
+
 def preset_from_metadata(meta: dict[str, str]) -> Preset:
-    return Preset(
-        name=meta["preset"],
-        class_names=tuple(json.loads(meta["class_names"])),
-        palette=tuple(tuple(c) for c in json.loads(meta["palette"])),
-        with_normals=bool(json.loads(meta["with_normals"])),
-        mean=tuple(json.loads(meta["mean"])),
-        std=tuple(json.loads(meta["std"])),
-        depth_range_m=tuple(json.loads(meta["depth_range_m"])),
-    )
+    """The preset a weights file's metadata describes, every field checked: values that load but
+    make the network's output meaningless (a NaN mean, std 0, palette values past 255) are refused
+    here, with the field's name, instead of turning every frame into one class or invalid depth.
+    Raises ValueError naming the field."""
+    name = _field(meta, "preset")
+    if not isinstance(name, str) or not name:
+        raise _BadField("preset", "must name the preset")
+    class_names = _field(meta, "class_names")
+    if (not isinstance(class_names, list) or not 1 <= len(class_names) <= 255
+            or not all(isinstance(c, str) and c for c in class_names)):
+        raise _BadField("class_names", "must be a list of 1 to 255 names (labels are uint8)")
+    palette = _field(meta, "palette")
+    if not isinstance(palette, list) or len(palette) != len(class_names):
+        raise _BadField("palette", f"must hold one colour per class ({len(class_names)})")
+    for colour in palette:
+        if (not isinstance(colour, list) or len(colour) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)):
+            raise _BadField("palette", f"colours must be 3 integers in 0..255, found {json.dumps(colour)[:40]}")
+    with_normals = _field(meta, "with_normals")
+    if not isinstance(with_normals, bool):
+        raise _BadField("with_normals", f"must be true or false, is {meta['with_normals'][:20]}")
+    # The network sees pixels scaled to 0..1, then normalised: a mean or std on another scale
+    # (0..255) or a std of 0 gives every frame the same (or an infinite) input.
+    mean = _numbers(meta, "mean", 3, 0.0, 1.0)
+    std = _numbers(meta, "std", 3, 0.0, 1.0, strict_low=True)
+    depth_range = _numbers(meta, "depth_range_m", 2, 0.0, 1e4)
+    if depth_range[0] >= depth_range[1]:
+        raise _BadField("depth_range_m", f"must be near < far, is {meta['depth_range_m'][:40]}")
+    if "input_size" in meta:
+        width, _, height = str(meta["input_size"]).partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+            raise _BadField("input_size", f"must be WIDTHxHEIGHT, is {str(meta['input_size'])[:20]!r}")
+    if "focal_px" in meta:  # the training camera's focal length: metric depth is scaled by it
+        try:
+            focal = float(meta["focal_px"])
+        except (TypeError, ValueError):
+            focal = math.nan
+        if not (math.isfinite(focal) and focal > 0):
+            raise _BadField("focal_px", f"must be a focal length in pixels above 0, is {str(meta['focal_px'])[:20]!r}")
+    return Preset(name=name, class_names=tuple(class_names), palette=tuple(tuple(c) for c in palette),
+                  with_normals=with_normals, mean=mean, std=std, depth_range_m=depth_range)
+
+
+def _check_finite(source: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
+    """Weights with NaN or Inf values make every output NaN: the file is damaged."""
+    bad = [key for key, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise WeightsError(source, f"{len(bad)} tensor(s) hold NaN or Inf values ({', '.join(bad[:3])}"
+                                   f"{' ...' if len(bad) > 3 else ''}): the weights are damaged")
+
+
+# The test frame of the load-time check: small (a few ms on a CPU), a gradient so that every
+# layer sees varied input, 64x64 so that the encoder's 32x downsampling leaves 2x2.
+_TEST_FRAME_SIDE = 64
+
+
+def check_outputs(model: HydraNet, preset: Preset, *, source: str | os.PathLike) -> None:
+    """Run ``model`` once on a test frame normalised as the preset says; WeightsError unless every
+    output is finite (weights that load but compute NaN or Inf would publish nonsense)."""
+    side = _TEST_FRAME_SIDE
+    ramp = torch.linspace(0.0, 1.0, side)
+    frame = torch.stack([ramp.expand(side, side), ramp[:, None].expand(side, side), torch.full((side, side), 0.5)])
+    mean, std = torch.tensor(preset.mean)[:, None, None], torch.tensor(preset.std)[:, None, None]
+    with torch.inference_mode():
+        outputs = model(((frame - mean) / std)[None])
+    bad = sorted(name for name, value in outputs.items() if not torch.isfinite(value).all())
+    if bad:
+        raise WeightsError(source, f"the network's {', '.join(bad)} output on a test frame is not finite (NaN or Inf): "
+                                   "the weights do not work")
 
 
 def save_safetensors(path: str | os.PathLike, state: dict[str, torch.Tensor], preset: Preset, *, extra: dict[str, str] | None = None, dtype: torch.dtype | None = None) -> str:
@@ -253,9 +363,12 @@ class LoadedWeights:
         return (w, h) if w > 0 and h > 0 else None
 
     def build_model(self) -> HydraNet:
+        """The network with these weights, checked on a test frame (check_outputs)."""
         model = HydraNet(self.preset)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}, strict=True)
-        return model.eval()
+        model.eval()
+        check_outputs(model, self.preset, source=self.source)
+        return model
 
 
 def load_safetensors(path: str | os.PathLike) -> LoadedWeights:
@@ -279,16 +392,22 @@ def load_safetensors(path: str | os.PathLike) -> LoadedWeights:
         raise WeightsError(path, f"no hydranet_ros metadata (format {meta.get('format')!r}); convert published checkpoints with `hydranet convert`")
     try:
         preset = preset_from_metadata(meta)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise WeightsError(path, f"bad preset metadata ({exc})") from None
+    except ValueError as exc:
+        raise WeightsError(path, str(exc)) from None
     expected = HydraNet(preset).state_dict()
     _fill_batch_counters(state, expected)
     report = compare_state(expected, state)
     if not report.ok:
         raise WeightsError(path, f"does not match the HydraNet '{preset.name}' architecture: {report}")
+    # Every file written by save_safetensors carries the hash of its weights; one without it was
+    # altered after writing or made by another tool, and its weights cannot be told from damage.
+    if "weights_sha256" not in meta:
+        raise WeightsError(path, "metadata field 'weights_sha256' is missing (every file hydranet_ros writes has it): "
+                                 "the file was altered or written by another tool; save it with save_safetensors")
     digest = weights_sha256(state)
-    if meta.get("weights_sha256") not in (None, digest):
+    if meta["weights_sha256"] != digest:
         raise WeightsError(path, "weights hash does not match the metadata: the file was altered or damaged")
+    _check_finite(path, state)
     return LoadedWeights(preset=preset, state_dict=state, sha256=digest, source=str(path), metadata=meta)
 
 

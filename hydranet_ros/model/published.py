@@ -15,10 +15,17 @@ DEFAULT_BASE_URL = "https://raw.githubusercontent.com/DrSleep/multi-task-refinen
 BASE_URL_ENV = "HYDRANET_WEIGHTS_URL"  # a mirror, e.g. inside a fleet without internet
 
 
+# The published checkpoints are pickles of fp32 tensors: 11.5-11.9 MiB by the architecture (the
+# git blob id checks the exact bytes afterwards). A download that grows past this is not one of
+# them (a mirror sending an endless body wrote 5 GiB into the cache in 31 s).
+MAX_PUBLISHED_BYTES = 64 << 20
+
+
 @dataclass(frozen=True)
 class PublishedFile:
     filename: str
     git_blob_sha1: str
+    max_bytes: int = MAX_PUBLISHED_BYTES
 
 
 PUBLISHED: dict[str, PublishedFile] = {

@@ -24,7 +24,8 @@ from hydranet_ros.model.locate import PUBLISHED_SUFFIXES  # torch-free, like eve
 from hydranet_ros.outputs.cameras import MAX_CAMERAS, cameras_reason
 from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
-    AUTO, BACKENDS, DEVICES, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS, options_of,
+    AUTO, BACKENDS, DEVICES, MAX_FRAME_PIXELS, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
+    options_of,
 )
 
 __all__ = [
@@ -118,7 +119,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=DEPTH_ENCODINGS, live=True),
     ParamSpec("overlay_alpha", float, 0.5, "Opacity of the class colours in semantic/overlay.",
               range=(0.0, 1.0), live=True),
-    ParamSpec("max_input_pixels", int, 3840 * 2160,
+    ParamSpec("max_input_pixels", int, MAX_FRAME_PIXELS,
               "Frames with more pixels are rejected before decoding (guards memory); 0 = no limit.",
               range=(0, MAX_PIXELS_LIMIT), live=True),
     ParamSpec("compressed", bool, False,

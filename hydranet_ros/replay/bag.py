@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
+import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from hydranet_ros.io import staging as staged
 from hydranet_ros.io.bag_reader import (
-    CAMERA_INFO, BagError, CameraInfos, messages, open_reader, stamp, storage_of, typestore,
+    CAMERA_INFO, BagError, CameraInfos, Damage, messages, open_reader, stamp, storage_of, typestore,
 )
 from hydranet_ros.io.bag_topics import CameraTopics, choose_cameras
 from hydranet_ros.io.ros_image import ImageRejected, message_to_frame
@@ -176,6 +177,7 @@ class ReplayReport:
     skipped_topics: list[str] = field(default_factory=list)  # input topics that could not be copied
     per_camera: dict[str, CameraReport] = field(default_factory=dict)
     batches: int = 0  # network passes (several cameras' frames in each when batched)
+    damaged: list[Damage] = field(default_factory=list)  # parts of the input that could not be read
 
     def summary(self) -> str:
         if len(self.cameras) > 1:
@@ -191,6 +193,9 @@ class ReplayReport:
             parts.append("no CameraInfo output: " + ", ".join(f"{n} {r}" for r, n in sorted(self.camera_info_problems.items())))
         if self.skipped_topics:
             parts.append("not copied (no type definition): " + ", ".join(self.skipped_topics))
+        if self.damaged:
+            parts.append(f"{len(self.damaged)} damaged part(s) of the input skipped: "
+                         + ", ".join(str(damage) for damage in self.damaged))
         return "; ".join(parts)
 
     def count(self, camera: CameraTopics, what: str, reason: str | None = None) -> None:
@@ -215,8 +220,9 @@ def check_paths(source: Path, target: Path, overwrite: bool) -> None:
         if not overwrite:
             raise BagError("output_exists", f"output {target} exists; pass --overwrite to replace it")
         # --overwrite replaces a bag, never an arbitrary folder the user pointed at by mistake.
-        if not target.is_dir() or (any(target.iterdir()) and not (target / "metadata.yaml").exists()):
-            raise BagError("output_not_a_bag", f"refusing to overwrite {target}: it is not a rosbag2 folder")
+        problem = _not_only_a_bag(target)
+        if problem:
+            raise BagError("output_not_a_bag", f"refusing to overwrite {target}: {problem}")
     if not target.parent.exists():
         raise BagError("output_parent_missing", f"folder {target.parent} does not exist")
 
@@ -242,6 +248,28 @@ class _Slot:
         if self.pending is None:  # its batch is still open: run it now (only when writes are forced)
             self._replay.flush_batch()
         return self.pending.result()
+
+
+def _not_only_a_bag(folder: Path) -> str:
+    """Why ``folder`` may not be replaced by --overwrite ('' when it may): it must be empty, or a
+    rosbag2 bag and nothing else (a metadata.yaml that reads as one, and exactly the files it lists),
+    so that no file of the user's goes with it."""
+    if not folder.is_dir():
+        return "it is not a folder"
+    entries = {entry.name for entry in folder.iterdir()}
+    if not entries:
+        return ""
+    if "metadata.yaml" not in entries:
+        return "it is not a rosbag2 folder (no metadata.yaml)"
+    try:
+        info = yaml.safe_load((folder / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        files = {str(name) for name in info["relative_file_paths"]}
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        return f"its metadata.yaml is not a rosbag2 bag's ({type(exc).__name__}: {str(exc)[:80]})"
+    others = sorted(entries - files - {"metadata.yaml"})
+    if others:
+        return f"it holds files that are not part of its bag ({', '.join(others[:5])}{' ...' if len(others) > 5 else ''})"
+    return ""
 
 
 class _Replay:
@@ -299,7 +327,8 @@ class _Replay:
             entries = []
             if camera.topics.camera_info:
                 connections = [c for c in self.reader.connections if c.topic == camera.topics.camera_info]
-                for _, bag_time, raw in messages(self.reader, connections):
+                # A damaged part is skipped here as in run(), which reports it.
+                for _, bag_time, raw in messages(self.reader, connections, damaged=[]):
                     try:
                         info = self.store.deserialize_cdr(raw, CAMERA_INFO)
                     except Exception:  # a damaged message must not end the replay
@@ -319,7 +348,7 @@ class _Replay:
         frames_waiting = 0
         in_flight = FRAMES_IN_FLIGHT * len(self.cameras)
         try:
-            for connection, bag_time, raw in messages(self.reader, []):
+            for connection, bag_time, raw in messages(self.reader, [], damaged=self.report.damaged):
                 copy = self.copies.get(connection.id)
                 if copy is not None:
                     writes.append(functools.partial(self._copy, copy, bag_time, raw))

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from hydranet_ros.runtime.choices import MAX_FRAME_PIXELS
 from hydranet_ros.runtime.engines.base import EngineError
 from hydranet_ros.runtime.geometry import plan_input
 from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
@@ -66,14 +67,15 @@ def _media_frames(path: Path, limit: int) -> list[np.ndarray]:
     try:
         source = open_source(path)
         if not source.is_video:
-            return [np.ascontiguousarray(read_image_rgb(source.images[i])) for i in _evenly(len(source.images), limit)]
+            return [np.ascontiguousarray(read_image_rgb(source.images[i], max_pixels=MAX_FRAME_PIXELS))
+                    for i in _evenly(len(source.images), limit)]
         count = source.frame_count or count_video_frames(path)  # containers may not say
         wanted = _evenly(count, limit)
-        frames = [frame for _, frame in video_frames_at(path, wanted)]
+        frames = [frame for _, frame in video_frames_at(path, wanted, max_pixels=MAX_FRAME_PIXELS)]
         if len(frames) < len(wanted) and source.frame_count:
             # The container said more frames than it holds: choose again from the true count.
             count = count_video_frames(path)
-            frames = [frame for _, frame in video_frames_at(path, _evenly(count, limit))]
+            frames = [frame for _, frame in video_frames_at(path, _evenly(count, limit), max_pixels=MAX_FRAME_PIXELS)]
     except MediaError as exc:
         raise CalibrationError(str(exc)) from None
     return frames

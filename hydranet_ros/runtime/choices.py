@@ -18,6 +18,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 OUTPUT_SIZES = ("network", "input")
 MIN_INPUT_SIDE = 32  # the encoder downsamples 32x; anything smaller has no feature map left
 MAX_INPUT_SIDE = 8192  # beyond this a single frame would not fit in a Jetson's memory anyway
+# The largest camera frame decoded by default (4K UHD), checked from the header before decoding:
+# the node's max_input_pixels and the --max-pixels of `hydranet infer` and `hydranet bag`.
+MAX_FRAME_PIXELS = 3840 * 2160
 MAX_BATCH = 64  # cameras through one network pass: more than any robot carries
 
 

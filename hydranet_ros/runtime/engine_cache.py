@@ -209,11 +209,9 @@ class EngineCache:
         if not meta_path.is_file():
             return None, "artifact without metadata (an interrupted build?)", {}
         try:
-            meta = json.loads(meta_path.read_text())
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
+            meta = read_metadata(meta_path)
         except (OSError, ValueError) as exc:
-            return None, f"unreadable metadata ({exc})", {}
+            return None, f"unreadable metadata ({str(exc)[:120]})", {}
         if meta.get("format") != CACHE_FORMAT:
             return None, f"metadata format {meta.get('format')!r}, expected {CACHE_FORMAT!r}", {}
         if meta.get("key") != key.as_dict():
@@ -232,10 +230,10 @@ class EngineCache:
         precision; possibly other versions or calibration), or None. For finding what was built
         ahead of time; the artifact is still checked against the complete key before use."""
         try:
-            meta = json.loads(self.metadata_path(self.artifact_path(key, suffix)).read_text())
+            meta = read_metadata(self.metadata_path(self.artifact_path(key, suffix)))
         except (OSError, ValueError):
             return None
-        return meta.get("key") if isinstance(meta, dict) and isinstance(meta.get("key"), dict) else None
+        return meta.get("key") if isinstance(meta.get("key"), dict) else None
 
     def load(self, key: EngineKey, suffix: str) -> CacheEntry | None:
         path, _, meta = self._check(key, suffix)
@@ -342,6 +340,26 @@ class EngineCache:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# Metadata is a few hundred bytes; anything far larger was not written by this cache.
+MAX_METADATA_BYTES = 1 << 20
+
+
+def read_metadata(path: Path) -> dict:
+    """A metadata file as a dict; ValueError for anything else (too large, not UTF-8, not JSON, nested
+    past the parser's recursion limit, not an object), which the cache treats as "rebuild"."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_METADATA_BYTES + 1)
+    if len(data) > MAX_METADATA_BYTES:
+        raise ValueError(f"more than {MAX_METADATA_BYTES} bytes")
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except RecursionError:  # a file of 100,000 nested brackets
+        raise ValueError("nested too deep") from None
+    if not isinstance(meta, dict):
+        raise ValueError("not a JSON object")
+    return meta
 
 
 def write_atomic(path: Path, data: bytes) -> None:

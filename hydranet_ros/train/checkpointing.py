@@ -9,7 +9,9 @@ Layout under ``<out_dir>/checkpoints``::
 
 Both files are written to a temporary name and moved into place with ``os.replace`` (atomic on
 POSIX), and ``latest.json`` is replaced last: a run killed at any moment leaves the previous
-complete pair as "latest", so a resume loses at most one checkpoint interval.
+complete pair as "latest", so a resume loses at most one checkpoint interval. What a killed run
+leaves besides (temporary files, a weights file whose state file never came, a pair newer than
+``latest.json``) is removed by ``discard_incomplete`` when the next run starts, which says so.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from hydranet_ros.errors import HydraNetError
+from hydranet_ros.io import staging
 from hydranet_ros.presets import Preset
 
 LOG = logging.getLogger(__name__)
@@ -86,16 +90,29 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) 
 def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
     path = Path(path)
     tmp = _atomic_target(path)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C mid-write included: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
+    """The training state, read as plain tensors and containers only (never code in a pickle)."""
+    from hydranet_ros.model.checkpoints import WeightsError, read_pickle_of_tensors
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise CheckpointError(f"training state {path} cannot be read: {error}", reason="bad_state") from None
+        state = read_pickle_of_tensors(path)
+    except WeightsError as error:
+        raise CheckpointError(f"training state {error}", reason="bad_state") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"training state {path}: not a dictionary of training state", reason="bad_state")
+    return state
+
+
+_STEP_FILE = re.compile(r"^step_(?P<step>\d+)\.(safetensors|state\.pt)$")
 
 
 class CheckpointStore:
@@ -117,11 +134,30 @@ class CheckpointStore:
                                      metadata={**metadata, "step": str(step)})
         state = save_training_state(self.folder / f"{stem}.state.pt", {**training_state, "step": step})
         pointer = {"step": step, "weights": weights.name, "state": state.name}
-        tmp = _atomic_target(self.latest_file)
-        tmp.write_text(json.dumps(pointer))
-        os.replace(tmp, self.latest_file)
+        staging.write_atomic(self.latest_file, json.dumps(pointer).encode())
         self._prune()
         return weights
+
+    def discard_incomplete(self) -> list[str]:
+        """Remove what an interrupted save left: temporary files, and checkpoint files that are not
+        part of a complete pair at or before ``latest.json``'s step (a weights file whose state file
+        never came, or a pair written after the pointer was last moved). Returns their names."""
+        if not self.folder.is_dir():
+            return []
+        latest = self.latest()
+        newest = latest[2] if latest is not None else -1
+        removed = []
+        for path in sorted(self.folder.iterdir()):
+            name = path.name
+            partner = path.with_name(name.replace(".safetensors", ".state.pt") if name.endswith(".safetensors")
+                                     else name.replace(".state.pt", ".safetensors"))
+            temporary = name.startswith(".") and (".tmp" in name or staging.STAGING_SUFFIX in name)
+            checkpoint = _STEP_FILE.match(name)
+            incomplete = checkpoint is not None and (int(checkpoint["step"]) > newest or not partner.is_file())
+            if (temporary or incomplete) and path.is_file():
+                path.unlink()
+                removed.append(name)
+        return removed
 
     def _prune(self) -> None:
         pairs = sorted(self.folder.glob("step_*.safetensors"))

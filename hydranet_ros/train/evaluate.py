@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from hydranet_ros.io import staging
 from hydranet_ros.presets import Preset
 from hydranet_ros.runtime.network_input import normalise_images
 from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
@@ -266,10 +267,7 @@ def draw_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pat
         cv2.putText(strip, str(class_names[p])[:18], (5, row + cell // 2 + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     image[top + n * cell: top + n * cell + label_w, label_w: label_w + n * cell] = cv2.rotate(
         strip, cv2.ROTATE_90_CLOCKWISE)
-    path = Path(path)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
-    return path
+    return staging.write_image(path, image)
 
 
 def draw_depth_error_histogram(histogram: np.ndarray, edges: np.ndarray, path: str | Path) -> Path:
@@ -297,10 +295,7 @@ def draw_depth_error_histogram(histogram: np.ndarray, edges: np.ndarray, path: s
     cv2.putText(image, "(pred - gt) / gt   (red: beyond the range)", (left, height - 10), font, 0.45, (0, 0, 0), 1,
                 cv2.LINE_AA)
     cv2.putText(image, f"depth relative error, {total} pixels", (left, 22), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    path = Path(path)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
-    return path
+    return staging.write_image(path, image)
 
 
 def _json_safe(value):
@@ -318,7 +313,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, *, prefix: str =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {"json": out_dir / f"{prefix}.json"}
-    written["json"].write_text(json.dumps(_json_safe(result.to_json()), indent=2))
+    staging.write_atomic(written["json"], json.dumps(_json_safe(result.to_json()), indent=2).encode())
     if result.confusion is not None:
         written["confusion"] = draw_confusion_matrix(result.confusion, result.class_names,
                                                      out_dir / f"{prefix}_confusion.png")

@@ -7,13 +7,15 @@ axes and a legend.
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from hydranet_ros.io import staging
 
 # BGR colours for up to eight series, readable on white.
 SERIES_COLOURS = ((200, 80, 20), (30, 30, 210), (40, 150, 40), (150, 40, 150), (20, 160, 200),
@@ -35,18 +37,18 @@ class CsvLog:
                 self.columns = next(csv.reader(handle), None)
 
     def truncate_after(self, step: int) -> None:
+        """Keep the rows up to ``step`` (a row cut short by a killed run has no step and goes too)."""
         if not self.path.is_file():
             return
         rows = self.read()
         kept = [r for r in rows if r.get("step", 0) <= step]
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as handle:
-            if self.columns:
-                writer = csv.DictWriter(handle, fieldnames=self.columns)
-                writer.writeheader()
-                for row in kept:
-                    writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        if self.columns:
+            writer = csv.DictWriter(text, fieldnames=self.columns)
+            writer.writeheader()
+            for row in kept:
+                writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+        staging.write_atomic(self.path, text.getvalue().encode())
 
     def append(self, row: Mapping[str, float | int | None]) -> None:
         if self.columns is None:
@@ -142,7 +144,4 @@ def draw_curves(
         legend_y = top + 18 + 18 * index
         cv2.line(image, (width - right - 150, legend_y - 4), (width - right - 125, legend_y - 4), colour, 2)
         cv2.putText(image, name, (width - right - 120, legend_y), font, 0.45, colour, 1, cv2.LINE_AA)
-    path = Path(path)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
-    return path
+    return staging.write_image(path, image)

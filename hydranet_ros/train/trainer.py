@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hydranet_ros.errors import HydraNetError
+from hydranet_ros.io import staging
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.presets import Preset, get_preset
 from hydranet_ros.runtime.network_input import normalise_images
@@ -272,6 +273,29 @@ class Trainer:
             LOG.warning("resuming %s with a configuration that differs from the checkpoint's", weights_path)
         return step
 
+    def _resume(self) -> int | None:
+        """Resume from the newest complete checkpoint, saying which; without one, start from step 0,
+        saying so when an earlier run left traces (log rows, an interrupted first checkpoint), whose
+        log rows are dropped so that no step is logged twice."""
+        removed: list[str] = []
+        if self.dist.is_main:
+            removed = self.checkpoints.discard_incomplete()
+            if removed:
+                LOG.warning("removed what an interrupted checkpoint left in %s: %s", self.checkpoints.folder,
+                            ", ".join(removed))
+        self.dist.barrier()
+        start = self.try_resume()
+        if self.dist.is_main:
+            if start is not None:
+                LOG.info("resuming from step %d: %s", start, self.checkpoints.latest()[0])
+            elif removed or self.train_log.read() or self.val_log.read():
+                LOG.warning("no complete checkpoint in %s: starting from step 0 (the earlier run stopped before its "
+                            "first checkpoint; its log rows are dropped)", self.checkpoints.folder)
+            for log in (self.train_log, self.val_log):
+                log.truncate_after(start or 0)
+        self.dist.barrier()
+        return start
+
     def _clear_previous_run(self) -> None:
         """--restart: old checkpoints and log rows would otherwise mix with the new run's."""
         self.dist.barrier()
@@ -292,16 +316,12 @@ class Trainer:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
+            staging.write_atomic(self.out_dir / "config.yaml",
+                                 yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False).encode())
         if not resume:
             self._clear_previous_run()
-        start = self.try_resume() if resume else None
+        start = self._resume() if resume else None
         step = start or 0
-        if start is not None:
-            LOG.info("resuming from step %d", start)
-            if self.dist.is_main:
-                self.train_log.truncate_after(start)
-                self.val_log.truncate_after(start)
         if start is None:
             self._initialise_fresh()
         module: nn.Module = self.step_module
