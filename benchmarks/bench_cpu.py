@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 pipe.process(frame)
                 pipeline_ms[key].append((time.perf_counter() - start) * 1e3)
         reference = pipes.get(("torch", "fp32"))
-        judged_inputs = {name: [prepare(f, size=size, mean=preset.mean, std=preset.std).numpy() for f in frames]
+        judged_inputs = {name: [prepare(f, size=size, mean=preset.mean, std=preset.std, fill_request=False).numpy() for f in frames]
                          for name, frames in judged.items() if frames}
         wanted = {name: engine_outputs(reference, xs) for name, xs in judged_inputs.items()} if reference else {}
         for key, pipe in pipes.items():

@@ -488,8 +488,18 @@ class NodePathRig:
                 self._problems.append(f"{name} is {fields['width']}x{fields['height']}, expected {width}x{height}")
             if len(fields["data"]) != fields["step"] * fields["height"]:
                 self._problems.append(f"{name}: {len(fields['data'])} bytes for step {fields['step']} x {fields['height']}")
-        if set(rendered.images) != {"labels", "depth", "color", "overlay"}:
+        if set(rendered.images) != {"labels", "depth", "color", "overlay", "confidence"}:
             self._problems.append(f"outputs {sorted(rendered.images)}")
+        for name in outputs.CLOUD_OUTPUTS:  # made exactly when a usable CameraInfo came with the frame
+            cloud = rendered.messages.get(name)
+            expected = frame.camera_info is not None and rendered.camera_info_problem is None
+            if (cloud is not None) != expected:
+                self._problems.append(f"{name} {'made' if cloud is not None else 'missing'} "
+                                      f"(CameraInfo {'usable' if expected else 'missing or rejected'})")
+            elif cloud is not None:
+                f = cloud.fields
+                if f["row_step"] != f["point_step"] * f["width"] or len(f["data"]) != f["row_step"] * f["height"]:
+                    self._problems.append(f"{name}: {len(f['data'])} bytes for {f['width']}x{f['height']} points")
         if "depth_camera_info" in rendered.messages:
             k = np.asarray(rendered.messages["depth_camera_info"].fields["k"])
             if not np.all(np.isfinite(k)) or k[0] <= 0:

@@ -32,18 +32,22 @@ REGISTRY: dict[str, type] = {}
 class Message:
     _fields: dict[str, str] = {}
 
+    # Field values live in "_<name>" instance attributes; the field table is read from the class
+    # (type(self)._fields), since a field called "fields" (PointCloud2) stores itself as "_fields".
     def __init__(self, **kwargs: Any) -> None:
-        unknown = set(kwargs) - set(self._fields)
+        table = type(self)._fields
+        unknown = set(kwargs) - set(table)
         assert not unknown, f"{type(self).__name__} has no fields {unknown}"
-        for name, field_type in self._fields.items():
+        for name, field_type in table.items():
             object.__setattr__(self, "_" + name, _default(field_type))
         for name, value in kwargs.items():
             setattr(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self._fields:
+        table = type(self)._fields
+        if name not in table:
             raise AttributeError(f"{type(self).__name__} has no field {name!r}")
-        object.__setattr__(self, "_" + name, _check(type(self).__name__, name, self._fields[name], value))
+        object.__setattr__(self, "_" + name, _check(type(self).__name__, name, table[name], value))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in type(self)._fields:
@@ -147,6 +151,12 @@ CompressedImage = define("CompressedImage", "Header header\nstring format\nuint8
 CameraInfo = define("CameraInfo", "Header header\nuint32 height\nuint32 width\nstring distortion_model\n"
                                   "float64[] d\nfloat64[9] k\nfloat64[9] r\nfloat64[12] p\nuint32 binning_x\n"
                                   "uint32 binning_y\nRegionOfInterest roi")
+PointField = define("PointField", "string name\nuint32 offset\nuint8 datatype\nuint32 count")
+for _name, _value in (("INT8", 1), ("UINT8", 2), ("INT16", 3), ("UINT16", 4), ("INT32", 5), ("UINT32", 6),
+                      ("FLOAT32", 7), ("FLOAT64", 8)):
+    setattr(PointField, _name, _value)
+PointCloud2 = define("PointCloud2", "Header header\nuint32 height\nuint32 width\nPointField[] fields\n"
+                                    "bool is_bigendian\nuint32 point_step\nuint32 row_step\nuint8[] data\nbool is_dense")
 KeyValue = define("KeyValue", "string key\nstring value")
 DiagnosticStatus = define("DiagnosticStatus", "byte level\nstring name\nstring message\nstring hardware_id\n"
                                               "KeyValue[] values")
@@ -474,7 +484,8 @@ def modules(*, with_vision_msgs: bool = True) -> dict[str, types.ModuleType]:
                                       SetParametersResult=SetParametersResult),
         "sensor_msgs": _module("sensor_msgs"),
         "sensor_msgs.msg": _module("sensor_msgs.msg", Image=Image, CompressedImage=CompressedImage,
-                                   CameraInfo=CameraInfo, RegionOfInterest=RegionOfInterest),
+                                   CameraInfo=CameraInfo, RegionOfInterest=RegionOfInterest,
+                                   PointCloud2=PointCloud2, PointField=PointField),
         "diagnostic_msgs": _module("diagnostic_msgs"),
         "diagnostic_msgs.msg": _module("diagnostic_msgs.msg", DiagnosticArray=DiagnosticArray,
                                        DiagnosticStatus=DiagnosticStatus, KeyValue=KeyValue),

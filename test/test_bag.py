@@ -45,7 +45,10 @@ OUTPUTS = {
     "/cam/depth/image": "sensor_msgs/msg/Image",
     "/cam/depth/camera_info": "sensor_msgs/msg/CameraInfo",
     "/cam/semantic/camera_info": "sensor_msgs/msg/CameraInfo",
+    "/cam/semantic/confidence": "sensor_msgs/msg/Image",
 }
+# The point clouds: made only with CameraInfo, one row of valid points (dense) by default.
+CLOUDS = {"/cam/semantic/points": "sensor_msgs/msg/PointCloud2", "/cam/semantic/obstacles": "sensor_msgs/msg/PointCloud2"}
 # Besides the images: the fused message per frame, and LabelInfo once per frame_id (latched).
 FUSED, LABEL_INFO = "/cam/hydranet/result", "/cam/semantic/label_info"
 EXTRA = {FUSED: "hydranet_ros/msg/HydraNetResult", LABEL_INFO: "vision_msgs/msg/LabelInfo"}
@@ -165,7 +168,7 @@ def test_replay_writes_inputs_plus_node_outputs_with_input_stamps(tmp_path, pipe
 
     in_topics, in_messages = read_bag(source)
     topics, messages = read_bag(tmp_path / "out")
-    assert topics == {**in_topics, **OUTPUTS, **EXTRA}
+    assert topics == {**in_topics, **OUTPUTS, **EXTRA, **CLOUDS}
     for topic in in_topics:  # input messages copied byte for byte, at their times
         assert messages[topic] == in_messages[topic]
     image_times = [t for t, _ in in_messages["/cam/image_raw"]]
@@ -205,6 +208,24 @@ def test_replay_writes_inputs_plus_node_outputs_with_input_stamps(tmp_path, pipe
     label_info = STORE.deserialize_cdr(messages[LABEL_INFO][0][1], EXTRA[LABEL_INFO])
     assert [(c.class_id, c.class_name) for c in label_info.class_map] == list(enumerate(get_preset("kitti").class_names))
     assert label_info.header.frame_id == "cam_optical"
+    assert label_info.threshold == 0.0
+
+    # The clouds: per frame, with the input header, PointCloud2 as rviz2 and PCL read it.
+    for topic in CLOUDS:
+        assert [t for t, _ in messages[topic]] == image_times, topic
+        cloud = STORE.deserialize_cdr(messages[topic][1][1], CLOUDS[topic])
+        assert (cloud.header.stamp.sec, cloud.header.frame_id) == (101, "cam_optical")
+        assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "confidence", "label"]
+        assert cloud.point_step == 24 and cloud.row_step == 24 * cloud.width and cloud.height == 1
+        assert len(cloud.data) == cloud.row_step and cloud.is_dense and not cloud.is_bigendian
+    # semantic/points: every pixel with depth, sky left out, at the CameraInfo's rays.
+    points = np.frombuffer(STORE.deserialize_cdr(messages["/cam/semantic/points"][0][1], CLOUDS["/cam/semantic/points"]).data,
+                           dtype=np.dtype({"names": ["x", "y", "z", "label"], "formats": ["<f4", "<f4", "<f4", "u1"],
+                                           "offsets": [0, 4, 8, 20], "itemsize": 24}))
+    kept = expected.labels != 0  # not sky
+    assert len(points) == int(kept.sum()) > 0
+    np.testing.assert_allclose(np.sort(points["z"]), np.sort(expected.depth_m[kept]), rtol=1e-6)
+    assert set(points["label"]) <= set(range(1, 6))
 
 
 @pytest.mark.parametrize("storage", sorted(STORAGES))
@@ -559,7 +580,7 @@ def test_outputs_are_written_right_after_their_image_although_frames_are_queued_
     with sqlite3.connect(db) as conn:
         written = [name for (name,) in conn.execute(
             "SELECT topics.name FROM messages JOIN topics ON topics.id = messages.topic_id ORDER BY messages.id")]
-    per_frame = len(OUTPUTS) + len(EXTRA) - 1  # LabelInfo only once, with the first frame
+    per_frame = len(OUTPUTS) + len(EXTRA) + len(CLOUDS) - 1  # LabelInfo only once, with the first frame
     inputs = ["/chatter", "/cam/image_raw"]
     expected = []
     for index in range(4):
@@ -623,7 +644,7 @@ def test_outputs_record_the_qos_the_node_offers(tmp_path, pipeline):
         offered = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
     [latched] = offered[LABEL_INFO]
     assert (latched.durability, latched.reliability, latched.depth) == (QosDurability.TRANSIENT_LOCAL, QosReliability.RELIABLE, 1)
-    for topic in OUTPUTS:
+    for topic in [*OUTPUTS, *CLOUDS]:
         [profile] = offered[topic]
         assert (profile.durability, profile.reliability) == (QosDurability.VOLATILE, QosReliability.RELIABLE), topic
     assert offered["/chatter"] == []  # an input recorded without QoS is copied as it was

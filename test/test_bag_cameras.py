@@ -109,6 +109,18 @@ def test_batched_cameras_equal_each_camera_replayed_alone(tmp_path, pipeline):  
                         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=topic)
         for a, b in zip(alone[f"{camera}/depth/image"], together[f"{camera}/depth/image"]):
             np.testing.assert_allclose(b.data.view(np.float32), a.data.view(np.float32), rtol=1e-5)
+        for topic in (f"{camera}/semantic/confidence", f"{camera}/semantic/points", f"{camera}/semantic/obstacles"):
+            # The semantic 3D outputs (from the camera's own CameraInfo) as the camera alone gets them.
+            assert len(alone[topic]) == len(together[topic]) == 2, topic
+            for a, b in zip(alone[topic], together[topic]):
+                assert (a.width, a.height, a.header.frame_id) == (b.width, b.height, b.header.frame_id), topic
+                if topic.endswith("confidence"):
+                    np.testing.assert_allclose(b.data.view(np.float32), a.data.view(np.float32), rtol=1e-5)
+                else:  # x, y, z and confidence of each 24-byte point; its label exact
+                    pa, pb = a.data.reshape(-1, 24), b.data.reshape(-1, 24)
+                    np.testing.assert_allclose(pb.view(np.float32)[:, [0, 1, 2, 4]], pa.view(np.float32)[:, [0, 1, 2, 4]],
+                                               rtol=1e-5, err_msg=topic)
+                    np.testing.assert_array_equal(pb[:, 20], pa[:, 20], err_msg=topic)
 
 
 def test_a_camera_that_stops_leaves_the_others_batched(tmp_path, pipeline):  # noqa: F811

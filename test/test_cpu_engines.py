@@ -70,7 +70,9 @@ def judged_frames() -> dict[str, list[np.ndarray]]:
 
 
 def inputs(frames, preset) -> list[torch.Tensor]:
-    return [prepare(f, size=SIZE, mean=preset.mean, std=preset.std) for f in frames]
+    """As the pipeline feeds the CPU engines: each frame at the size planned for it (the NYU frames
+    at 128x96, the KITTI frame at 320x96), padded to the stride only."""
+    return [prepare(f, size=SIZE, mean=preset.mean, std=preset.std, fill_request=False) for f in frames]
 
 
 def torch_forward(model):
@@ -175,19 +177,42 @@ def test_a_missed_gate_is_refused_with_its_figures_or_falls_back_to_fp32(backend
 
 
 @pytest.mark.parametrize("backend", RUNTIMES)
-def test_pipeline_with_the_engine_matches_the_torch_pipeline(backend, small_model, tmp_path):
-    frame = np.ascontiguousarray(cv2.resize(read_rgb(KITTI_FRAME), (160, 120), interpolation=cv2.INTER_AREA))
-    results = {}
+def test_pipeline_with_the_engine_runs_the_torch_geometry_on_a_wide_frame(backend, small_model, tmp_path):
+    """The CPU engines take any input shape: a KITTI-shaped frame (not 4:3) is fed at the network
+    size the pipeline plans for torch (128x64 here), not padded to the whole request (128x96)."""
+    frame = np.ascontiguousarray(cv2.resize(read_rgb(KITTI_FRAME), (310, 94), interpolation=cv2.INTER_AREA))
+    results, pipes = {}, {}
     for name in ("torch", backend):
-        config = PipelineConfig(backend=name, device="cpu", input_size=(96, 64), output_size="input", strict=True,
+        config = PipelineConfig(backend=name, device="cpu", input_size=(128, 96), output_size="input", strict=True,
                                 engine_options={} if name == "torch" else {"cache_dir": str(tmp_path)})
-        pipe = Pipeline.from_model(small_model, small_model.preset, config)
-        assert pipe.info["backend"] == name and pipe.info["requested_backend"] == name
-        results[name] = pipe.process(frame)
+        pipes[name] = Pipeline.from_model(small_model, small_model.preset, config)
+        assert pipes[name].info["backend"] == name and pipes[name].info["requested_backend"] == name
+        results[name] = pipes[name].process(frame)
+    assert pipes[backend].network_size_for(310, 94) == pipes["torch"].network_size_for(310, 94) == (128, 64)
     torch_result, other = results["torch"], results[backend]
-    assert other.labels.shape == (120, 160) and other.labels.dtype == np.uint8
+    assert other.geometry == torch_result.geometry
+    assert other.labels.shape == (94, 310) and other.labels.dtype == np.uint8
     assert (other.labels == torch_result.labels).mean() > 0.999
     np.testing.assert_allclose(other.depth_m, torch_result.depth_m, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_int8_pipeline_runs_the_planned_shape_within_the_gate(backend, shipped, int8_engines, cache_dir, calibration):
+    """int8 is calibrated on frames at the shapes the pipeline plans, and its graph takes any shape:
+    a 4:3 crop of the KITTI frame at the 320x96 request runs at 160x96, as torch runs it, not
+    padded to 320x96, with labels within the gate of torch fp32's."""
+    weights, model = shipped
+    int8_engines(backend)  # built (and cached) with the calibration frames
+    frame = np.ascontiguousarray(read_rgb(KITTI_FRAME)[:, 371:871])  # 500x370
+    options = {"cache_dir": cache_dir, "calibration": calibration, "calibration_frames": 20}
+    pipes = {name: Pipeline.from_model(model, weights.preset, PipelineConfig(
+        backend=name, device="cpu", precision=precision, input_size=SIZE, strict=True,
+        engine_options={} if name == "torch" else options), weights_sha256=weights.sha256)
+        for name, precision in (("torch", "fp32"), (backend, "int8"))}
+    assert pipes[backend].info["precision"] == "int8"
+    got, want = pipes[backend].process(frame), pipes["torch"].process(frame)
+    assert got.geometry == want.geometry and got.geometry.network_size == (160, 96)
+    assert (got.labels == want.labels).mean() >= int8.MIN_LABELS_AGREE
 
 
 def test_auto_on_the_cpu_runs_the_fastest_installed(small_model, tmp_path, caplog):

@@ -37,7 +37,9 @@ from hydranet_ros.runtime.engines.base import Engine, EngineError
 from hydranet_ros.runtime.memory_fallback import FirstFrameOutOfMemory, MemoryFallbackPipeline, smaller_input_size
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from test_bag import leftovers, pipeline, tree_digest, write_bag  # noqa: F401
-from test_node_standin import image_msg, make_node, publishers, subscribe_all, subscription, weights  # noqa: F401
+from test_node_standin import (  # noqa: F401
+    camera_info_msg, image_msg, make_node, publishers, subscribe_all, subscription, weights,
+)
 
 NOBODY = 65534
 
@@ -208,6 +210,7 @@ def test_node_refuses_bad_weights_stays_alive_and_configures_with_good_ones(monk
     assert configure(node) == ros.TransitionCallbackReturn.SUCCESS
     assert node.on_activate(ros.LifecycleState()) == ros.TransitionCallbackReturn.SUCCESS
     subscribe_all(node)
+    subscription(node, "camera_info").callback(camera_info_msg())  # the clouds need it: without, a WARN
     subscription(node, "image").callback(image_msg(3))
     assert node._worker.wait_idle(30)
     assert len(publishers(node)["semantic/labels"].sent) == 1

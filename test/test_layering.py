@@ -144,3 +144,26 @@ def test_ros_holds_only_the_rclpy_shell():
     plain = [path for path, source in sources() if path.startswith("ros/") and not path.endswith("__init__.py")
              and path not in LAUNCH_HELPERS and not any(m.split(".")[0] == "rclpy" for _, m in imported_modules(source))]
     assert not plain, f"modules in hydranet_ros/ros/ that do not need rclpy: {plain}"
+
+
+def test_the_outputs_layer_needs_no_torch():
+    """outputs/ turns a Result into message fields with numpy (the point clouds and the confidence
+    image included): the device work, confidence too, stays in runtime/, and both shells can build
+    messages from a Result without torch."""
+    found = [f"{path}:{line} imports {module}" for path, source in sources() if path.startswith("outputs/")
+             for line, module in imported_modules(source) if module.split(".")[0] == "torch"]
+    assert not found, found
+
+
+def test_the_launch_process_reads_the_parameters_without_opencv_or_torch():
+    """perception.launch.py checks arguments with outputs/params.py (via ros/launch_args.py): the
+    new parameters' choices (outputs/choices.py) must not pull the cloud's or images' code in."""
+    import subprocess
+    import sys
+
+    script = ("import sys, hydranet_ros.ros.launch_args, hydranet_ros.outputs.params, hydranet_ros.outputs.choices; "
+              "print(sorted(m for m in ('cv2', 'torch', 'hydranet_ros.outputs.cloud', 'hydranet_ros.outputs.fields') "
+              "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -113,15 +113,31 @@ def test_batched_cameras_publish_what_the_single_camera_node_publishes(monkeypat
             if topic == plan.OUTPUTS["fused"].topic:
                 want, got = without_timings(want), without_timings(got)
                 same_depth(got.pop("depth"), want.pop("depth"), f"{name}/{topic}")
-            elif topic == plan.OUTPUTS["depth"].topic:
+            elif topic in (plan.OUTPUTS["depth"].topic, plan.OUTPUTS["confidence"].topic):
                 same_depth(got, want, f"{name}/{topic}")
+                continue
+            elif topic in (plan.OUTPUTS["points"].topic, plan.OUTPUTS["obstacles"].topic):
+                same_cloud(got, want, f"{name}/{topic}")
                 continue
             assert got == want, f"{name}/{topic}"
         single.release()
 
 
+def same_cloud(got, want, where):
+    """Point clouds equal but for the depth's float rounding (see same_depth): the same points
+    (count, layout, header), x/y/z and confidence to 1e-5, colour and label exact."""
+    got_data, want_data = got.pop("data")[1], want.pop("data")[1]
+    assert got == want, where
+    got_points, want_points = (np.frombuffer(d, np.uint8).reshape(-1, 24) for d in (got_data, want_data))
+    floats = [0, 1, 2, 4]  # x, y, z, confidence (float32 words); rgb (3) and label (byte 20) exact
+    np.testing.assert_allclose(got_points.view(np.float32)[:, floats], want_points.view(np.float32)[:, floats],
+                               rtol=1e-5, err_msg=where)
+    np.testing.assert_array_equal(got_points[:, 12:16], want_points[:, 12:16], err_msg=where)
+    np.testing.assert_array_equal(got_points[:, 20], want_points[:, 20], err_msg=where)
+
+
 def same_depth(got, want, where):
-    """Depth images equal but for float rounding: oneDNN with two threads splits a batch of
+    """Depth (and confidence) images equal but for float rounding: oneDNN with two threads splits a batch of
     frames differently from one frame (measured: at most 2e-7 relative); labels, colours,
     overlays, CameraInfo and headers are compared exactly."""
     got_data, want_data = got.pop("data")[1], want.pop("data")[1]
@@ -149,6 +165,47 @@ def test_diagnostics_report_each_camera_and_the_batching(multi):
     front = statuses[f"{node}, camera front"]
     assert front["frames_rejected"] == "1" and any(key.startswith("rejected.") for key in front)
     assert statuses[f"{node}, camera left"]["frames_rejected"] == "0"
+
+
+def test_each_camera_gets_min_confidence_and_no_cloud_without_its_camera_info(multi):
+    """The per-frame plan of the single-camera node for every camera: a live min_confidence
+    marks each camera's uncertain labels 255 and re-latches its LabelInfo; a camera without
+    CameraInfo gets its images but no cloud, and only its /diagnostics status says why."""
+    send_round(multi)
+    assert multi._worker.wait_idle(60)
+    pubs = publishers(multi)
+    threshold = float(np.median(np.frombuffer(pubs["front/semantic/confidence"].sent[-1].data, np.float32)))
+    [result] = multi.set_parameters([ros.Parameter("min_confidence", value=threshold)])
+    assert result.successful, result.reason
+    clouds = {name: len(pubs[f"{name}/semantic/points"].sent) for name in CAMERAS}
+    for index, (name, (sec, frame_id, width, height)) in enumerate(CAMERAS.items()):
+        if name != "rear":  # rear: images only, no CameraInfo from now on
+            subscription(multi, f"{name}/camera_info").callback(info_msg(sec + 1000, frame_id, width, height))
+        subscription(multi, f"{name}/image").callback(frame_msg(sec + 1000, frame_id, width, height, seed=index))
+    assert multi._worker.wait_idle(60)
+    multi._cameras[[c.name for c in multi._cameras].index("rear")].camera_info = None  # as if none had come
+    subscription(multi, "rear/image").callback(frame_msg(2000, "rear_optical", 120, 40, seed=9))
+    assert multi._worker.wait_idle(60)
+    for name in CAMERAS:
+        assert [m.threshold for m in pubs[f"{name}/semantic/label_info"].sent] == [0.0, threshold], name
+        labels = np.frombuffer(pubs[f"{name}/semantic/labels"].sent[-1].data, np.uint8)
+        confidence = np.frombuffer(pubs[f"{name}/semantic/confidence"].sent[-1].data, np.float32)
+        np.testing.assert_array_equal(labels == 255, confidence < threshold, err_msg=name)
+        assert pubs[f"{name}/hydranet/result"].sent[-1].min_confidence == threshold
+    assert pubs["rear/semantic/labels"].sent[-1].header.stamp.sec == 2000
+    assert len(pubs["rear/semantic/points"].sent) == clouds["rear"] + 1  # the frame with CameraInfo only
+    for name in ("front", "left"):
+        assert len(pubs[f"{name}/semantic/points"].sent) == clouds[name] + 1
+        assert 255 in np.frombuffer(pubs[f"{name}/semantic/points"].sent[-1].data, np.uint8).reshape(-1, 24)[:, 20]
+    multi._publish_diagnostics()
+    [report] = publishers(multi)["/diagnostics"].sent[-1:]
+    node = "/perception_node: HydraNet perception"
+    statuses = {s.name: s for s in report.status}
+    rear = statuses[f"{node}, camera rear"]
+    assert "no point cloud" in rear.message and "camera_info" in rear.message
+    assert {kv.key: kv.value for kv in rear.values}["points_skipped_no_camera_info"] == "1"
+    for name in ("front", "left"):
+        assert "no point cloud" not in statuses[f"{node}, camera {name}"].message
 
 
 def test_a_bad_camera_list_refuses_configure_with_the_reason(monkeypatch, weights):  # noqa: F811

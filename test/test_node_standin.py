@@ -186,6 +186,88 @@ def test_without_vision_msgs_one_warning_and_no_label_info(monkeypatch, weights)
     node.release()
 
 
+def test_the_cloud_runs_only_for_its_subscribers_and_needs_camera_info(monkeypatch, weights):
+    module, node = make_node(monkeypatch, weights)
+    bring_up(module, node)
+    pubs = publishers(node)
+    calls = []
+    original = node._pipeline.process
+    node._pipeline.process = lambda frame, **kw: calls.append(kw["outputs"]) or original(frame, **kw)
+    pubs["semantic/points"].subscribers = 1
+
+    feed(node, image_msg(1))  # no CameraInfo yet: nothing to unproject with, nothing computed
+    assert calls == [] and not pubs["semantic/points"].sent
+    assert node._cameras[0].counters["points_skipped_no_camera_info"] == 1
+    node.timers[-1].callback()
+    report = pubs["/diagnostics"].sent[-1].status[0]
+    assert report.level == ros.DiagnosticStatus.WARN
+    assert "no point cloud" in report.message and "none has arrived on camera_info" in report.message
+    node.timers[-1].callback()  # the next period without such frames says nothing more
+    assert "no point cloud" not in pubs["/diagnostics"].sent[-1].status[0].message
+
+    subscription(node, "camera_info").callback(camera_info_msg())
+    feed(node, image_msg(2))
+    assert calls == [frozenset({"labels", "depth", "confidence"})]
+    [cloud] = pubs["semantic/points"].sent
+    assert (cloud.header.stamp.sec, cloud.header.frame_id) == (2, FRAME_ID)
+    assert cloud.point_step == 24 and cloud.height == 1 and len(cloud.data) == cloud.row_step > 0
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "confidence", "label"]
+    assert not pubs["semantic/obstacles"].sent and not pubs["semantic/labels"].sent
+    node.release()
+
+
+def test_class_lists_are_checked_against_the_weights(monkeypatch, weights):
+    module, node = make_node(monkeypatch, weights, obstacle_classes="car,truck")
+    assert node.on_configure(ros.LifecycleState()) == ros.TransitionCallbackReturn.FAILURE
+    [error] = [m for level, m in node.logger.records if level == "error"]
+    assert "obstacle_classes: no class 'truck'" in error and node._pipeline is None
+    [result] = node.set_parameters([ros.Parameter("obstacle_classes", value="car, building")])
+    assert result.successful, result.reason
+    bring_up(module, node)
+    # While configured the weights' classes are known: a wrong name is refused at once.
+    [result] = node.set_parameters([ros.Parameter("points_classes", value="road,sidewalks")])
+    assert not result.successful and "no class 'sidewalks'" in result.reason
+    [result] = node.set_parameters([ros.Parameter("points_classes", value="road,sidewalk,unknown")])
+    assert result.successful and node._live.cloud.classes == "road,sidewalk,unknown"
+    node.release()
+
+
+def test_min_confidence_marks_uncertain_labels_255_and_label_info_says_so(monkeypatch, weights):
+    module, node = make_node(monkeypatch, weights)
+    bring_up(module, node)
+    subscribe_all(node)
+    pubs = publishers(node)
+    subscription(node, "camera_info").callback(camera_info_msg())
+    feed(node, image_msg(1))
+    [label_info] = pubs["semantic/label_info"].sent
+    assert label_info.threshold == 0.0
+    labels = np.frombuffer(pubs["semantic/labels"].sent[-1].data, np.uint8)
+    assert labels.max() < 6  # no threshold: every pixel has its class
+    confidence = np.frombuffer(pubs["semantic/confidence"].sent[-1].data, np.float32)
+    assert 0 < confidence.min() and confidence.max() <= 1
+
+    threshold = float(np.median(confidence))
+    [result] = node.set_parameters([ros.Parameter("min_confidence", value=threshold)])
+    assert result.successful
+    feed(node, image_msg(1))  # the same frame again
+    assert [m.threshold for m in pubs["semantic/label_info"].sent] == [0.0, threshold]  # re-latched
+    labels = np.frombuffer(pubs["semantic/labels"].sent[-1].data, np.uint8)
+    confidence = np.frombuffer(pubs["semantic/confidence"].sent[-1].data, np.float32)
+    np.testing.assert_array_equal(labels == 255, confidence < threshold)
+    assert 0 < (labels == 255).sum() < labels.size
+    fused = pubs["hydranet/result"].sent[-1]
+    assert fused.min_confidence == threshold and bytes(fused.labels.data) == labels.tobytes()
+    published = pubs["semantic/labels"].sent[-1]
+    assert fused.confidence.encoding == "32FC1"
+    assert (fused.confidence.width, fused.confidence.height) == (published.width, published.height)
+    points = pubs["semantic/points"].sent[-1]
+    point_labels = np.frombuffer(points.data, np.uint8).reshape(-1, 24)[:, 20]
+    assert 255 in point_labels  # uncertain points stay in semantic/points, labelled unknown...
+    obstacle_labels = np.frombuffer(pubs["semantic/obstacles"].sent[-1].data, np.uint8).reshape(-1, 24)[:, 20]
+    assert set(obstacle_labels) <= {1, 4, 5}  # ...but are not obstacles (obstacle_classes: default)
+    node.release()
+
+
 # Attributes rclpy's Node and LifecycleNode set on self (read from rclpy/node.py and
 # rclpy/lifecycle/node.py, branches humble and jazzy). A subclass must not reuse them.
 RCLPY_NODE_ATTRIBUTES = {

@@ -225,10 +225,12 @@ def test_label_info_limits():
         label_info_content(["x"] * 70000)
 
 
-def test_label_info_due_on_first_frame_and_frame_change():
+def test_label_info_due_on_first_frame_frame_change_and_threshold_change():
     assert label_info_due(None, "camera")
-    assert not label_info_due("camera", "camera")
-    assert label_info_due("camera", "camera_left")
+    assert not label_info_due(("camera", 0.0), "camera")
+    assert label_info_due(("camera", 0.0), "camera_left")
+    assert label_info_due(("camera", 0.0), "camera", 0.4)  # the threshold it announces changed
+    assert not label_info_due(("camera", 0.4), "camera", 0.4)
 
 
 def test_stage_timings_fill_missing_with_nan():
@@ -327,7 +329,10 @@ def test_rejection_throttle_per_reason():
     ({"labels": 1}, {"labels"}),
     ({"color": 1}, {"labels"}),
     ({"overlay": 1}, {"labels"}),
-    ({"fused": 1}, {"labels", "depth"}),
+    ({"fused": 1}, {"labels", "depth", "confidence"}),  # it carries the confidence image (publish_confidence)
+    ({"confidence": 1}, {"confidence"}),  # the softmax without the argmax's uint8 labels
+    ({"points": 1}, {"labels", "depth", "confidence"}),
+    ({"obstacles": 1}, {"labels", "depth", "confidence"}),
     ({"depth_camera_info": 1}, set()),  # CameraInfo alone needs no network output
     ({}, set()),
 ])
@@ -342,3 +347,26 @@ def test_depth_png_is_kitti_metres_x256_and_never_turns_far_depth_into_none():
 
     depth = np.array([[1.0, 80.0, 255.99, 300.0, np.inf, np.nan, 0.0, -1.0]], np.float32)
     np.testing.assert_array_equal(depth_to_png(depth), [[256, 20480, 65533, 65535, 65535, 0, 0, 0]])
+
+
+def test_confidence_costs_nothing_unless_asked_for_or_thresholded():
+    labels_only = {"labels": 1, "color": 1, "overlay": 1, "depth": 1}
+    assert "confidence" not in plan_frame(ALL_ON, labels_only, have_camera_info=True).network_outputs
+    # A threshold needs the confidence wherever labels are made...
+    plan = plan_frame(ALL_ON, labels_only, have_camera_info=True, min_confidence=0.5)
+    assert "confidence" in plan.network_outputs and plan.min_confidence == 0.5
+    # ...but not for depth alone.
+    assert plan_frame(ALL_ON, {"depth": 1}, have_camera_info=True, min_confidence=0.5).network_outputs == {"depth"}
+    # The fused message without publish_confidence carries no confidence, so needs none.
+    assert "confidence" not in plan_frame({**ALL_ON, "confidence": False}, {"fused": 1},
+                                          have_camera_info=True).network_outputs
+
+
+def test_clouds_need_camera_info_and_the_plan_says_which_it_left_out():
+    plan = plan_frame(ALL_ON, {"points": 1, "obstacles": 1, "labels": 1}, have_camera_info=False)
+    assert plan.outputs == {"labels"} and plan.without_camera_info == {"points", "obstacles"}
+    assert plan.network_outputs == {"labels"}
+    plan = plan_frame(ALL_ON, {"points": 1}, have_camera_info=False)
+    assert not plan.publishes and plan.without_camera_info == {"points"}
+    plan = plan_frame(ALL_ON, {"points": 1}, have_camera_info=True)
+    assert plan.outputs == {"points"} and plan.camera_info and plan.cloud and not plan.without_camera_info

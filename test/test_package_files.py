@@ -131,11 +131,12 @@ def test_fused_message_fields():
             field_type, name = line.split()
             fields[name] = field_type
     assert fields["header"] == "std_msgs/Header"
-    assert fields["labels"] == fields["depth"] == "sensor_msgs/Image"
+    assert fields["labels"] == fields["depth"] == fields["confidence"] == "sensor_msgs/Image"
+    assert fields["min_confidence"] == "float32"
     assert fields["camera_info"] == "sensor_msgs/CameraInfo" and fields["has_camera_info"] == "bool"
     assert fields["class_names"] == "string[]"
     # The node fills exactly these timing fields.
-    timing_fields = {name for name, field_type in fields.items() if field_type == "float32"}
+    timing_fields = {name for name, field_type in fields.items() if field_type == "float32" and name.endswith("_ms")}
     assert timing_fields == set(output_fields.stage_timings({}))
 
 
@@ -177,3 +178,51 @@ def test_rviz_view_shows_camera_semantics_and_depth():
     assert {"/camera/image_raw", "/" + plan.OUTPUTS["color"].topic, "/" + plan.OUTPUTS["depth"].topic} <= topics
     camera = launch_args.input_topics("camera", "image_raw", "camera_info")[0]
     assert camera in topics
+
+
+def test_rviz_view_shows_the_semantic_cloud_coloured_by_class():
+    view = yaml.safe_load((ROOT / "rviz" / "hydranet.rviz").read_text())
+    clouds = {d["Topic"]["Value"]: d for d in view["Visualization Manager"]["Displays"]
+              if d["Class"] == "rviz_default_plugins/PointCloud2"}
+    points = clouds["/" + plan.OUTPUTS["points"].topic]
+    # RGB8 reads the cloud's rgb field, which holds the class colours (points_color: class).
+    assert points["Enabled"] and points["Color Transformer"] == "RGB8" and points["Position Transformer"] == "XYZ"
+    assert params.SPECS["points_color"].default == "class"
+    assert points["Topic"]["Reliability Policy"] == "Reliable"
+    assert "/" + plan.OUTPUTS["obstacles"].topic in clouds
+
+
+# Parameters of nav2_costmap_2d's obstacle layer (plugins/obstacle_layer.cpp, Humble to Jazzy):
+# the layer's own, and each observation source's.
+NAV2_LAYER_PARAMETERS = {"plugin", "enabled", "footprint_clearing_enabled", "min_obstacle_height", "max_obstacle_height",
+                         "combination_method", "observation_sources"}
+NAV2_SOURCE_PARAMETERS = {"topic", "sensor_frame", "observation_persistence", "expected_update_rate", "data_type",
+                          "min_obstacle_height", "max_obstacle_height", "inf_is_valid", "marking", "clearing",
+                          "obstacle_max_range", "obstacle_min_range", "raytrace_max_range", "raytrace_min_range"}
+
+
+def test_nav2_costmap_snippet_subscribes_to_the_obstacles_cloud():
+    document = yaml.safe_load((ROOT / "config" / "nav2" / "semantic_obstacles_costmap.yaml").read_text())
+    costmap = document["local_costmap"]["local_costmap"]["ros__parameters"]
+    layers = [costmap[name] for name in costmap["plugins"]]
+    [layer] = [layer for layer in layers if layer["plugin"] in ("nav2_costmap_2d::ObstacleLayer", "nav2_costmap_2d::VoxelLayer")]
+    sources = layer["observation_sources"].split()  # nav2 splits this string at whitespace
+    assert set(layer) - set(sources) <= NAV2_LAYER_PARAMETERS, "a layer parameter nav2 does not read"
+    by_topic = {}
+    for name in sources:
+        source = layer[name]
+        assert set(source) <= NAV2_SOURCE_PARAMETERS, f"{name}: {set(source) - NAV2_SOURCE_PARAMETERS}"
+        assert source["data_type"] == "PointCloud2"  # nav2's default is LaserScan
+        for key in ("obstacle_max_range", "raytrace_max_range", "min_obstacle_height", "max_obstacle_height"):
+            assert isinstance(source[key], float), f"{name}.{key} must be a double for nav2"
+        assert source["raytrace_max_range"] >= source["obstacle_max_range"]
+        by_topic[source["topic"]] = source
+    obstacles = by_topic["/" + plan.OUTPUTS["obstacles"].topic]
+    assert obstacles["marking"] is True
+    free = by_topic["/" + plan.OUTPUTS["points"].topic]
+    assert free["marking"] is False and free["clearing"] is True
+    # The node parameters the comments recommend exist and are valid.
+    recommended = {"points_stride": 4, "points_max_range": 30.0, "min_confidence": 0.5}
+    assert params.validate_all(recommended) == {}
+    text = (ROOT / "config" / "nav2" / "semantic_obstacles_costmap.yaml").read_text()
+    assert all(f"{name}: {value}" in text for name, value in recommended.items())

@@ -183,10 +183,38 @@ def test_live_settings():
     values = {**params.defaults(), "publish_overlay": False, "max_input_pixels": 0, "overlay_alpha": 1}
     live = LiveSettings.from_values(values)
     assert live.publish["overlay"] is False and live.publish["labels"] is True
-    assert set(live.publish) == {"labels", "color", "overlay", "depth", "camera_info", "label_info", "fused"}
+    assert set(live.publish) == {"labels", "color", "overlay", "depth", "camera_info", "label_info", "fused",
+                                 "confidence", "points", "obstacles"}
     assert live.max_input_pixels is None  # 0 = no limit
     assert live.overlay_alpha == 1.0 and isinstance(live.overlay_alpha, float)
     assert LiveSettings.from_values(params.defaults()).max_input_pixels == 3840 * 2160
+    cloud = LiveSettings.from_values({**params.defaults(), "points_stride": 4, "points_max_range": 50.0,
+                                      "points_organized": True, "points_color": "camera",
+                                      "obstacle_classes": "car, building", "min_confidence": 0.3}).cloud
+    assert (cloud.stride, cloud.max_range_m, cloud.organized, cloud.color) == (4, 50.0, True, "camera")
+    assert cloud.obstacle_classes == "car, building" and cloud.exclude_classes == "default"
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("points_stride", 0, "points_stride must be in [1, 64]"),
+    ("points_max_range", -1.0, "points_max_range must be in"),
+    ("min_confidence", 1.5, "min_confidence must be in [0.0, 1.0]"),
+    ("points_color", "rainbow", "points_color must be one of class, camera"),
+    ("confidence_encoding", "16UC1", "confidence_encoding must be one of 32FC1, mono8"),
+])
+def test_3d_and_confidence_parameters_are_checked(name, value, reason):
+    assert reason in validate(name, value)
+
+
+def test_class_lists_are_checked_against_the_weights_classes():
+    kitti = params.PRESETS["kitti"].class_names
+    assert params.class_refusal(params.defaults(), kitti) is None
+    assert params.class_refusal({"obstacle_classes": "car,building, unknown", "points_classes": ""}, kitti) is None
+    reason = params.class_refusal({"obstacle_classes": "car,truck", "points_exclude_classes": "skye"}, kitti)
+    assert "obstacle_classes: no class 'truck'" in reason and "points_exclude_classes: no class 'skye'" in reason
+    assert "sky, building, road" in reason  # the classes there are
+    # The class lists are live, so a wrong one is refused with its reason when set, not at the next frame.
+    assert SPECS["obstacle_classes"].live
 
 
 def test_describe_gives_descriptor_fields():

@@ -165,13 +165,12 @@ def test_auto_size_is_the_training_size_recorded_in_the_weights(tmp_path, kitti_
 
     path = tmp_path / "trained.safetensors"
     save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"), extra={"input_size": "96x64"})
-    # backend torch: with backend auto the test extras' OpenVINO would be chosen, a fixed-size
-    # engine that pads every frame to the whole request (the size rule is what is tested here).
-    pipe = Pipeline.create(PipelineConfig(weights=str(path), input_size="auto", backend="torch"))
+    # backend auto (OpenVINO with the test extras): every engine on the CPU gets the same geometry.
+    pipe = Pipeline.create(PipelineConfig(weights=str(path), input_size="auto", device="cpu"))
     assert pipe.config.input_size == (96, 64)
     assert pipe.geometry_for(1226, 370).scaled_size == (96, 29) and pipe.network_size_for(1226, 370) == (96, 32)
     save_safetensors(path, kitti_model.state_dict(), get_preset("kitti"))  # nothing recorded
-    assert Pipeline.create(PipelineConfig(weights=str(path), input_size="auto", backend="torch")).network_size_for(1226, 370) == (1248, 384)
+    assert Pipeline.create(PipelineConfig(weights=str(path), input_size="auto", device="cpu")).network_size_for(1226, 370) == (1248, 384)
     assert parse_size("auto") == "auto"
     with pytest.raises(ValueError, match="auto"):
         PipelineConfig(input_size="huge")
@@ -278,8 +277,14 @@ def test_evaluation_runs_the_pipelines_own_pre_and_post_processing(kitti_model, 
 
     evaluated = predict(RawOutputs(), torch.from_numpy(frame).permute(2, 0, 1)[None], preset=preset)
     geometry = pipe.geometry_for(64, 64)
-    assert torch.equal(seen["input"], pipe._preprocess(frame, "rgb", geometry).contiguous())
+    # On CPU the pipeline normalises in numpy (multiply, then add: one rounding more than torch's
+    # fused multiply-add), so the inputs agree to the last bit or two of values within +-2.7.
+    torch.testing.assert_close(seen["input"], pipe._preprocess(frame, "rgb", geometry).contiguous(), rtol=0, atol=1e-6)
     shipped = pipe._postprocess(raw, geometry, 1.0, (64, 64), frozenset({"labels", "depth", "normals"}))
+    # ... and post-processes on the host with OpenCV: the same labels but for float ties, the same metres.
+    host = pipe._postprocess_on_host(raw, geometry, 1.0, (64, 64), frozenset({"labels", "depth", "normals"}))
+    assert (host["labels"] == evaluated["labels"][0].numpy()).mean() > 0.999
+    np.testing.assert_allclose(host["depth_m"], evaluated["depth_m"][0].numpy(), rtol=1e-5, atol=1e-5, equal_nan=True)
     assert torch.equal(evaluated["labels"][0], shipped["labels"])
     assert torch.allclose(evaluated["depth_m"][0], shipped["depth_m"], rtol=0, atol=0, equal_nan=True)
     assert torch.isnan(evaluated["depth_m"][0, 8:12, 12:16]).any()  # the inf cell, upsampled

@@ -50,11 +50,15 @@ def test_each_frame_of_a_batch_equals_the_frame_alone(kitti_model, cameras, outp
     pipe = Pipeline.from_model(kitti_model, kitti_model.preset,
                                PipelineConfig(backend="torch", device="cpu", input_size=(160, 96), output_size=output_size),
                                training_camera=TrainingCamera(223.08, 384))  # depth scaled per camera's focal length
-    requests = [FrameRequest(cameras[0], focal_px=300.0), FrameRequest(cameras[1]),
+    everything = frozenset({"labels", "depth", "normals", "confidence"})
+    requests = [FrameRequest(cameras[0], outputs=everything, focal_px=300.0), FrameRequest(cameras[1]),
                 FrameRequest(cameras[2], outputs=frozenset({"depth"})),
                 FrameRequest(cameras[3], color_order="bgr", outputs=frozenset({"labels"}))]
     alone = one_thread(lambda: [pipe.process(r.pixels, color_order=r.color_order, outputs=r.outputs, focal_px=r.focal_px)
                                 for r in requests])
+    # On a CPU every frame of a batch goes through the host (numpy/OpenCV) post-processing, as a
+    # frame alone does: the torch one is for the GPU.
+    pipe._postprocess = None
     together = one_thread(lambda: pipe.process_batch(requests))
     # Grouped by network size: 320x97 and 160x60 frames both fit 160x96 as 160x64 once padded
     # (each with its own padding), the 160x120 one is 128x96.
@@ -62,7 +66,7 @@ def test_each_frame_of_a_batch_equals_the_frame_alone(kitti_model, cameras, outp
     assert [r.batch_size for r in together] == [3, 3, 1, 3]
     assert together[0].geometry.scaled_size != together[3].geometry.scaled_size
     for index, (a, b) in enumerate(zip(alone, together)):
-        for name in ("labels", "depth_m"):
+        for name in ("labels", "depth_m", "confidence"):
             if getattr(a, name) is None:
                 assert getattr(b, name) is None, (index, name)
             else:
@@ -70,6 +74,10 @@ def test_each_frame_of_a_batch_equals_the_frame_alone(kitti_model, cameras, outp
         assert b.geometry == a.geometry and b.depth_scale == a.depth_scale
         assert set(b.timings_ms) == {"preprocess", "inference", "postprocess", "total"}
     assert together[0].depth_scale.source == "camera" and together[1].depth_scale.source == "assumed"
+    # Confidence only where asked for (the softmax runs for that frame only), 0..1 at the labels' size.
+    assert [r.confidence is not None for r in together] == [True, False, False, False]
+    assert together[0].confidence.shape == together[0].labels.shape
+    assert 0.0 < together[0].confidence.min() and together[0].confidence.max() <= 1.0
     assert together[0].depth_scale.factor != together[1].depth_scale.factor
 
 
@@ -117,10 +125,11 @@ def test_a_bad_frame_in_a_batch_is_refused_before_anything_runs(kitti_model, cam
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_cpu_engines_run_a_batch_one_frame_at_a_time_and_each_frame_equals_it_alone(
         backend, output_size, kitti_model, cameras, tmp_path):
-    """ONNX Runtime and OpenVINO models are exported for one frame of one size: the pipeline pads
-    every camera's frame to that size and runs them one call each. OpenVINO's outputs are its
-    request's buffers, overwritten by the next call: a frame's results must not change when the
-    next camera's frame runs."""
+    """ONNX Runtime and OpenVINO models take a dynamic height and width but a batch of one: the
+    pipeline runs every camera's frame at its own planned network size (padded to the stride only,
+    never to the whole request), one call each, and post-processes it on the host with confidence
+    where asked. OpenVINO's outputs are its request's buffers, overwritten by the next call: a
+    frame's results must not change when the next camera's frame runs."""
     pytest.importorskip(backend)  # test extra: CI installs both (test_cpu_engines fails if not)
     config = PipelineConfig(backend=backend, device="cpu", input_size=(96, 64), output_size=output_size, strict=True,
                             engine_options={"cache_dir": str(tmp_path)}, max_batch=4)
@@ -138,15 +147,22 @@ def test_cpu_engines_run_a_batch_one_frame_at_a_time_and_each_frame_equals_it_al
             return engine(image)
 
     pipe.engine = Counting()
-    requests = [FrameRequest(frame) for frame in cameras]
+    pipe._postprocess = None  # the CPU path post-processes in numpy/OpenCV only
+    outputs = frozenset({"labels", "depth", "confidence"})
+    requests = [FrameRequest(frame, outputs=outputs) for frame in cameras]
     together = pipe.process_batch(requests)
-    # A fixed-size engine: every frame padded to the whole request, one frame per call.
-    assert calls == [(1, 3, 64, 96)] * 4
+    # One frame per call, each at its own planned size: 320x97 and 320x97 flipped fit 96x64 as
+    # 96x29 -> 96x32, the 160x120 one as 85x64 -> 96x64, the 160x60 one as 96x36 -> 96x64.
+    planned = [pipe.network_size_for(frame.shape[1], frame.shape[0]) for frame in cameras]
+    assert calls == [(1, 3, height, width) for width, height in planned]
+    assert (1, 3, 32, 96) in calls  # a frame smaller than the request is not padded to it
     assert [r.batch_size for r in together] == [1, 1, 1, 1]
-    alone = [pipe.process(r.pixels) for r in requests]
+    alone = [pipe.process(r.pixels, outputs=outputs) for r in requests]
     for index, (a, b) in enumerate(zip(alone, together)):
         np.testing.assert_array_equal(b.labels, a.labels, err_msg=f"frame {index}")
         np.testing.assert_array_equal(b.depth_m, a.depth_m, err_msg=f"frame {index}")
+        np.testing.assert_array_equal(b.confidence, a.confidence, err_msg=f"frame {index}")
+        assert b.confidence.shape == b.labels.shape and b.confidence.max() <= 1.0
     assert not np.array_equal(together[0].depth_m, together[1].depth_m)  # not one buffer shared by all
 
 

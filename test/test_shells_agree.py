@@ -41,7 +41,10 @@ def plain(value):
     if isinstance(value, ros.Message):
         return {name: plain(getattr(value, name)) for name in type(value)._fields}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "__msgtype__"}
+        # rosbags lists a message's constants (PointField.FLOAT32, ...) as fields; ROS names constants
+        # in capitals and fields in lower case.
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name != "__msgtype__" and not f.name.isupper()}
     if isinstance(value, array.array):
         return ("array", np.frombuffer(value, dtype=value.typecode).tobytes())
     if isinstance(value, np.ndarray):
@@ -78,7 +81,10 @@ def to_bag_message(msg):
 @pytest.mark.parametrize("parameters", [
     {"depth_encoding": "16UC1", "overlay_alpha": 0.3},
     {"depth_encoding": "32FC1", "publish_overlay": False, "publish_camera_info": False},
-], ids=["16UC1", "some-outputs-off"])
+    # The 3D and confidence outputs with every setting away from its default.
+    {"min_confidence": 0.4, "confidence_encoding": "mono8", "points_organized": True, "points_color": "camera",
+     "points_stride": 2, "points_max_range": 40.0, "points_exclude_classes": "", "obstacle_classes": "car,unknown"},
+], ids=["16UC1", "some-outputs-off", "3d-settings"])
 def test_bag_replay_writes_what_the_node_publishes(monkeypatch, weights, tmp_path, parameters):  # noqa: F811
     values = {"weights": weights, **NODE_SETTINGS, **parameters}
     # The node: its own code, one CameraInfo and one image, everyone subscribed.
@@ -117,4 +123,14 @@ def test_bag_replay_writes_what_the_node_publishes(monkeypatch, weights, tmp_pat
             node_fields, bag_fields = without_timings(node_fields), without_timings(bag_fields)
         assert node_fields == bag_fields, topic
     depth = written[plan.OUTPUTS["depth"].topic][0]
-    assert depth.encoding == parameters["depth_encoding"]  # the node's depth encoding, not a fixed 32FC1
+    assert depth.encoding == parameters.get("depth_encoding", "32FC1")  # the node's depth encoding
+    # The clouds are among what both wrote (with CameraInfo), and follow the parameters.
+    points = written[plan.OUTPUTS["points"].topic][0]
+    assert points.header.frame_id == image.header.frame_id and points.point_step == 24
+    if parameters.get("points_organized"):  # one point per sampled pixel of the published images
+        labels = written[plan.OUTPUTS["labels"].topic][0]
+        stride = parameters["points_stride"]
+        assert (points.width, points.height) == (-(-labels.width // stride), -(-labels.height // stride))
+    if parameters.get("min_confidence"):
+        [label_info] = written[plan.LABEL_INFO_TOPIC]
+        assert label_info.threshold == pytest.approx(parameters["min_confidence"])

@@ -44,7 +44,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 tail -n 1 "$OUT/env.log"
 
 step cuda_tests 160 $PY -m pytest -q -p no:cacheprovider -rs --durations=8 \
-    test/test_gpu_engines.py test/test_pipeline.py test/test_gpu_engine_errors.py test/test_fallback_build.py test/test_bench_gpu.py
+    test/test_gpu_engines.py test/test_pipeline.py test/test_gpu_engine_errors.py test/test_fallback_build.py test/test_bench_gpu.py \
+    test/test_cloud.py::test_confidence_on_cuda_matches_the_cpu
 tail -n 25 "$OUT/cuda_tests.log"
 
 step crp_pool 60 $PY benchmarks/bench_crp_pool.py --json "$OUT/crp_pool.json"

@@ -1,10 +1,11 @@
 """The default model on the real KITTI frame at the sizes users launch: the acceptance figures.
 
     python tools/real_frame_check.py [--weights default] [--sizes 320x96,640x192,1226x370,640x480]
-                                     [--json real_frame.json]
+                                     [--backend auto] [--json real_frame.json]
 
-Each size runs exactly what ``hydranet infer FRAME --size SIZE --output-size input`` runs (the
-same Pipeline, the same geometry, no --focal: the training camera is assumed), then scores:
+Each size runs exactly what ``hydranet infer FRAME --size SIZE --output-size input --device cpu``
+runs (the same Pipeline, the same geometry, the same default backend, no --focal: the training
+camera is assumed), then scores:
 
 - segmentation against the authors' ground truth (000099_segm_gt.png, void ignored): mIoU over
   the classes present, and the road's IoU;
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--focal", type=float, help="pass --focal PX to the pipeline (default: none, as the infer command)")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", default="auto", help="the engine (default auto, as users get: OpenVINO, then "
+                        "ONNX Runtime, then torch on the CPU); every engine gets the same geometry")
     args = parser.parse_args(argv)
 
     import torch
@@ -108,14 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     geometric = flat_ground_depth(labels_gt.shape, horizon, KITTI_FOCAL_1226_PX)
     rows = []
     for size in args.sizes.split(","):
-        pipe = Pipeline.create(PipelineConfig(weights=args.weights, backend="torch", device="cpu", input_size=parse_size(size), output_size="input"))
+        pipe = Pipeline.create(PipelineConfig(weights=args.weights, backend=args.backend, device="cpu", input_size=parse_size(size), output_size="input"))
         result = pipe.process(frame, **({"focal_px": args.focal} if args.focal else {}))
         figures = score(result.labels, result.depth_m, labels_gt, geometric, pipe.preset.num_classes)
         figures["size"] = size
         figures["network_input"] = "x".join(str(v) for v in result.geometry.network_size) if getattr(result, "geometry", None) else size
         figures["ok"] = all(figures[k] >= v if k != "road_depth_median_rel_error" else figures[k] <= v for k, v in TARGETS.items())
         rows.append(figures)
-        print(f"{size:>9} (network {figures['network_input']:>8}): mIoU {figures['miou']:.3f}  road IoU {figures['road_iou']:.3f}  "
+        figures["backend"] = pipe.info["backend"]
+        print(f"{size:>9} ({figures['backend']}, network {figures['network_input']:>8}): mIoU {figures['miou']:.3f}  road IoU {figures['road_iou']:.3f}  "
               f"road depth median error {figures['road_depth_median_rel_error'] * 100:.1f} %  {'ok' if figures['ok'] else 'MISSED'}", flush=True)
     report = {"date": str(datetime.date.today()), "frame": str(frame_path), "weights": pipe.info["weights"],
               "weights_sha256": pipe.info["weights_sha256"], "horizon_row": horizon, "focal_px": KITTI_FOCAL_1226_PX,

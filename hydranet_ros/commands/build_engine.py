@@ -14,6 +14,7 @@ from hydranet_ros.commands.common import check_device, positive_int
 from hydranet_ros.errors import UsageError
 from hydranet_ros.model.locate import locate_weights
 from hydranet_ros.runtime.sizes import network_size
+from hydranet_ros.runtime.choices import ENGINES, build_size
 from hydranet_ros.runtime.geometry import round_up
 
 BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime", "onnx")
@@ -71,10 +72,11 @@ def run(args: argparse.Namespace) -> int:
         size = weights.trained_input_size
         if size is None and args.backend == "tensorrt":
             raise EngineError(f"{located.path} records no training size; pass --size WIDTHxHEIGHT for the engine")
-    if size is not None:
-        # The pipeline feeds a fixed-size engine the request padded to the stride (runtime/geometry):
-        # build that size, so the node finds this engine in the cache.
-        size = tuple(round_up(v) for v in size)
+    if isinstance(size, tuple):
+        # The size the pipeline builds this backend for (choices.build_size: padded to the stride
+        # for a fixed-size engine), so the node finds this engine in the cache; a fixed-size ONNX
+        # file is exported at the size the network is fed, padded to the stride.
+        size = build_size(args.backend, size) if args.backend in ENGINES else tuple(round_up(v) for v in size)
     model = weights.build_model()
     if args.backend == "onnx":
         from hydranet_ros.commands.export_onnx import check_opset

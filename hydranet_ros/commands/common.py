@@ -142,7 +142,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str
                              "with it); without it or --camera-info, the training camera's field of view is assumed")
     camera.add_argument("--camera-info", metavar="FILE",
                         help="a ROS camera calibration YAML (as camera_calibration writes it): its focal length, "
-                             "scaled from its image_width to the frames'")
+                             "scaled from its image_width to the frames'; `infer --points` unprojects with its whole "
+                             "camera model")
     group.add_argument("--classes", default=default("classes"),
                        help="labels from one dataset's classes only, for weights trained on several: 'nyud' "
                             "(ids 0-39) or 'kitti' (ids 40-45) for nyud_kitti; 'all' takes every class "

@@ -3,7 +3,8 @@
 What it writes, and what it never does:
 - <name>_labels.png, _depth.png, _color.png and _preview.png per frame (and <video>_preview.mp4
   or .webm), each frame's four files appearing together, complete, or not at all; the video only
-  once every frame is in it. An interrupted run leaves hidden partial files at most (after SIGKILL), which
+  once every frame is in it. With --points, <name>_points.ply too (written, complete, right
+  after the frame's PNGs). An interrupted run leaves hidden partial files at most (after SIGKILL), which
   the next run into the same folder removes.
 - It never replaces an input file, nor one result with another: frames whose names differ only
   in their suffix (a.png, a.jpg) get the suffix in their results' names (a.png_labels.png), and
@@ -29,6 +30,8 @@ from hydranet_ros.commands.common import (
 )
 from hydranet_ros.errors import UsageError
 from hydranet_ros.io import media, staging
+from hydranet_ros.io.camera_info import CameraCalibration, read_camera_calibration
+from hydranet_ros.outputs.choices import POINT_COLORS, CloudSettings
 from hydranet_ros.runtime.choices import MAX_FRAME_PIXELS
 
 # What `hydranet infer` writes for a frame (<name><suffix>.png): a folder holding an earlier run's
@@ -46,7 +49,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="in a folder, also run on images named like our outputs (*_labels.png, ...) or ground "
                              "truth (*_gt*); skipped by default")
     add_max_pixels_argument(parser, default=MAX_FRAME_PIXELS)
+    points = parser.add_argument_group("3D points")
+    points.add_argument("--points", action="store_true",
+                        help="also write <stem>_points.ply: every pixel with depth as a 3D point in the camera's optical "
+                             "frame (x right, y down, z forward, metres) with its colour, label and confidence; needs "
+                             "--camera-info (the whole calibration: K and P, not only the focal length)")
+    points.add_argument("--points-stride", type=int, default=1, metavar="N",
+                        help="every N-th pixel of every N-th row (default 1)")
+    points.add_argument("--points-max-range", type=float, default=0.0, metavar="M",
+                        help="leave out points farther than M metres from the camera (default 0: no limit)")
+    points.add_argument("--points-color", choices=POINT_COLORS, default="class",
+                        help="colour the points by class (default) or with the camera's pixel")
     add_pipeline_arguments(parser)
+
+
+@dataclass(frozen=True)
+class PointsRequest:
+    """--points: the camera it is unprojected with and the cloud's settings (the node's, for
+    semantic/points: sky left out, dense)."""
+
+    camera: CameraCalibration
+    settings: CloudSettings
+
+
+def points_request(args: argparse.Namespace) -> PointsRequest | None:
+    """The --points options, checked before torch loads; None without --points. The calibration
+    is the same --camera-info file that gives depth its focal length."""
+    if not args.points:
+        return None
+    if getattr(args, "camera_info", None) is None:
+        raise UsageError("--points needs --camera-info FILE: the camera's calibration the depth is unprojected with"
+                         + (" (--focal gives the focal length only)" if getattr(args, "focal", None) else ""))
+    if args.points_stride < 1:
+        raise UsageError(f"--points-stride must be at least 1, got {args.points_stride}")
+    if not args.points_max_range >= 0:
+        raise UsageError(f"--points-max-range must be >= 0 metres, got {args.points_max_range}")
+    return PointsRequest(read_camera_calibration(args.camera_info),
+                         CloudSettings(stride=args.points_stride, max_range_m=args.points_max_range,
+                                       color=args.points_color))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,15 +94,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--alpha must be within 0..1, got {args.alpha}")
     network_options(args)  # size, device, weights name: answered before torch loads
     focal = camera_focal_from_args(args)  # --focal / --camera-info, checked before torch loads too
+    points = points_request(args)
     source = media.open_source(args.input)
     out_dir = output_folder(args.output)
     if not source.is_video and source.path.is_dir() and not args.all_images:
         source = skip_known_non_frames(source)
-    names = result_names(source, out_dir)  # clashes refused before torch loads
+    names = result_names(source, out_dir, points=points is not None)  # clashes refused before torch loads
     pipe = pipeline_from_args(args)
     say_depth_camera(pipe, focal)
     report = process_source(pipe, source, out_dir, alpha=args.alpha, focal=focal, max_pixels=args.max_pixels or None,
-                            names=names)
+                            names=names, points=points)
     if report.unreadable and not report.written:  # nothing done: one line, as for any unusable input
         others = len(report.unreadable) - 1
         raise media.MediaError(report.unreadable[0][1] + (f" (and {others} more unreadable image(s))" if others else ""))
@@ -110,12 +151,12 @@ def skip_known_non_frames(source: media.Source) -> media.Source:
     return media.Source(path=source.path, images=frames, is_video=False, frame_count=len(frames))
 
 
-def result_files(name: str) -> list[str]:
-    """The files written for a frame whose results are named ``name``."""
-    return [f"{name}{suffix}.png" for suffix in OUTPUT_SUFFIXES]
+def result_files(name: str, *, points: bool = False) -> list[str]:
+    """The files written for a frame whose results are named ``name`` (the PNGs, then the PLY of --points)."""
+    return [f"{name}{suffix}.png" for suffix in OUTPUT_SUFFIXES] + ([f"{name}_points.ply"] if points else [])
 
 
-def result_names(source: media.Source, out_dir: Path) -> dict[Path, str]:
+def result_names(source: media.Source, out_dir: Path, *, points: bool = False) -> dict[Path, str]:
     """The name each input image's results carry (a video's frames are named as they are read).
 
     Images whose names differ only in the suffix (a.png, a.jpg) would write the same files: their
@@ -136,7 +177,7 @@ def result_names(source: media.Source, out_dir: Path) -> dict[Path, str]:
               f"their results keep the suffix ({example[0].name}_labels.png, ...)")
     planned: dict[Path, str] = {}  # result file -> the input it is for
     for path, name in names.items():
-        for result in result_files(name):
+        for result in result_files(name, points=points):
             if out_dir / result in planned:
                 raise UsageError(f"{path.name} and {planned[out_dir / result]} would both write {out_dir / result}; "
                                  "rename one of them")
@@ -169,16 +210,17 @@ class InferReport:
 
 
 def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: float = 0.5, focal: Any = None,
-                   max_pixels: int | None = MAX_FRAME_PIXELS, names: dict[Path, str] | None = None) -> InferReport:
+                   max_pixels: int | None = MAX_FRAME_PIXELS, names: dict[Path, str] | None = None,
+                   points: PointsRequest | None = None) -> InferReport:
     """Write <name>_labels.png (uint8 ids), <name>_depth.png (uint16 metres x 256, 0 = no estimate,
     65535 = 256 m or farther), <name>_color.png, <name>_preview.png (overlay, depth, legend and
     colour bar) for each frame, and <video stem>_preview.mp4 (H.264) or .webm (VP8) for a video
     (see the module notes). ``focal``: a runtime.focal.CameraFocal for metric depth, or None
-    (training camera assumed)."""
+    (training camera assumed). With ``points``, <name>_points.ply too."""
     from tqdm import tqdm
 
     from hydranet_ros.io import visuals
-    from hydranet_ros.runtime.pipeline import in_order
+    from hydranet_ros.runtime.pipeline import ALL_OUTPUTS, in_order
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging.remove_abandoned_in(out_dir)  # hidden partial files of a killed run
@@ -190,13 +232,20 @@ def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: flo
                       total=source.frame_count, unit="frame", disable=None, desc="infer")
         # Frames go in ahead: on a GPU the next frame is read, uploaded and run while this one's
         # pictures are encoded and written.
+        outputs = ALL_OUTPUTS | {"confidence"} if points is not None else ALL_OUTPUTS
         for (name, frame), result in in_order(pipe, (((name, frame), frame, "rgb") for name, frame in frames),
-                                              focal=focal):
+                                              focal=focal, outputs=outputs):
             colour = visuals.colorize_labels(result.labels, pipe.preset.palette)
             preview = visuals.preview(frame, result.labels, colour, result.depth_m, pipe.preset, alpha=alpha)
             labels, depth, color, preview_png = (out_dir / f for f in result_files(name))
             media.write_pngs({labels: (result.labels, False), depth: (media.depth_to_png(result.depth_m), False),
                               color: (colour, True), preview_png: (preview, True)})
+            if points is not None:
+                if report.written == 0 and result.labels.shape != (points.camera.height, points.camera.width):
+                    print(f"note: the calibration is for {points.camera.width}x{points.camera.height} images and the "
+                          f"outputs are {result.labels.shape[1]}x{result.labels.shape[0]}: its intrinsics are scaled "
+                          "as for a resized image (a cropped image needs a calibration of its own)")
+                write_points(out_dir / f"{name}_points.ply", frame, result, pipe.preset, points)
             if preview_video is not None:
                 preview_video.write(preview)
             report.written += 1
@@ -213,3 +262,41 @@ def process_source(pipe: Any, source: media.Source, out_dir: Path, *, alpha: flo
         if preview_video.note:
             print(f"note: {preview_video.note}")
     return report
+
+
+def write_points(path: Path, frame: Any, result: Any, preset: Any, request: PointsRequest) -> int:
+    """<stem>_points.ply for one frame, unprojected with the calibration scaled to the outputs'
+    size by the same function as the node's published CameraInfo. Returns the number of points."""
+    import numpy as np
+
+    from hydranet_ros.io.camera_info import CameraInfoRejected, scale_camera_info
+    from hydranet_ros.io.ply import VERTEX_DTYPE, write_ply
+    from hydranet_ros.outputs import cloud
+    from hydranet_ros.outputs.choices import point_classes
+    from hydranet_ros.outputs.fields import overlay_base
+
+    height, width = result.labels.shape
+    try:
+        camera = scale_camera_info(request.camera, width, height)
+    except CameraInfoRejected as exc:
+        raise UsageError(f"--camera-info: {exc}") from None
+    settings = request.settings
+    colour = ({"camera_rgb": overlay_base(frame, "rgb", (width, height))} if settings.color == "camera"
+              else {"palette_packed": cloud.packed_palette(preset.palette)})
+    points = cloud.cloud_points(result.depth_m, result.labels, result.confidence, cloud.Intrinsics.from_camera_info(camera),
+                                keep=cloud.label_mask(point_classes(settings, preset)), stride=settings.stride,
+                                max_range_m=settings.max_range_m, **colour)
+    vertices = np.zeros(len(points), VERTEX_DTYPE)
+    for name in ("x", "y", "z", "label", "confidence"):
+        vertices[name] = points[name]
+    packed = points["rgb"].view(np.uint32)
+    vertices["red"], vertices["green"], vertices["blue"] = packed >> 16, (packed >> 8) & 0xFF, packed & 0xFF
+    intrinsics = cloud.Intrinsics.from_camera_info(camera)
+    comments = [
+        "hydranet_ros: camera optical frame (x right, y down, z forward), metres",
+        f"intrinsics at {width}x{height}: fx {intrinsics.fx:.4f} fy {intrinsics.fy:.4f} cx {intrinsics.cx:.4f} "
+        f"cy {intrinsics.cy:.4f}",
+        *(f"label {class_id} {name}" for class_id, name in enumerate(preset.class_names) if name.isascii()),
+    ]
+    write_ply(path, vertices, comments=comments)
+    return len(vertices)

@@ -3,16 +3,22 @@
 depth_image_proc and image_geometry project a depth or label image into 3D with the CameraInfo
 that has the same header, so its K and P must describe the published image, not the camera's.
 Duck-typed like ros_image: reads the ROS 2 field names (k, p, d, r, height, width,
-distortion_model, binning_x, binning_y, roi) from any object.
+distortion_model, binning_x, binning_y, roi) from any object, such as a calibration file read by
+read_camera_calibration (`hydranet infer --points --camera-info FILE`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CameraInfoRejected", "camera_info_size", "camera_info_matches", "scale_camera_info", "frame_focal_px"]
+from hydranet_ros.errors import UsageError
+
+__all__ = ["CameraInfoRejected", "camera_info_size", "camera_info_matches", "scale_camera_info", "frame_focal_px",
+           "CameraCalibration", "read_camera_calibration"]
 
 
 class CameraInfoRejected(ValueError):
@@ -150,3 +156,78 @@ def scale_camera_info(info: Any, width: int, height: int) -> dict[str, Any]:
         "binning_y": 0,
         "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0, "do_rectify": False},
     }
+
+
+@dataclass(frozen=True)
+class CameraCalibration:
+    """A camera calibration file, with the field names of sensor_msgs/CameraInfo, so that
+    scale_camera_info and everything else that reads a CameraInfo reads it too."""
+
+    width: int
+    height: int
+    k: tuple[float, ...]
+    d: tuple[float, ...]
+    r: tuple[float, ...]
+    p: tuple[float, ...]
+    distortion_model: str = ""
+    camera_name: str = ""
+    binning_x: int = 0
+    binning_y: int = 0
+    roi: None = None  # a calibration file describes the whole image
+
+
+def _yaml_matrix(document: dict, key: str, rows: int | None, cols: int | None, *, required: bool) -> list[float] | None:
+    """The ``data`` of a {rows, cols, data} entry, checked; None when absent and not required."""
+    entry = document.get(key)
+    if entry is None:
+        if required:
+            raise ValueError(f"no {key}")
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("data"), list):
+        raise ValueError(f"{key} must be a mapping with rows, cols and data")
+    data = entry["data"]
+    if rows is not None and (entry.get("rows") != rows or entry.get("cols") != cols or len(data) != rows * cols):
+        raise ValueError(f"{key} must be {rows}x{cols} (rows: {rows}, cols: {cols}, {rows * cols} values), "
+                         f"got rows {entry.get('rows')}, cols {entry.get('cols')}, {len(data)} values")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in data):
+        raise ValueError(f"{key}.data holds values that are not finite numbers")
+    return [float(v) for v in data]
+
+
+def read_camera_calibration(path: str | Path) -> CameraCalibration:
+    """A ROS camera calibration YAML, as camera_calibration (and camera_info_manager) write it:
+    image_width, image_height, camera_name, camera_matrix, distortion_model,
+    distortion_coefficients, rectification_matrix, projection_matrix. K and the size are needed;
+    without the others: no distortion, R = identity, P = [K | 0]. UsageError names the file and
+    what is wrong."""
+    import yaml
+
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the camera calibration ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not a camera calibration YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        if not isinstance(document, dict):
+            raise ValueError("expected a mapping with image_width, image_height and camera_matrix")
+        width, height = document.get("image_width"), document.get("image_height")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            raise ValueError(f"image_width and image_height must be positive integers, got {width!r} and {height!r}")
+        k = _yaml_matrix(document, "camera_matrix", 3, 3, required=True)
+        if not (k[0] > 0 and k[4] > 0):
+            raise ValueError(f"camera_matrix has focal lengths fx={k[0]}, fy={k[4]} (not calibrated?)")
+        d = _yaml_matrix(document, "distortion_coefficients", None, None, required=False) or []
+        r = _yaml_matrix(document, "rectification_matrix", 3, 3, required=False) or [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+        p = _yaml_matrix(document, "projection_matrix", 3, 4, required=False)
+        if p is None:
+            p = [k[0], k[1], k[2], 0.0, k[3], k[4], k[5], 0.0, k[6], k[7], k[8], 0.0]
+        model = document.get("distortion_model", "plumb_bob" if d else "")
+        name = document.get("camera_name", "")
+        if not isinstance(model, str) or not isinstance(name, str):
+            raise ValueError("distortion_model and camera_name must be text")
+    except ValueError as exc:
+        raise UsageError(f"{path}: not a usable camera calibration: {exc}") from None
+    return CameraCalibration(width=width, height=height, k=tuple(k), d=tuple(d), r=tuple(r), p=tuple(p),
+                             distortion_model=model, camera_name=name)

@@ -12,7 +12,11 @@ from typing import Any, Mapping
 from hydranet_ros.runtime.batch_worker import BatchStats
 from hydranet_ros.runtime.frame_worker import WorkerStats
 
-__all__ = ["OK", "WARN", "ERROR", "DiagnosticsReport", "diagnostics_report", "batch_report", "RejectionThrottle"]
+__all__ = ["OK", "WARN", "ERROR", "DiagnosticsReport", "diagnostics_report", "batch_report", "RejectionThrottle",
+           "POINTS_WITHOUT_CAMERA_INFO", "points_note"]
+
+# Counter: frames whose point clouds were wanted (switched on, subscribed) but had no CameraInfo.
+POINTS_WITHOUT_CAMERA_INFO = "points_skipped_no_camera_info"
 
 
 OK, WARN, ERROR = 0, 1, 2
@@ -39,14 +43,16 @@ def diagnostics_report(
     counters: Mapping[str, int] | None = None,
     timings_ms: Mapping[str, float] | None = None,
     problem: str = "",
+    notes: tuple[str, ...] = (),
 ) -> DiagnosticsReport:
     """One DiagnosticStatus worth of facts for the period since ``previous``.
 
     ``state``: lifecycle state label; ``info``: the pipeline's info (backend, precision,
     device, weights); ``counters``: node-level counts (frames skipped for lack of subscribers,
     CameraInfo rejections); ``problem``: why configure failed, if it did.
+    ``notes``: outputs that could not be made in the period and why (points_note), each a WARN.
     Level: ERROR for a failed configure or processing errors in the period; WARN for rejected
-    input in the period, or frames arriving but none processed; OK otherwise.
+    input or notes in the period, or frames arriving but none processed; OK otherwise.
     """
     values: list[tuple[str, str]] = [("state", state)]
     # requested_backend: 'auto' when the node chose the engine itself; int8_gate: how close an
@@ -93,6 +99,7 @@ def diagnostics_report(
         values.append((key, str(count)))
 
     summary = f"{state}: {output_hz:.1f} Hz out of {input_hz:.1f} Hz in, {dropped} dropped"
+    summary += "".join(f"; {note}" for note in notes)
     if errors > 0:
         return DiagnosticsReport(ERROR, f"{summary}; {errors} processing errors ({current.last_error})", values)
     if rejected > 0:
@@ -102,7 +109,19 @@ def diagnostics_report(
         return DiagnosticsReport(WARN, f"{summary}; rejected input: {reasons}", values)
     if received > 0 and processed == 0 and not current.busy:
         return DiagnosticsReport(WARN, f"{summary}; frames arrive but none was processed", values)
-    return DiagnosticsReport(OK, summary, values)
+    return DiagnosticsReport(WARN if notes else OK, summary, values)
+
+
+def points_note(skipped_now: int, skipped_before: int, *, use_camera_info: bool) -> str | None:
+    """Why semantic/points and semantic/obstacles were not published in the period, or None.
+    ``skipped_*``: the POINTS_WITHOUT_CAMERA_INFO counter now and at the last report."""
+    if skipped_now <= skipped_before:
+        return None
+    if not use_camera_info:
+        return ("no point cloud: semantic/points and semantic/obstacles need CameraInfo, and use_camera_info "
+                "is false")
+    return ("no point cloud: semantic/points and semantic/obstacles need CameraInfo, and none has arrived on "
+            "camera_info")
 
 
 def batch_report(*, state: str, current: BatchStats | None, previous: BatchStats | None, period_s: float,

@@ -16,16 +16,22 @@ import numpy as np
 
 from hydranet_ros.io.media import depth_to_millimetres
 from hydranet_ros.io.ros_image import image_fields
+from hydranet_ros.outputs.choices import CONFIDENCE_ENCODINGS, UNKNOWN_LABEL
 from hydranet_ros.runtime import result as result_stages
 
 __all__ = [
+    "UNKNOWN_LABEL",
+    "CONFIDENCE_ENCODINGS",
     "depth_image",
+    "confidence_image",
+    "labels_with_unknown",
     "overlay_base",
     "to_msg_bytes",
     "message_fields",
     "camera_info_for_ros",
     "label_info_content",
     "label_info_due",
+    "float32",
     "STAGES",
     "stage_timings",
 ]
@@ -50,6 +56,28 @@ def depth_image(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "16UC1":
         return depth_to_millimetres(depth)
     raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
+
+
+def confidence_image(confidence: np.ndarray, encoding: str) -> np.ndarray:
+    """semantic/confidence: 32FC1 probability in [0, 1], or mono8 round(255 x probability)."""
+    if confidence.ndim != 2:
+        raise ValueError(f"confidence must be HxW, got shape {confidence.shape}")
+    if encoding == "32FC1":
+        return np.ascontiguousarray(confidence, dtype=np.float32)
+    if encoding == "mono8":
+        scaled = np.clip(confidence, 0.0, 1.0) * 255.0
+        return np.rint(scaled, out=scaled).astype(np.uint8)
+    raise ValueError(f"confidence encoding must be one of {', '.join(CONFIDENCE_ENCODINGS)}, got {encoding!r}")
+
+
+def labels_with_unknown(labels: np.ndarray, confidence: np.ndarray | None, min_confidence: float) -> np.ndarray:
+    """``labels`` with UNKNOWN_LABEL where confidence < min_confidence (a new array); ``labels``
+    itself when min_confidence is 0 (nothing is below it)."""
+    if min_confidence <= 0.0:
+        return labels
+    if confidence is None:
+        raise ValueError("min_confidence > 0 needs the confidence (ask the pipeline for it)")
+    return np.where(confidence < min_confidence, np.uint8(UNKNOWN_LABEL), labels)
 
 
 def overlay_base(frame: np.ndarray, color_order: str, size: tuple[int, int]) -> np.ndarray:
@@ -121,7 +149,8 @@ def message_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
 def label_info_content(class_names: Sequence[str], threshold: float = 0.0) -> dict[str, Any]:
     """vision_msgs/LabelInfo content: class id -> name, and the confidence threshold.
 
-    The labels are an argmax over all classes, so no confidence threshold was applied: 0.0.
+    ``threshold`` is the node's min_confidence: pixels whose class probability is below it carry
+    UNKNOWN_LABEL (255), which the class map does not name. 0.0: every pixel has its argmax class.
     """
     if len(class_names) > np.iinfo(np.uint16).max + 1:
         raise ValueError(f"LabelInfo class ids are uint16; {len(class_names)} classes do not fit")
@@ -129,14 +158,21 @@ def label_info_content(class_names: Sequence[str], threshold: float = 0.0) -> di
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     return {
         "class_map": [(class_id, str(name)) for class_id, name in enumerate(class_names)],
-        "threshold": float(threshold),
+        "threshold": float32(threshold),
     }
 
 
-def label_info_due(last_frame_id: str | None, frame_id: str) -> bool:
-    """Publish LabelInfo again? On the first frame, and when the camera's frame id changes,
-    so the latched message carries the frame id the label images use."""
-    return last_frame_id is None or last_frame_id != frame_id
+def float32(value: float) -> float:
+    """``value`` as a float32 field carries it (0.4 -> 0.4000000059604645): what a subscriber
+    receives, whichever shell sent it."""
+    return float(np.float32(value))
+
+
+def label_info_due(last_sent: tuple[str, float] | None, frame_id: str, threshold: float = 0.0) -> bool:
+    """Publish LabelInfo again? On the first frame, and when the camera's frame id or the
+    confidence threshold changes (``last_sent``: the (frame_id, threshold) it was last sent
+    with), so the latched message carries the frame id and threshold the label images have."""
+    return last_sent is None or last_sent != (frame_id, float(threshold))
 
 
 STAGES = (*result_stages.STAGES, "total")  # the fused message's *_ms fields

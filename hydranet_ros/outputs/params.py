@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from hydranet_ros.errors import UsageError
 from hydranet_ros.model.locate import PUBLISHED_SUFFIXES  # torch-free, like everything imported here
 from hydranet_ros.outputs.cameras import MAX_CAMERAS, cameras_reason
+from hydranet_ros.outputs.choices import CONFIDENCE_ENCODINGS, POINT_COLORS, CloudSettings, class_selection_problem
 from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
     AUTO, BACKENDS, DEVICES, MAX_FRAME_PIXELS, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, PRECISIONS,
@@ -38,6 +39,8 @@ __all__ = [
     "change_refusal",
     "pipeline_kwargs",
     "LiveSettings",
+    "CLASS_LIST_PARAMETERS",
+    "class_refusal",
     "describe",
     "read_parameter_file",
     "markdown_table",
@@ -103,6 +106,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _switch("depth", "depth/image (metric depth)"),
     _switch("camera_info", "depth/camera_info and semantic/camera_info (scaled to the output size)"),
     _switch("label_info", "semantic/label_info (vision_msgs/LabelInfo, latched)"),
+    _switch("confidence", "semantic/confidence (the labels' class probability)"),
+    _switch("points", "semantic/points (sensor_msgs/PointCloud2: x, y, z, rgb, label, confidence in the camera's optical frame; needs CameraInfo)"),
+    _switch("obstacles", "semantic/obstacles (PointCloud2 of the obstacle classes only, for a costmap; needs CameraInfo)"),
     _switch("fused", "the fused hydranet_ros/HydraNetResult message"),
     ParamSpec("input_qos", str, "sensor_data",
               "QoS profile of the image and camera_info subscriptions; sensor_data matches every camera driver.",
@@ -119,6 +125,33 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=DEPTH_ENCODINGS, live=True),
     ParamSpec("overlay_alpha", float, 0.5, "Opacity of the class colours in semantic/overlay.",
               range=(0.0, 1.0), live=True),
+    ParamSpec("confidence_encoding", str, "32FC1",
+              "semantic/confidence encoding: 32FC1 probability 0..1, or mono8 0..255.",
+              choices=CONFIDENCE_ENCODINGS, live=True),
+    ParamSpec("min_confidence", float, 0.0,
+              "Pixels whose class probability is below this get label 255 (unknown) in semantic/labels, the "
+              "clouds and the fused message; semantic/label_info's threshold says so. 0 = every pixel keeps its class.",
+              range=(0.0, 1.0), live=True),
+    ParamSpec("points_stride", int, 1,
+              "semantic/points and semantic/obstacles take every n-th pixel of every n-th row.", range=(1, 64), live=True),
+    ParamSpec("points_max_range", float, 0.0,
+              "Points farther than this from the camera (metres) are left out of both clouds; 0 = no limit.",
+              range=(0.0, 10000.0), live=True),
+    ParamSpec("points_organized", bool, False,
+              "semantic/points as an organised cloud (one point per sampled pixel, NaN where there is no valid "
+              "point) instead of a dense one (valid points only: invalid depth dropped).", live=True),
+    ParamSpec("points_color", str, "class",
+              "Colour (rgb field) of the cloud's points: the class colour or the camera's pixel.",
+              choices=POINT_COLORS, live=True),
+    ParamSpec("points_classes", str, "",
+              "semantic/points keeps only these classes (comma-separated names, 'unknown' for label 255); "
+              "empty = every class.", live=True),
+    ParamSpec("points_exclude_classes", str, "default",
+              "semantic/points leaves out these classes (comma-separated); 'default' = the classes without "
+              "depth (sky), empty = none.", live=True),
+    ParamSpec("obstacle_classes", str, "default",
+              "Classes semantic/obstacles holds (comma-separated; 'unknown' adds label 255); 'default' = every "
+              "class but free surfaces and sky (road, sidewalk, floor, floor mat, ceiling, sky).", live=True),
     ParamSpec("max_input_pixels", int, MAX_FRAME_PIXELS,
               "Frames with more pixels are rejected before decoding (guards memory); 0 = no limit.",
               range=(0, MAX_PIXELS_LIMIT), live=True),
@@ -265,6 +298,18 @@ def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Parameters naming classes: their names are checked against the weights' classes once the
+# weights are loaded (class_refusal), at configure and for a change while configured.
+CLASS_LIST_PARAMETERS = ("points_classes", "points_exclude_classes", "obstacle_classes")
+
+
+def class_refusal(values: Mapping[str, Any], class_names: Sequence[str]) -> str | None:
+    """Why the class list parameters in ``values`` name classes the weights (``class_names``) do
+    not have, or None."""
+    return class_selection_problem({name: str(values[name]) for name in CLASS_LIST_PARAMETERS if name in values},
+                                   class_names)
+
+
 def _engine_options(values: Mapping[str, Any]) -> dict[str, Any]:
     # Calibration frames matter to int8 builds only, and only backends that calibrate take them.
     takes = values["backend"] in BACKENDS and "calibration" in options_of(values["backend"])
@@ -281,6 +326,9 @@ class LiveSettings:
     depth_encoding: str
     overlay_alpha: float
     max_input_pixels: int | None
+    confidence_encoding: str = "32FC1"
+    min_confidence: float = 0.0
+    cloud: CloudSettings = CloudSettings()
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "LiveSettings":
@@ -291,6 +339,13 @@ class LiveSettings:
             depth_encoding=str(values["depth_encoding"]),
             overlay_alpha=float(values["overlay_alpha"]),
             max_input_pixels=limit if limit > 0 else None,
+            confidence_encoding=str(values["confidence_encoding"]),
+            min_confidence=float(values["min_confidence"]),
+            cloud=CloudSettings(
+                stride=int(values["points_stride"]), max_range_m=float(values["points_max_range"]),
+                organized=bool(values["points_organized"]), color=str(values["points_color"]),
+                classes=str(values["points_classes"]), exclude_classes=str(values["points_exclude_classes"]),
+                obstacle_classes=str(values["obstacle_classes"])),
         )
 
 

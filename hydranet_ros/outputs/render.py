@@ -15,6 +15,7 @@ frame_id.
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -22,14 +23,15 @@ import numpy as np
 
 from hydranet_ros.io.camera_info import CameraInfoRejected, frame_focal_px, scale_camera_info
 from hydranet_ros.io.visuals import blend, colorize_labels
-from hydranet_ros.outputs import fields as output_fields
+from hydranet_ros.outputs import cloud as clouds, fields as output_fields
+from hydranet_ros.outputs.choices import CloudSettings, obstacle_classes, point_classes
 from hydranet_ros.outputs.plan import CAMERA_INFO_OUTPUTS, FramePlan
 from hydranet_ros.runtime.intake import Frame
 from hydranet_ros.runtime.result import FrameRequest
 
 __all__ = [
-    "Message", "Rendered", "render", "render_batch", "frame_messages", "IMAGE", "CAMERA_INFO", "REGION_OF_INTEREST", "HEADER",
-    "TIME", "RESULT", "LABEL_INFO", "VISION_CLASS", "MESSAGE_TYPES",
+    "Message", "Rendered", "render", "render_batch", "frame_messages", "IMAGE", "CAMERA_INFO", "REGION_OF_INTEREST",
+    "HEADER", "TIME", "RESULT", "LABEL_INFO", "VISION_CLASS", "POINT_CLOUD2", "POINT_FIELD", "MESSAGE_TYPES",
 ]
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -40,8 +42,11 @@ TIME = "builtin_interfaces/msg/Time"
 RESULT = "hydranet_ros/msg/HydraNetResult"
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
 VISION_CLASS = "vision_msgs/msg/VisionClass"
+POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
+POINT_FIELD = "sensor_msgs/msg/PointField"
 # Every type a Message may name: a shell maps each to its own class.
-MESSAGE_TYPES = (IMAGE, CAMERA_INFO, REGION_OF_INTEREST, HEADER, TIME, RESULT, LABEL_INFO, VISION_CLASS)
+MESSAGE_TYPES = (IMAGE, CAMERA_INFO, REGION_OF_INTEREST, HEADER, TIME, RESULT, LABEL_INFO, VISION_CLASS,
+                 POINT_CLOUD2, POINT_FIELD)
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,9 +66,9 @@ class Rendered:
 
     ``messages``: output name (keys of plan.OUTPUTS, plus 'label_info' when the plan asks for it)
     -> Message, in the order they are written. ``images``: the Image fields by output name
-    (labels, depth, color, overlay), including the labels and depth images the fused message
-    nests when they are not published on their own. ``camera_info_problem``: why the camera's
-    CameraInfo could not be scaled (then no CameraInfo output).
+    (labels, depth, color, overlay, confidence), including the images the fused message nests
+    when they are not published on their own. ``camera_info_problem``: why the camera's
+    CameraInfo could not be scaled (then no CameraInfo output and no point cloud).
     """
 
     plan: FramePlan
@@ -94,8 +99,47 @@ def _empty_camera_info() -> Message:
     return Message(CAMERA_INFO, {"header": zero_header, **fields, "roi": Message(REGION_OF_INTEREST, fields["roi"])})
 
 
-def _label_info(header: Any, class_names: tuple[str, ...]) -> Message:
-    content = output_fields.label_info_content(class_names)
+def _empty_image() -> Message:
+    """What the fused message carries for an image it does not hold: all defaults (0x0, no
+    encoding), as a new rclpy message is."""
+    zero_header = Message(HEADER, {"stamp": Message(TIME, {"sec": 0, "nanosec": 0}), "frame_id": ""})
+    return Message(IMAGE, {"header": zero_header, "height": 0, "width": 0, "encoding": "", "is_bigendian": 0,
+                           "step": 0, "data": array.array("B")})
+
+
+def _point_cloud(header: Any, points: np.ndarray) -> Message:
+    fields = clouds.point_cloud_fields(points)
+    point_fields = [Message(POINT_FIELD, {"name": name, "offset": offset, "datatype": datatype, "count": count})
+                    for name, offset, datatype, count in fields.pop("fields")]
+    return Message(POINT_CLOUD2, {"header": header, **fields, "fields": point_fields})
+
+
+def _clouds(header: Any, result: Any, labels: np.ndarray, plan: FramePlan, camera_info: Mapping[str, Any], *,
+            preset: Any, settings: CloudSettings, camera_rgb: np.ndarray | None) -> dict[str, Message]:
+    """semantic/points and semantic/obstacles, unprojected with the CameraInfo published beside the
+    depth image (``camera_info``: scale_camera_info's fields for the output size). ``labels``:
+    the published labels (255 below min_confidence); ``camera_rgb``: the frame at the output size
+    when the points take the camera's colours."""
+    intrinsics = clouds.Intrinsics.from_camera_info(camera_info)
+    colour = ({"camera_rgb": camera_rgb} if settings.color == "camera"
+              else {"palette_packed": clouds.packed_palette(preset.palette)})
+    out = {}
+    if "points" in plan.outputs:
+        points = clouds.cloud_points(
+            result.depth_m, labels, result.confidence, intrinsics, keep=clouds.label_mask(point_classes(settings, preset)),
+            stride=settings.stride, max_range_m=settings.max_range_m, organized=settings.organized, **colour)
+        out["points"] = _point_cloud(header, points)
+    if "obstacles" in plan.outputs:
+        # Always dense: costmaps want real points only.
+        points = clouds.cloud_points(
+            result.depth_m, labels, result.confidence, intrinsics, keep=clouds.label_mask(obstacle_classes(settings, preset)),
+            stride=settings.stride, max_range_m=settings.max_range_m, organized=False, **colour)
+        out["obstacles"] = _point_cloud(header, points)
+    return out
+
+
+def _label_info(header: Any, class_names: tuple[str, ...], threshold: float) -> Message:
+    content = output_fields.label_info_content(class_names, threshold)
     return Message(LABEL_INFO, {
         "header": header,
         "class_map": [Message(VISION_CLASS, {"class_id": class_id, "class_name": name})
@@ -105,7 +149,8 @@ def _label_info(header: Any, class_names: tuple[str, ...]) -> Message:
 
 
 def frame_messages(frame: Frame, result: Any | None, plan: FramePlan, *, size: tuple[int, int], preset: Any,
-                   depth_encoding: str, overlay_alpha: float) -> Rendered:
+                   depth_encoding: str, overlay_alpha: float, confidence_encoding: str = "32FC1",
+                   cloud: CloudSettings = CloudSettings()) -> Rendered:
     """Every message ``plan`` asks for, from the network's ``result`` for ``frame`` (None when the
     plan needs no inference: CameraInfo only). ``size`` is the published (width, height)."""
     width, height = size
@@ -115,39 +160,59 @@ def frame_messages(frame: Frame, result: Any | None, plan: FramePlan, *, size: t
                         depth_focal=scale.source if scale is not None else None)
     out: dict[str, Message] = {}
     if plan.label_info:
-        out["label_info"] = _label_info(header, tuple(preset.class_names))
-    labels = depth = None
+        out["label_info"] = _label_info(header, tuple(preset.class_names), plan.min_confidence)
+    # Every labelled output shows the same labels: 255 where the class is below min_confidence.
+    class_ids = None
+    if result is not None and result.labels is not None:
+        class_ids = output_fields.labels_with_unknown(result.labels, result.confidence, plan.min_confidence)
+    labels = depth = confidence = None
     if plan.labels_image:
-        labels = _image(header, result.labels, "mono8")
+        labels = _image(header, class_ids, "mono8")
         rendered.images["labels"] = labels.fields
         if "labels" in plan.outputs:
             out["labels"] = labels
+    camera_rgb = None
+    if plan.overlay or (plan.cloud and cloud.color == "camera"):
+        camera_rgb = output_fields.overlay_base(frame.pixels, frame.color_order, (width, height))
     if plan.color or plan.overlay:
-        colour = colorize_labels(result.labels, preset.palette)  # drawn once for both outputs
+        colour = colorize_labels(class_ids, preset.palette)  # drawn once for both outputs
         if plan.color:
             out["color"] = _image(header, colour, "rgb8")
         if plan.overlay:
-            base = output_fields.overlay_base(frame.pixels, frame.color_order, (width, height))
-            out["overlay"] = _image(header, blend(base, colour, alpha=overlay_alpha), "rgb8")
+            out["overlay"] = _image(header, blend(camera_rgb, colour, alpha=overlay_alpha), "rgb8")
         for name in ("color", "overlay"):
             if name in out:
                 rendered.images[name] = out[name].fields
+    if plan.confidence_image:
+        confidence = _image(header, output_fields.confidence_image(result.confidence, confidence_encoding),
+                            confidence_encoding)
+        rendered.images["confidence"] = confidence.fields
+        if "confidence" in plan.outputs:
+            out["confidence"] = confidence
     if plan.depth_image:
         depth = _image(header, output_fields.depth_image(result.depth_m, depth_encoding), depth_encoding)
         rendered.images["depth"] = depth.fields
         if "depth" in plan.outputs:
             out["depth"] = depth
-    camera_info = None
+    camera_info = scaled = None
     if plan.camera_info and frame.camera_info is not None:
         try:
-            camera_info = _camera_info(header, scale_camera_info(frame.camera_info, width, height))
+            # The one CameraInfo of the output size: published, nested in the fused message and
+            # the camera model of the point clouds.
+            scaled = scale_camera_info(frame.camera_info, width, height)
+            camera_info = _camera_info(header, scaled)
         except CameraInfoRejected as exc:
             rendered.camera_info_problem = exc
     if camera_info is not None:
         out.update({name: camera_info for name in CAMERA_INFO_OUTPUTS if name in plan.outputs})
+        if plan.cloud:
+            out.update(_clouds(header, result, class_ids, plan, scaled, preset=preset, settings=cloud,
+                               camera_rgb=camera_rgb))
     if "fused" in plan.outputs:
         out["fused"] = Message(RESULT, {
             "header": header, "labels": labels, "depth": depth,
+            "confidence": confidence if confidence is not None else _empty_image(),
+            "min_confidence": output_fields.float32(plan.min_confidence),
             "has_camera_info": camera_info is not None,
             "camera_info": camera_info if camera_info is not None else _empty_camera_info(),
             "class_names": [str(name) for name in preset.class_names],
@@ -163,8 +228,8 @@ def frame_focal(frame: Frame) -> float | None:
     return frame_focal_px(frame.camera_info, frame.pixels.shape[1], frame.pixels.shape[0])
 
 
-def render(pipeline: Any, frame: Frame, plan: FramePlan, *, depth_encoding: str,
-           overlay_alpha: float) -> Rendered | None:
+def render(pipeline: Any, frame: Frame, plan: FramePlan, *, depth_encoding: str, overlay_alpha: float,
+           confidence_encoding: str = "32FC1", cloud: CloudSettings = CloudSettings()) -> Rendered | None:
     """Run the network for ``frame`` as far as ``plan`` needs and build every planned output.
 
     None when the plan publishes nothing (the last subscriber left while the frame waited).
@@ -177,17 +242,20 @@ def render(pipeline: Any, frame: Frame, plan: FramePlan, *, depth_encoding: str,
                                   focal_px=frame_focal(frame))
     size = pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
     return frame_messages(frame, result, plan, size=size, preset=pipeline.preset, depth_encoding=depth_encoding,
-                          overlay_alpha=overlay_alpha)
+                          overlay_alpha=overlay_alpha, confidence_encoding=confidence_encoding, cloud=cloud)
 
 
 def render_batch(pipeline: Any, items: Sequence[tuple[Frame, FramePlan]], *, depth_encoding: str,
-                 overlay_alpha: float) -> list[Rendered | None]:
+                 overlay_alpha: float, confidence_encoding: str = "32FC1",
+                 cloud: CloudSettings = CloudSettings()) -> list[Rendered | None]:
     """``render`` for several cameras' frames (one each) with one network pass for all of them.
 
-    Every frame whose plan needs the network goes into one ``pipeline.process_batch``; each
-    camera's messages are then built by ``frame_messages`` from its own frame, plan and Result,
-    exactly as ``render`` builds one camera's, so a camera of a multi-camera node publishes what
-    the single-camera node would. One entry per item, None where the plan publishes nothing.
+    Every frame whose plan needs the network goes into one ``pipeline.process_batch``, each with
+    its own plan's outputs (confidence only where that camera's plan asks for it); each camera's
+    messages (images, confidence, point clouds, fused result) are then built by ``frame_messages``
+    from its own frame, plan and Result, exactly as ``render`` builds one camera's, so a camera of
+    a multi-camera node publishes what the single-camera node would. One entry per item, None
+    where the plan publishes nothing.
     """
     running = [index for index, (_, plan) in enumerate(items) if plan.publishes and plan.run_inference]
     results: dict[int, Any] = {}
@@ -202,5 +270,6 @@ def render_batch(pipeline: Any, items: Sequence[tuple[Frame, FramePlan]], *, dep
             continue
         size = pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
         rendered.append(frame_messages(frame, results.get(index), plan, size=size, preset=pipeline.preset,
-                                       depth_encoding=depth_encoding, overlay_alpha=overlay_alpha))
+                                       depth_encoding=depth_encoding, overlay_alpha=overlay_alpha,
+                                       confidence_encoding=confidence_encoding, cloud=cloud))
     return rendered

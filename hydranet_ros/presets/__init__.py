@@ -29,6 +29,21 @@ NYU40_CLASSES = (
     "bathtub", "bag", "other structure", "other furniture", "other prop",
 )
 
+# Classes by name, for the 3D outputs (semantic/points, semantic/obstacles). By name, so that a
+# preset read from a weights file's metadata gets them too; the joint preset's "kitti road" is
+# matched as "road".
+# Surfaces a vehicle or robot drives on, and what lies above it: not obstacles. Every other class
+# (building, car, vegetation, wall, chair, person, ...) is, unless the node's obstacle_classes
+# parameter says otherwise.
+NOT_OBSTACLES = frozenset({"sky", "road", "sidewalk", "floor", "floor mat", "ceiling"})
+# Classes with no surface at a finite distance: the network's depth there means nothing (sky is
+# "no depth" in the training data), so the point cloud leaves them out unless asked.
+WITHOUT_DEPTH = frozenset({"sky"})
+
+
+def _base_name(name: str) -> str:
+    return name.removeprefix("kitti ")
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -46,6 +61,16 @@ class Preset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def obstacle_classes(self) -> tuple[str, ...]:
+        """The classes semantic/obstacles holds by default: all but free surfaces and sky."""
+        return tuple(name for name in self.class_names if _base_name(name) not in NOT_OBSTACLES)
+
+    @property
+    def classes_without_depth(self) -> tuple[str, ...]:
+        """The classes semantic/points leaves out by default (sky)."""
+        return tuple(name for name in self.class_names if _base_name(name) in WITHOUT_DEPTH)
 
     def __post_init__(self) -> None:
         if len(self.palette) != len(self.class_names):

@@ -121,7 +121,7 @@ def output_topics(camera: CameraTopics, publish: Mapping[str, bool] | None = Non
     """key -> (topic, message type) of every topic the node would publish for this camera, with
     the publish_* switches ``publish`` (switch name -> bool; None: all on, the node's default)."""
     return {key: (f"{camera.namespace}/{relative}", msgtype) for key, (relative, msgtype) in OUTPUT_TOPICS.items()
-            if (camera.camera_info or key not in output_plan.CAMERA_INFO_OUTPUTS)
+            if (camera.camera_info or key not in output_plan.NEED_CAMERA_INFO)
             and (publish is None or publish.get(_SWITCHES[key], False))}
 
 
@@ -228,14 +228,15 @@ def check_paths(source: Path, target: Path, overwrite: bool) -> None:
 
 
 class _Camera:
-    """One camera's state in a replay: its output connections, CameraInfos and LabelInfo frame id."""
+    """One camera's state in a replay: its output connections, CameraInfos and the LabelInfo last written."""
 
     def __init__(self, topics: CameraTopics, use_camera_info: bool) -> None:
         self.topics = topics
         self.use_camera_info = use_camera_info and topics.camera_info is not None
         self.outputs: dict[str, Any] = {}
         self.infos = CameraInfos([])
-        self.label_info_frame_id: str | None = None  # the frame id LabelInfo was last written for
+        # (frame id, min_confidence) LabelInfo was last written for: a new threshold is a new LabelInfo.
+        self.label_info_sent: tuple[str, float] | None = None
 
 
 class _Slot:
@@ -298,8 +299,11 @@ class _Replay:
             if copy is not None:
                 self.copies[connection.id] = copy
         for camera in self.cameras.values():
-            # Without CameraInfo (none in the bag, or use_camera_info off) no CameraInfo is republished.
-            publish = {**self.live.publish, "camera_info": self.live.publish["camera_info"] and camera.use_camera_info}
+            # Without CameraInfo (none in the bag, or use_camera_info off) no CameraInfo is republished
+            # and no point cloud made.
+            publish = {**self.live.publish, **{switch: self.live.publish[switch] and camera.use_camera_info
+                                               for switch in {output_plan.OUTPUTS[name].switch
+                                                              for name in output_plan.NEED_CAMERA_INFO}}}
             for key, (topic, msgtype) in output_topics(camera.topics, publish).items():
                 # The QoS the node offers, recorded as rosbag2 records it: `ros2 bag play` offers the
                 # same again, so LabelInfo stays latched for subscribers that join late.
@@ -407,13 +411,14 @@ class _Replay:
         frame = Frame(pixels, order, msg.header, info)
         # The node's plan for a frame every output topic listens to; LabelInfo when the frame id is
         # new (frames are written in the order they are submitted).
-        label_info_due = output_fields.label_info_due(camera.label_info_frame_id, msg.header.frame_id)
+        label_info_due = output_fields.label_info_due(camera.label_info_sent, msg.header.frame_id,
+                                                      self.live.min_confidence)
         plan = output_plan.plan_frame(self.live.publish, _EVERYONE, have_camera_info=info is not None,
-                                      label_info_due=label_info_due)
+                                      label_info_due=label_info_due, min_confidence=self.live.min_confidence)
         if not plan.publishes:
             return None
         if plan.label_info:
-            camera.label_info_frame_id = msg.header.frame_id
+            camera.label_info_sent = (msg.header.frame_id, plan.min_confidence)
         slot = None
         if plan.run_inference:
             if any(other is camera for other, _, _ in self._open):
@@ -441,7 +446,8 @@ class _Replay:
         size = _result_size(result) or self.pipeline.output_size_for(width, height)
         rendered = rendering.frame_messages(frame, result, plan, size=size, preset=self.pipeline.preset,
                                             depth_encoding=self.live.depth_encoding,
-                                            overlay_alpha=self.live.overlay_alpha)
+                                            overlay_alpha=self.live.overlay_alpha,
+                                            confidence_encoding=self.live.confidence_encoding, cloud=self.live.cloud)
         if rendered.camera_info_problem is not None:
             self.report.count(camera.topics, "camera_info_problems", rendered.camera_info_problem.reason)
         for key, message in rendered.messages.items():
@@ -486,6 +492,9 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     if max_pixels is not None:
         overrides["max_input_pixels"] = int(max_pixels)
     values = replay_parameters(overrides)
+    refusal = params.class_refusal(values, pipeline.preset.class_names)
+    if refusal:
+        raise BagError("bad_parameters", refusal)
     check_paths(source, target, overwrite)
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}.get(storage or "") or storage_of(source)
     report = ReplayReport(storage=plugin.name.lower())

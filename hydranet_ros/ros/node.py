@@ -38,7 +38,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 
 from hydranet_ros.errors import HydraNetError, first_line
 from hydranet_ros.msg import HydraNetResult
@@ -60,7 +60,7 @@ NODE_NAME = "perception_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _MESSAGE_CLASSES = {
     rendering.IMAGE: Image, rendering.CAMERA_INFO: CameraInfo, rendering.REGION_OF_INTEREST: RegionOfInterest,
-    rendering.RESULT: HydraNetResult,
+    rendering.RESULT: HydraNetResult, rendering.POINT_CLOUD2: PointCloud2, rendering.POINT_FIELD: PointField,
     **({rendering.LABEL_INFO: LabelInfo, rendering.VISION_CLASS: VisionClass} if LabelInfo is not None else {}),
 }
 
@@ -123,7 +123,8 @@ class _Camera:
         self.topics = output_cameras.output_topics(name)
         self.output_pubs: dict[str, Any] = {}
         self.label_info_pub: Any = None
-        self.label_info_frame_id: str | None = None  # the frame id LabelInfo was last sent for
+        self.label_info_sent: tuple[str, float] | None = None  # (frame_id, threshold) LabelInfo was last sent for
+        self.points_skipped_reported = 0  # POINTS_WITHOUT_CAMERA_INFO at the last /diagnostics report
         self.camera_info: Any = None  # the newest CameraInfo (one reference swap per message)
         self.depth_focal: str | None = None  # where depth's focal length came from, last frame
         self.depth_focal_text = ""
@@ -204,6 +205,8 @@ class PerceptionNode(LifecycleNode):
             return SetParametersResult(successful=True)
         current = self._values()
         reason = params.change_refusal(changes, current, configured=self._pipeline is not None)
+        if not reason and self._pipeline is not None:  # class names need the weights' classes
+            reason = params.class_refusal(changes, self._pipeline.preset.class_names)
         if reason:
             self.get_logger().warning(f"parameter change refused: {reason}")
             return SetParametersResult(successful=False, reason=reason)
@@ -231,6 +234,9 @@ class PerceptionNode(LifecycleNode):
             return self._configure_failed(f"cannot build the pipeline: {first_line(exc)}")
         except Exception as exc:  # noqa: BLE001 - a bug, named by its type; the node stays up all the same
             return self._configure_failed(f"cannot build the pipeline: {type(exc).__name__}: {first_line(exc)}")
+        refusal = params.class_refusal(values, pipeline.preset.class_names)
+        if refusal:
+            return self._configure_failed(f"parameters refused: {refusal}")
 
         self._pipeline, self._info, self._problem = pipeline, dict(pipeline.info), ""
         self._live = params.LiveSettings.from_values(values)
@@ -350,14 +356,17 @@ class PerceptionNode(LifecycleNode):
     def _plan(self, camera: _Camera, *, have_camera_info: bool, label_info_due: bool = False) -> output_plan.FramePlan:
         subscribers = {name: publisher.get_subscription_count() for name, publisher in camera.output_pubs.items()}
         return output_plan.plan_frame(self._live.publish, subscribers, have_camera_info=have_camera_info,
-                                      label_info_due=label_info_due)
+                                      label_info_due=label_info_due, min_confidence=self._live.min_confidence)
 
     def _take(self, camera: _Camera, msg: Any, *, compressed: bool) -> None:
         worker = camera.input
         if worker is None:
             return
         camera_info = camera.camera_info
-        if not self._plan(camera, have_camera_info=camera_info is not None).publishes:
+        plan = self._plan(camera, have_camera_info=camera_info is not None)
+        if plan.without_camera_info & set(output_plan.CLOUD_OUTPUTS):
+            self._count(camera, diagnostics.POINTS_WITHOUT_CAMERA_INFO)
+        if not plan.publishes:
             self._count(camera, "frames_skipped_no_subscribers")
             return
         refusal = intake.offer(worker, msg, compressed=compressed, max_pixels=self._live.max_input_pixels,
@@ -376,15 +385,17 @@ class PerceptionNode(LifecycleNode):
     # -- inference and output (worker thread) ----------------------------------------------------
 
     def _frame_plan(self, camera: _Camera, frame: intake.Frame) -> output_plan.FramePlan:
-        # LabelInfo is latched: sent with the first frame and again when the frame id changes.
+        # LabelInfo is latched: sent with the first frame and again when the frame id or the
+        # confidence threshold changes.
         label_info_due = camera.label_info_pub is not None and output_fields.label_info_due(
-            camera.label_info_frame_id, frame.header.frame_id)
+            camera.label_info_sent, frame.header.frame_id, self._live.min_confidence)
         return self._plan(camera, have_camera_info=frame.camera_info is not None, label_info_due=label_info_due)
 
     def _infer(self, camera: _Camera, frame: intake.Frame) -> rendering.Rendered | None:
         live = self._live
         return rendering.render(self._pipeline, frame, self._frame_plan(camera, frame),
-                                depth_encoding=live.depth_encoding, overlay_alpha=live.overlay_alpha)
+                                depth_encoding=live.depth_encoding, overlay_alpha=live.overlay_alpha,
+                                confidence_encoding=live.confidence_encoding, cloud=live.cloud)
 
     def _infer_batch(self, batch: list[tuple[str, intake.Frame]]) -> list[rendering.Rendered | None]:
         """Every waiting camera's frame through one network pass; each camera's messages built
@@ -393,7 +404,8 @@ class PerceptionNode(LifecycleNode):
         cameras = {camera.name: camera for camera in self._cameras}
         items = [(frame, self._frame_plan(cameras[name], frame)) for name, frame in batch]
         return rendering.render_batch(self._pipeline, items, depth_encoding=live.depth_encoding,
-                                      overlay_alpha=live.overlay_alpha)
+                                      overlay_alpha=live.overlay_alpha, confidence_encoding=live.confidence_encoding,
+                                      cloud=live.cloud)
 
     def _publish_batched(self, name: str, frame: intake.Frame, rendered: rendering.Rendered | None) -> None:
         self._publish(next(camera for camera in self._cameras if camera.name == name), frame, rendered)
@@ -411,7 +423,7 @@ class PerceptionNode(LifecycleNode):
             publisher = camera.label_info_pub if name == "label_info" else camera.output_pubs[name]
             publisher.publish(_to_ros(message, built))
         if "label_info" in rendered.messages:
-            camera.label_info_frame_id = frame.header.frame_id
+            camera.label_info_sent = (frame.header.frame_id, rendered.plan.min_confidence)
 
     def _note_depth_focal(self, camera: _Camera, source: str) -> None:
         """Say once (log and /diagnostics) where metric depth's focal length comes from, and again
@@ -477,9 +489,14 @@ class PerceptionNode(LifecycleNode):
                        info: dict[str, Any]) -> diagnostics.DiagnosticsReport:
         with self._counters_lock:
             counters = dict(camera.counters)
+        # Point clouds wanted but not made for want of this camera's CameraInfo: said in its status.
+        skipped = counters.get(diagnostics.POINTS_WITHOUT_CAMERA_INFO, 0)
+        note = diagnostics.points_note(skipped, camera.points_skipped_reported,
+                                       use_camera_info=bool(self.get_parameter("use_camera_info").value))
+        camera.points_skipped_reported = skipped
         report = diagnostics.diagnostics_report(
             state=self._state, current=current, previous=camera.last_stats, period_s=period, info=info,
-            counters=counters, timings_ms=camera.last_timings, problem=self._problem)
+            counters=counters, timings_ms=camera.last_timings, problem=self._problem, notes=(note,) if note else ())
         if current is not None:
             camera.last_stats = current
         return report

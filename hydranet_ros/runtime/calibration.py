@@ -4,7 +4,8 @@ TensorRT's int8 mode measures the range of every activation on real frames; they
 what the robot will see and be prepared exactly as the pipeline prepares a camera frame, or the
 ranges (and so the quantisation) are wrong. So this module runs the pipeline's own arithmetic
 (runtime/network_input.py): fitted inside the engine's size with the aspect ratio kept (bilinear,
-antialiased when shrinking), (x/255 - mean) / std, padded to the stride with the edges repeated.
+antialiased when shrinking), (x/255 - mean) / std, padded to the stride with the edges repeated
+(to the whole request for a fixed-size engine, as the pipeline pads for it).
 """
 
 from __future__ import annotations
@@ -120,26 +121,31 @@ def _bag_frames(path: Path, limit: int, topic: str | None) -> list[np.ndarray]:
         reader.close()
 
 
-def prepare(frame: np.ndarray, *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """RGB uint8 HxWx3 -> normalised (1,3,H,W) float32 for an engine built for ``size`` (width,
-    height): fitted inside it with the aspect ratio kept and padded to it rounded up to the stride,
-    as the pipeline feeds a fixed-size engine (plan_input with fill_request)."""
+def prepare(frame: np.ndarray, *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
+            fill_request: bool = True) -> torch.Tensor:
+    """RGB uint8 HxWx3 -> normalised (1,3,H,W) float32 as the pipeline feeds it to an engine for
+    the requested ``size`` (width, height): fitted inside it with the aspect ratio kept, then
+    padded to the whole request rounded up to the stride for a fixed-size engine (``fill_request``,
+    TensorRT), or only to the next stride multiple for an engine that takes any shape (the CPU
+    engines, torch), exactly as runtime/geometry.plan_input plans a camera frame."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise CalibrationError(f"calibration frames must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0).float()
-    geometry = plan_input((frame.shape[1], frame.shape[0]), size, fill_request=True)
+    geometry = plan_input((frame.shape[1], frame.shape[0]), size, fill_request=fill_request)
     return fit_and_normalise(x, geometry, *normalisation(mean, std))
 
 
 def calibration_batches(
     frames: Sequence[np.ndarray], *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float], batch_size: int = 1,
+    fill_request: bool = True,
 ) -> list[torch.Tensor]:
     """Frames -> list of (N,3,H,W) float32 batches; the last may be smaller.
 
-    The default batch of 1 matches the engine's fixed input shape (1,3,H,W)."""
+    The default batch of 1 matches the engine's input (1,3,H,W). Without ``fill_request`` frames
+    of different aspect ratios have different shapes: batches of 1 only."""
     if batch_size < 1:
         raise CalibrationError(f"batch_size must be >= 1, not {batch_size}")
-    prepared = [prepare(f, size=size, mean=mean, std=std) for f in frames]
+    prepared = [prepare(f, size=size, mean=mean, std=std, fill_request=fill_request) for f in frames]
     return [torch.cat(prepared[i:i + batch_size]) for i in range(0, len(prepared), batch_size)]
 
 

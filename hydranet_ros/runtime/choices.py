@@ -71,6 +71,18 @@ def installed_backends() -> frozenset[str]:
                      if spec.requires is None or importlib.util.find_spec(spec.requires) is not None)
 
 
+def build_size(backend: str, request: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The input size ``backend``'s engine is built for, from the pipeline's requested size.
+
+    A fixed-size engine (TensorRT) gets the request rounded up to the stride (32): the pipeline
+    fits each frame inside and pads it to exactly that (geometry.plan_input with fill_request).
+    Any other engine takes each frame at the size the pipeline plans for it and gets the request
+    itself: its int8 calibration plans its frames with it, as the pipeline plans camera frames."""
+    if request is None or not ENGINES[backend].fixed_input_size:
+        return request
+    return tuple(-(-int(side) // 32) * 32 for side in request)
+
+
 def options_of(backend: str) -> tuple[str, ...]:
     """The engine options ``backend`` takes; for ``auto`` any candidate's (each engine gets its own)."""
     if backend == AUTO:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Collection, Mapping
 
 from hydranet_ros.errors import HydraNetError
-from hydranet_ros.runtime.choices import AUTO, ENGINES, problems
+from hydranet_ros.runtime.choices import AUTO, ENGINES, build_size, problems
 
 if TYPE_CHECKING:
     from hydranet_ros.runtime.engines.base import Engine
@@ -159,7 +159,8 @@ def build_engine(
     for attempt, following in zip(attempts, [*attempts[1:], None]):
         own = {k: v for k, v in options.items() if k in ENGINES[attempt.backend].options}
         try:
-            engine = create(attempt.backend, model, device=device, precision=attempt.precision, input_size=input_size,
+            engine = create(attempt.backend, model, device=device, precision=attempt.precision,
+                            input_size=build_size(attempt.backend, input_size),
                             weights_sha256=weights_sha256, options=own)
             return engine, tuple(warnings)
         except EngineError as exc:

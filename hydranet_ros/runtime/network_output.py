@@ -5,10 +5,14 @@ same on its batches, so the metrics describe what the node and the `hydranet` co
 Every function takes a batch (N,C,h,w) at the network's 1/4 resolution and returns it at
 ``size`` (height, width), on the same device. With a ``geometry`` (runtime/geometry.InputGeometry)
 the frame's area is cut out of the padded network input first: the inverse of the input's mapping.
+The ``*_host`` functions at the end do the same for one frame in numpy with OpenCV (the pipeline
+on CPU).
 """
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +34,29 @@ def upsample(x: torch.Tensor, size: tuple[int, int], geometry=None) -> torch.Ten
     return _resize(x, size)
 
 
+def class_scores(segm: torch.Tensor, size: tuple[int, int], geometry=None) -> torch.Tensor:
+    """(N,C,h,w) class scores -> (N,C,H,W) float32 scores at ``size`` (through ``geometry`` as
+    upsample does), channels-last: each pixel's scores adjacent, for the reductions over classes
+    below."""
+    return upsample(segm.to(torch.float32, memory_format=torch.channels_last), size, geometry)
+
+
+def labels_and_confidence(scores: torch.Tensor, *, labels: bool = True,
+                          confidence: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(N,C,H,W) upsampled class scores -> (N,H,W) uint8 class ids and (N,H,W) float32 confidence.
+
+    Confidence is the top class's softmax probability, 1 / sum_c exp(s_c - s_max): in (1/C, 1],
+    computed from the max the argmax finds anyway, without normalising every class. The one place
+    that defines it: every post-processing path calls this. Either output may be skipped (None).
+    """
+    if not confidence:
+        return (scores.argmax(dim=1).to(torch.uint8) if labels else None), None
+    top, ids = scores.max(dim=1, keepdim=True)
+    # exp(s - max) <= 1, so nothing overflows; the top class contributes exactly 1 to the sum.
+    total = scores.sub(top).exp_().sum(dim=1)
+    return (ids[:, 0].to(torch.uint8) if labels else None), total.reciprocal_()
+
+
 def labels_from_logits(segm: torch.Tensor, size: tuple[int, int], geometry=None) -> torch.Tensor:
     """(N,C,h,w) class scores -> (N,H,W) uint8 class ids.
 
@@ -38,8 +65,7 @@ def labels_from_logits(segm: torch.Tensor, size: tuple[int, int], geometry=None)
     on invented ids (interpolating class ids). Channels-last keeps each pixel's class scores
     adjacent: argmax over them is ~10x faster than over planar (NCHW) logits on CPU.
     """
-    logits = upsample(segm.to(torch.float32, memory_format=torch.channels_last), size, geometry)
-    return logits.argmax(dim=1).to(torch.uint8)
+    return class_scores(segm, size, geometry).argmax(dim=1).to(torch.uint8)
 
 
 def depth_in_metres(depth: torch.Tensor, size: tuple[int, int], geometry=None, factor: float = 1.0) -> torch.Tensor:
@@ -59,3 +85,92 @@ def unit_normals(normals: torch.Tensor, size: tuple[int, int], geometry=None) ->
     """(N,3,h,w) raw normals head -> (N,3,H,W) unit vectors."""
     n = upsample(normals, size, geometry)
     return n / n.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+# --- the same arithmetic for one frame on the host (the pipeline on CPU) ------------------------
+# OpenCV's float bilinear resize is torch's ``interpolate(mode="bilinear", align_corners=False)``
+# (pixel centres at +0.5, edges clamped; float coefficients for float images) at a fraction of the
+# cost on a CPU: at 640x480 torch's upsample + argmax + depth took tens of milliseconds of host
+# time after a forward of ~100 ms, against a target of <= 10 % over the forward. Each function
+# takes one frame's (C,h,w) numpy array (any strides: planar from ONNX Runtime and OpenVINO,
+# channels-last from torch) and returns numpy at ``size`` (height, width); test_network_output
+# holds them equal to the torch functions above.
+
+
+def _resize_plane(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    plane = np.ascontiguousarray(plane, dtype=np.float32)  # a copy only of a 1/4-resolution plane
+    if plane.shape == tuple(size):
+        return plane
+    return cv2.resize(plane, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def upsample_plane(plane: np.ndarray, size: tuple[int, int], geometry=None) -> np.ndarray:
+    """One (h,w) plane -> float32 (H,W): ``upsample`` on the host (the padding cut off the same way)."""
+    if geometry is not None and geometry.scaled_size != geometry.network_size:
+        (net_w, net_h), (left, top), (w, h) = geometry.network_size, geometry.offset, geometry.scaled_size
+        plane = _resize_plane(plane, (net_h, net_w))[top:top + h, left:left + w]
+    return _resize_plane(plane, size)
+
+
+def labels_from_logits_host(segm: np.ndarray, size: tuple[int, int], geometry=None) -> np.ndarray:
+    """(C,h,w) class scores -> (H,W) uint8 class ids: ``labels_from_logits`` on the host.
+
+    Each class plane is upsampled on its own and the argmax kept as a running maximum, one pass
+    over the frame per class with no (H,W,C) array (numpy's argmax over a short last axis loops
+    per pixel; a boolean-mask assignment costs ~2 ms a class at 640x480). Classes are visited in
+    ascending order, so where one scores strictly higher its index exceeds every label set
+    before: labels = max(labels, index where higher) needs no masked write, and the first class
+    wins a tie, as in torch's argmax."""
+    best = upsample_plane(segm[0], size, geometry)
+    if np.shares_memory(best, segm):  # already at size: the running maximum must not write the input
+        best = best.copy()
+    best = np.ascontiguousarray(best)  # a view inside the padded plane: OpenCV writes contiguous arrays
+    labels = np.zeros(best.shape, np.uint8)
+    for index in range(1, segm.shape[0]):
+        scores = upsample_plane(segm[index], size, geometry)
+        higher = cv2.compare(scores, best, cv2.CMP_GT)  # 255 where this class leads, else 0
+        cv2.max(labels, cv2.bitwise_and(higher, index), dst=labels)
+        cv2.max(best, scores, dst=best)
+    return labels
+
+
+def labels_and_confidence_host(segm: np.ndarray, size: tuple[int, int], geometry=None, *, labels: bool = True,
+                               confidence: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(C,h,w) class scores -> (H,W) uint8 class ids and (H,W) float32 confidence: ``class_scores``
+    then ``labels_and_confidence`` on the host, the same definition (the top class's softmax
+    probability, 1 / sum_c exp(s_c - s_max)). Without confidence it is labels_from_logits_host;
+    with it, every upsampled class plane is kept for the second pass over the classes that the
+    sum needs (C x H x W float32: 7 MB for 6 classes at 640x480)."""
+    if not confidence:
+        return (labels_from_logits_host(segm, size, geometry) if labels else None), None
+    planes = [upsample_plane(segm[index], size, geometry) for index in range(segm.shape[0])]
+    best = np.array(planes[0], dtype=np.float32, order="C")  # a copy: the running maximum writes it
+    ids = np.zeros(best.shape, np.uint8)
+    for index in range(1, len(planes)):  # as labels_from_logits_host: the first class wins a tie
+        plane = np.ascontiguousarray(planes[index])
+        cv2.max(ids, cv2.bitwise_and(cv2.compare(plane, best, cv2.CMP_GT), index), dst=ids)
+        cv2.max(best, plane, dst=best)
+    total = np.zeros(best.shape, np.float32)
+    for plane in planes:  # exp(s - max) <= 1: nothing overflows; the top class adds exactly 1
+        total += np.exp(plane - best)
+    return (ids if labels else None), np.reciprocal(total, out=total)
+
+
+def depth_in_metres_host(depth: np.ndarray, size: tuple[int, int], geometry=None, factor: float = 1.0) -> np.ndarray:
+    """(1,h,w) raw depth head -> (H,W) float32 metres, NaN where not finite: ``depth_in_metres``
+    on the host."""
+    metres = upsample_plane(depth[0], size, geometry)
+    metres = np.abs(metres)  # a fresh array: the in-place steps below touch nothing shared
+    if factor != 1.0:
+        metres *= np.float32(factor)
+    infinite = np.isinf(metres)
+    if infinite.any():  # rare: a masked write costs milliseconds even when it writes nothing
+        metres[infinite] = np.nan
+    return metres
+
+
+def unit_normals_host(normals: np.ndarray, size: tuple[int, int], geometry=None) -> np.ndarray:
+    """(3,h,w) raw normals head -> (H,W,3) unit vectors: ``unit_normals`` on the host."""
+    n = np.stack([upsample_plane(normals[i], size, geometry) for i in range(normals.shape[0])], axis=-1)
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), np.float32(1e-6))
+    return n

@@ -3,7 +3,8 @@
 Data flows one way: uint8 HxWx3 (RGB or BGR) -> device tensor -> scale (aspect kept) + normalise
 + pad to the stride -> network -> upsample logits and depth, cut back to the frame's area ->
 labels (argmax) and |depth| x focal ratio -> host numpy. Only the uint8 labels and the float
-depth come back to the host. The geometry (runtime/geometry.py) and the depth's focal correction
+depth come back to the host. On CPU the outputs are already on the host: the same arithmetic runs
+in numpy and OpenCV (network_output's *_host functions), much cheaper there than torch's. The geometry (runtime/geometry.py) and the depth's focal correction
 (runtime/focal.py) are plain functions; each Result carries the ones it was made with.
 """
 
@@ -31,10 +32,13 @@ from hydranet_ros.runtime.choices import (
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
-from hydranet_ros.runtime.geometry import InputGeometry, plan_input, round_up
-from hydranet_ros.runtime.network_input import fit_and_normalise, normalisation
-from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
-from hydranet_ros.runtime.result import ALL_OUTPUTS, FrameRequest, Result
+from hydranet_ros.runtime.geometry import InputGeometry, plan_input
+from hydranet_ros.runtime.network_input import fit_and_normalise, fit_and_normalise_host, normalisation
+from hydranet_ros.runtime.network_output import (
+    class_scores, depth_in_metres, depth_in_metres_host, labels_and_confidence, labels_and_confidence_host,
+    unit_normals, unit_normals_host,
+)
+from hydranet_ros.runtime.result import ALL_OUTPUTS, KNOWN_OUTPUTS, FrameRequest, Result
 from hydranet_ros.runtime.sizes import AUTO_SIZE
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,8 @@ log = logging.getLogger(__name__)
 # them, so torch's warning about non-writable arrays says nothing useful here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-__all__ = ["ALL_OUTPUTS", "FrameRequest", "Pipeline", "PipelineConfig", "PendingResult", "in_order", "validate_config"]
+__all__ = ["ALL_OUTPUTS", "KNOWN_OUTPUTS", "FrameRequest", "Pipeline", "PipelineConfig", "PendingResult", "in_order",
+           "validate_config"]
 
 
 @dataclass(frozen=True)
@@ -173,15 +178,14 @@ class Pipeline:
         # steps down to eager torch like a missing one, unless strict.
         # Built with its device current: TensorRT and graph capture work on the current device,
         # which for device "cuda:1" is not the one asked for.
-        # Engines built for one size (TensorRT) take the request padded to the stride, which is
-        # what plan_input(fill_request=True) feeds them.
-        build_size = None if config.input_size is None else tuple(round_up(v) for v in config.input_size)
+        # Engines built for one size (TensorRT) get the request padded to the stride from
+        # build_engine (choices.build_size), which is what plan_input(fill_request=True) feeds them.
         options = dict(config.engine_options)
         if config.max_batch > 1 and "max_batch" in ENGINES[choice.backend].options:
             options.setdefault("max_batch", config.max_batch)  # built for a batch range; others take any batch
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             engine, build_warnings = build_engine(
-                choice, model.eval(), device=device, input_size=build_size, weights_sha256=weights_sha256,
+                choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
                 strict=config.strict, requested_backend=config.backend, options=options,
             )
         pipe = cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
@@ -219,9 +223,10 @@ class Pipeline:
     # --- the frame path -----------------------------------------------------------------------
     def process(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
                 focal_px: float | None = None) -> Result:
-        """One camera frame (uint8 HxWx3) -> Result. ``outputs`` skips unwanted post-processing
-        (a skipped output is None in the Result). ``focal_px``: the camera's focal length in
-        frame pixels (CameraInfo's K), for metric depth; None assumes the training camera."""
+        """One camera frame (uint8 HxWx3) -> Result. ``outputs`` (names in KNOWN_OUTPUTS) skips
+        unwanted post-processing (a skipped output is None in the Result); "confidence" is
+        computed only when named. ``focal_px``: the camera's focal length in frame pixels
+        (CameraInfo's K), for metric depth; None assumes the training camera."""
         return self.submit(frame, color_order=color_order, outputs=outputs, focal_px=focal_px).result()
 
     def submit(self, frame: np.ndarray, *, color_order: str = "rgb", outputs: frozenset[str] = ALL_OUTPUTS,
@@ -272,6 +277,9 @@ class Pipeline:
             raise ValueError(f"frame must be uint8 HxWx3, got {getattr(frame, 'dtype', type(frame))} {getattr(frame, 'shape', '')}")
         if request.color_order not in ("rgb", "bgr"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', not {request.color_order!r}")
+        if not request.outputs <= KNOWN_OUTPUTS:
+            unknown = sorted(request.outputs - KNOWN_OUTPUTS)
+            raise ValueError(f"unknown outputs {unknown}; known: {', '.join(sorted(KNOWN_OUTPUTS))}")
         height, width = frame.shape[:2]
         geometry = self.geometry_for(width, height)
         out_w, out_h = self.output_size_for(width, height)
@@ -290,9 +298,9 @@ class Pipeline:
         pending = []
         for index, job in enumerate(jobs):
             started = time.perf_counter()
-            device_outputs = self._postprocess(_item(raw, index, len(jobs)), job.geometry, job.scale.factor,
-                                               job.out_hw, job.request.outputs)
-            result = Result(**{k: None if t is None else t.numpy() for k, t in device_outputs.items()},
+            # numpy/OpenCV on the engine's outputs, read in place (_postprocess_on_host).
+            result = Result(**self._postprocess_on_host(_item(raw, index, len(jobs)), job.geometry, job.scale.factor,
+                                                        job.out_hw, job.request.outputs),
                             geometry=job.geometry, depth_scale=job.scale, batch_size=len(jobs))
             finished = time.perf_counter()
             # Per frame: its own pre- and post-processing, the batch's one forward, and the span
@@ -344,12 +352,13 @@ class Pipeline:
 
     def _preprocess(self, frame: np.ndarray, color_order: str, geometry: InputGeometry, *,
                     start: torch.cuda.Event | None = None, staging: "_StagingHalf | None" = None) -> torch.Tensor:
-        if self._is_cuda:
-            pixels = self._upload(frame, start, staging if staging is not None else self._staging_half())
-        else:
-            if not frame.flags.c_contiguous or any(s < 0 for s in frame.strides):
-                frame = np.ascontiguousarray(frame)
-            pixels = torch.from_numpy(frame)
+        if not self._is_cuda:
+            # Written by numpy straight into the engine's layout (network_input.fit_and_normalise_host:
+            # the same arithmetic, a fraction of torch's host time on a CPU).
+            x = fit_and_normalise_host(frame, geometry, self._scale, self._shift, bgr=color_order == "bgr",
+                                       channels_last=self.engine.channels_last)
+            return x if self.engine.dtype == torch.float32 else x.to(self.engine.dtype)
+        pixels = self._upload(frame, start, staging if staging is not None else self._staging_half())
         # HWC viewed as NCHW is already channels-last: no copy until the float conversion.
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
@@ -391,24 +400,50 @@ class Pipeline:
 
     def _postprocess(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
                      size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
-        """Network outputs -> {'labels', 'depth_m', 'normals'} at ``size`` (height, width) on the
-        engine's device (None where not asked for), cut back to the frame's area, by
+        """Network outputs -> {'labels', 'depth_m', 'normals', 'confidence'} at ``size`` (height,
+        width) on the engine's device (None where not asked for), cut back to the frame's area, by
         runtime/network_output.py, which evaluation runs too."""
         with torch.inference_mode():
-            labels = depth = normals = None
-            if "labels" in outputs:
+            labels = depth = normals = confidence = None
+            if "labels" in outputs or "confidence" in outputs:
                 segm, first = raw["segm"], 0
                 if self._class_range is not None:  # one dataset's classes only (joint weights)
                     first, stop = self._class_range
                     segm = segm[:, first:stop]
-                labels = labels_from_logits(segm, size, geometry)[0]
-                if first:
+                # The confidence is over the same classes as the argmax (one dataset's, for
+                # joint weights restricted to it).
+                labels, confidence = labels_and_confidence(
+                    class_scores(segm, size, geometry), labels="labels" in outputs, confidence="confidence" in outputs)
+                labels = labels[0] if labels is not None else None
+                confidence = confidence[0] if confidence is not None else None
+                if first and labels is not None:
                     labels += first
             if "depth" in outputs:
                 depth = depth_in_metres(raw["depth"], size, geometry, depth_factor)[0]
             if "normals" in outputs and "normals" in raw:
                 normals = unit_normals(raw["normals"], size, geometry)[0].permute(1, 2, 0)
-            return {"labels": labels, "depth_m": depth, "normals": normals}
+            return {"labels": labels, "depth_m": depth, "normals": normals, "confidence": confidence}
+
+    def _postprocess_on_host(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
+                             size: tuple[int, int], outputs: frozenset[str]) -> dict[str, np.ndarray | None]:
+        """_postprocess for a CPU engine, in numpy and OpenCV (network_output's *_host functions:
+        the same arithmetic, a fraction of torch's host time). The engine's outputs are read in
+        place (no copy of the logits), whatever their layout."""
+        labels = depth = normals = confidence = None
+        if "labels" in outputs or "confidence" in outputs:
+            segm, first = raw["segm"][0].numpy(), 0
+            if self._class_range is not None:  # one dataset's classes only (joint weights)
+                first, stop = self._class_range
+                segm = segm[first:stop]
+            labels, confidence = labels_and_confidence_host(
+                segm, size, geometry, labels="labels" in outputs, confidence="confidence" in outputs)
+            if first and labels is not None:
+                labels += first
+        if "depth" in outputs:
+            depth = depth_in_metres_host(raw["depth"][0].numpy(), size, geometry, depth_factor)
+        if "normals" in outputs and "normals" in raw:
+            normals = unit_normals_host(raw["normals"][0].numpy(), size, geometry)
+        return {"labels": labels, "depth_m": depth, "normals": normals, "confidence": confidence}
 
 
 STAGING_SLOTS = 2  # one submit uploading while the one before is read: enough for in_order's two in flight

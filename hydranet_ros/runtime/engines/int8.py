@@ -41,11 +41,15 @@ class Int8Frames:
 
 def int8_frames(source: str, *, frames: int, size: tuple[int, int], mean, std) -> Int8Frames:
     """Up to ``frames`` calibration frames and up to GATE_FRAMES held-out frames from ``source``
-    (folder, video or bag), prepared exactly as the pipeline prepares a camera frame."""
+    (folder, video or bag), prepared exactly as the pipeline prepares a camera frame for an engine
+    that takes any shape: each at the network size planned for it within the requested ``size``
+    (padded to the stride only). The CPU engines' graphs have a dynamic height and width and
+    per-tensor activation ranges, so one int8 model serves every shape the pipeline plans; the
+    calibration and the gate see the shapes the camera's frames will have."""
     from hydranet_ros.runtime.calibration import batches_digest, calibration_batches, calibration_frames
 
     read = calibration_frames(source, limit=frames + GATE_FRAMES)
-    batches = calibration_batches(read, size=size, mean=mean, std=std)
+    batches = calibration_batches(read, size=size, mean=mean, std=std, fill_request=False)
     held, calib = split_held_out(len(batches))
     arrays = [b.numpy() for b in batches]
     return Int8Frames([arrays[i] for i in calib], [arrays[i] for i in held], batches_digest(batches))

@@ -43,16 +43,12 @@ def session_threads(threads: int) -> int:
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
-                 input_size: tuple[int, int] | None = None) -> None:
+    def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None) -> None:
         super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # ONNX wants NCHW
         self.session = session
         self.head_names = head_names
         self.model_path = model_path
         self.gate = gate
-        # Exported with a static input shape when sized: the pipeline must then feed exactly that
-        # shape (frames fitted inside and padded to it), as for TensorRT.
-        self.fixed_input_size = input_size is not None
         self._input = session.get_inputs()[0].name
 
     def describe(self) -> dict[str, str]:
@@ -77,22 +73,20 @@ class OnnxRuntimeEngine(Engine):
         from hydranet_ros.runtime.engines.onnx_export import cached_onnx
 
         weights_sha256 = weights_sha256 or hash_weights(model.state_dict())
-        if input_size is not None:  # what the pipeline feeds a fixed-size engine: padded to the stride
-            from hydranet_ros.runtime.geometry import round_up
-
-            input_size = tuple(round_up(v) for v in input_size)
         cache = EngineCache(directory=cache_dir)
         head_names = tuple(model.heads.keys())
-        fp32_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=input_size, cache=cache)
+        # Exported with a dynamic height and width whatever the size: the pipeline feeds each frame
+        # at the size it plans for it (padded to the stride only), as it feeds the torch engine.
+        fp32_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=None, cache=cache)
         options = _session_options(ort, session_threads(threads))
         if precision == "fp32":
-            return cls(_session(ort, fp32_path, options), precision="fp32", head_names=head_names, model_path=fp32_path, gate=None, input_size=input_size)
+            return cls(_session(ort, fp32_path, options), precision="fp32", head_names=head_names, model_path=fp32_path, gate=None)
         if input_size is None:
             raise EngineError("onnxruntime int8 is calibrated for one input size: set input_size (e.g. 640x480)")
         entry = _int8_model(ort, model, fp32_path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
                             calibration=calibration, frames=calibration_frames, options=options)
         return cls(_session(ort, entry.path, options), precision="int8", head_names=head_names, model_path=entry.path,
-                   gate=entry.extra, input_size=input_size)
+                   gate=entry.extra)
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = self.session.run(list(self.head_names), {self._input: image.contiguous().numpy()})
