@@ -190,8 +190,20 @@ class InvalidParameterValueException(ParameterException):
 
 
 class Parameter:
-    def __init__(self, name: str, value: Any = None) -> None:
-        self.name, self.value = name, value
+    """rclpy.parameter.Parameter: (name, type_, value), the type taken from the value if not given."""
+
+    class Type(enum.IntEnum):
+        NOT_SET = 0
+        BOOL = 1
+        INTEGER = 2
+        DOUBLE = 3
+        STRING = 4
+        STRING_ARRAY = 9
+
+    def __init__(self, name: str, type_: "Parameter.Type | None" = None, value: Any = None) -> None:
+        if type_ is Parameter.Type.STRING_ARRAY:
+            assert isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), (name, value)
+        self.name, self.type_, self.value = name, type_, value
 
 
 class TransitionCallbackReturn(enum.Enum):
@@ -313,23 +325,37 @@ class LifecycleNode:
     def logger(self) -> Logger:
         return self._logger
 
-    # parameters: type from the default, range checked, then the on-set callbacks
+    # parameters: type from the default (or given by type: a string array), range checked, then
+    # the on-set callbacks
     def _apply(self, name: str, value: Any, descriptor: Any) -> tuple[bool, str]:
-        declared = type(self._parameters.get(name, descriptor.__dict__.get("_default_value")))
-        if type(value) is not declared:
+        declared = descriptor.__dict__.get("_declared_type")
+        if declared is list:
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                return False, f"Wrong parameter type, expected 'string_array' got '{type(value).__name__}'"
+        elif type(value) is not declared:
             return False, f"Wrong parameter type, expected '{declared.__name__}' got '{type(value).__name__}'"
         for ranges in (descriptor.integer_range, descriptor.floating_point_range):
             if ranges and not ranges[0].from_value <= value <= ranges[0].to_value:
                 return False, f"Parameter {name} out of range"
         for callback in self._parameters_callbacks:
-            result = callback([Parameter(name, value)])
+            result = callback([Parameter(name, value=value)])
             if not result.successful:
                 return False, result.reason
         return True, ""
 
     def declare_parameter(self, name: str, value: Any, descriptor: Any, ignore_override: bool = False) -> Parameter:
         assert name not in self._parameters, f"{name} declared twice"
-        object.__setattr__(descriptor, "_default_value", value)
+        if isinstance(value, Parameter.Type):
+            # Declared by type without a value (rclpy: statically typed, uninitialized): unset until given.
+            assert value is Parameter.Type.STRING_ARRAY, value
+            object.__setattr__(descriptor, "_declared_type", list)
+            if ignore_override or name not in self.overrides:
+                self._parameters[name], self._descriptors[name] = None, descriptor
+                return Parameter(name, Parameter.Type.NOT_SET, None)
+            value = None
+        else:
+            assert not (isinstance(value, list) and not value), "rclpy types an empty list as a byte array"
+            object.__setattr__(descriptor, "_declared_type", list if isinstance(value, list) else type(value))
         actual = value if ignore_override or name not in self.overrides else self.overrides[name]
         ok, reason = self._apply(name, actual, descriptor)
         if not ok:
@@ -337,10 +363,16 @@ class LifecycleNode:
                 raise InvalidParameterTypeException(f"{name}: {reason}")
             raise InvalidParameterValueException(f"{name}: {reason}")
         self._parameters[name], self._descriptors[name] = actual, descriptor
-        return Parameter(name, actual)
+        return Parameter(name, value=actual)
 
     def get_parameter(self, name: str) -> Parameter:
-        return Parameter(name, self._parameters[name])
+        assert self._parameters[name] is not None, f"{name} is uninitialized (rclpy raises ParameterUninitializedException)"
+        return Parameter(name, value=self._parameters[name])
+
+    def get_parameter_or(self, name: str, alternative_value: Parameter | None = None) -> Parameter:
+        if self._parameters.get(name) is None:
+            return alternative_value if alternative_value is not None else Parameter(name, Parameter.Type.NOT_SET)
+        return Parameter(name, value=self._parameters[name])
 
     def add_on_set_parameters_callback(self, callback: Any) -> None:
         self._parameters_callbacks.insert(0, callback)
@@ -438,9 +470,11 @@ def modules(*, with_vision_msgs: bool = True) -> dict[str, types.ModuleType]:
                         TransitionCallbackReturn=TransitionCallbackReturn)
     exceptions = _module("rclpy.exceptions", ParameterException=ParameterException)
     clock = _module("rclpy.clock", Clock=Clock, ClockType=ClockType)
+    parameter = _module("rclpy.parameter", Parameter=Parameter)
     found = {
-        "rclpy": _module("rclpy", qos=qos, lifecycle=lifecycle, exceptions=exceptions, clock=clock),
+        "rclpy": _module("rclpy", qos=qos, lifecycle=lifecycle, exceptions=exceptions, clock=clock, parameter=parameter),
         "rclpy.qos": qos,
+        "rclpy.parameter": parameter,
         "rclpy.clock": clock,
         "rclpy.lifecycle": lifecycle,
         "rclpy.exceptions": exceptions,

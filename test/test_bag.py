@@ -484,7 +484,7 @@ def test_topic_choice_and_namespaces():
 
 
 def run_command(argv: list[str], monkeypatch, pipeline) -> int:
-    monkeypatch.setattr(bag_command, "pipeline_from_args", lambda args: pipeline)
+    monkeypatch.setattr(bag_command, "pipeline_from_args", lambda args, max_batch=1: pipeline)
     parser = argparse.ArgumentParser()
     bag_command.add_arguments(parser)
     return report_errors("bag", bag_command.run, parser.parse_args(argv))  # the one error model of `hydranet`

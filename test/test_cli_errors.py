@@ -137,6 +137,7 @@ print(status, "torch" in sys.modules)
     (["train", "--config", "/nowhere/train.yaml"], "no such file"),
     (["export-onnx", "x.onnx", "--size", "0x0"], "impossible"),
     (["build-engine", "--weights", "kiti"], "not a preset name"),
+    (["build-engine", "--backend", "openvino", "--max-batch", "4"], "an openvino model runs one frame at a time"),
 ])
 def test_argument_path_and_weights_errors_answer_before_torch_loads(argv, needle, tmp_path):
     done = subprocess.run([sys.executable, "-c", FRESH, *argv], capture_output=True, text=True, cwd=tmp_path,

@@ -205,7 +205,7 @@ def test_node_refuses_bad_weights_stays_alive_and_configures_with_good_ones(monk
     assert report.level == ros.DiagnosticStatus.ERROR and str(path) in report.message
     assert not (shared_dir / "MARKER").exists()
 
-    [result] = node.set_parameters([ros.Parameter("weights", weights)])
+    [result] = node.set_parameters([ros.Parameter("weights", value=weights)])
     assert result.successful
     assert configure(node) == ros.TransitionCallbackReturn.SUCCESS
     assert node.on_activate(ros.LifecycleState()) == ros.TransitionCallbackReturn.SUCCESS

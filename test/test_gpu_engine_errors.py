@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -104,11 +105,14 @@ def test_tensorrt_runner_failures_are_engine_errors(no_gpu_needed, engine, messa
         tensorrt_engine._TrtRunner(fake_trt(engine), b"engine", device=CPU)
 
 
+OTHER_SHAPE = (2, 3, 480, 640)
+
+
 def graph_engine_without_gpu(monkeypatch, failure: BaseException) -> CudaGraphEngine:
     """A CudaGraphEngine whose capture fails with ``failure`` (built without touching CUDA)."""
     engine = object.__new__(CudaGraphEngine)
     engine.device, engine.precision, engine.channels_last = torch.device("cuda", 0), "fp16", True
-    engine._graph, engine._static_input, engine._static_outputs = object(), object(), {"segm": object()}
+    engine._graphs = OrderedDict({OTHER_SHAPE: object()})  # a graph captured before, for another batch size
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     emptied = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
@@ -125,16 +129,80 @@ def test_graph_capture_out_of_memory_is_an_engine_error_and_frees_the_cache(monk
     engine = graph_engine_without_gpu(monkeypatch, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     with pytest.raises(EngineError, match=r"capture at 640x480 ran out of GPU memory: CUDA out of memory\. Tried"):
         engine._capture((1, 3, 480, 640))
-    assert engine.emptied and engine._graph is None and engine._static_outputs == {}
+    assert engine.emptied and engine.captured_shapes == (OTHER_SHAPE,)  # the graph that works stays
 
 
 def test_graph_capture_failure_is_an_engine_error(monkeypatch):
     engine = graph_engine_without_gpu(monkeypatch, RuntimeError("operation not permitted when stream is capturing\nmore"))
     with pytest.raises(EngineError, match=r"capture at 64x32 failed: operation not permitted when stream is capturing$"):
         engine._capture((1, 3, 32, 64))
-    assert engine._graph is None
+    assert engine.captured_shapes == (OTHER_SHAPE,)
+
+
+def test_graph_capture_failure_names_the_batch_size(monkeypatch):
+    engine = graph_engine_without_gpu(monkeypatch, RuntimeError("capture failed"))
+    with pytest.raises(EngineError, match=r"capture at 64x32 \(batch 4\) failed"):
+        engine._capture((4, 3, 32, 64))
 
 
 def test_graph_engine_on_cpu_is_refused():
     with pytest.raises(EngineError, match="needs a CUDA device"):
         CudaGraphEngine.build(None, device=CPU, precision="fp16")
+
+
+class FakeDynamicEngine(FakeTrtEngine):
+    """An engine built for a batch of 1..4 (TensorRT reports -1 for the batch dimension and the
+    range in optimisation profile 0)."""
+
+    def __init__(self, *, low=1, high=4) -> None:
+        super().__init__()
+        self.io = {"input": ("in", (-1, 3, 32, 64)), "output0": ("out", (-1, 6, 8, 16)), "output1": ("out", (-1, 1, 8, 16))}
+        self.profile = ((low, 3, 32, 64), (high, 3, 32, 64), (high, 3, 32, 64))
+
+    def get_tensor_profile_shape(self, name, profile):
+        assert (name, profile) == ("input", 0)
+        return self.profile
+
+    def create_execution_context(self):
+        return FakeDynamicContext(self)
+
+
+class FakeDynamicContext(FakeContext):
+    def __init__(self, engine) -> None:
+        super().__init__(True)
+        self.engine, self.input_shapes = engine, []
+
+    def set_input_shape(self, name, shape):
+        self.input_shapes.append(shape)
+        return True
+
+    def get_tensor_shape(self, name):  # outputs follow the batch of the input shape last set
+        return (self.input_shapes[-1][0], *self.engine.io[name][1][1:])
+
+
+def test_tensorrt_dynamic_batch_runner_sets_the_shape_and_keeps_outputs_per_batch_size(no_gpu_needed):
+    runner = tensorrt_engine._TrtRunner(fake_trt(FakeDynamicEngine()), b"engine", device=CPU)
+    assert (runner.dynamic, runner.min_batch, runner.max_batch, runner.frame_shape) == (True, 1, 4, (3, 32, 64))
+    runner.check(shape=(1, 3, 32, 64), outputs=2, max_batch=4)
+    four = runner(torch.zeros(4, 3, 32, 64))
+    assert [tuple(o.shape) for o in four] == [(4, 6, 8, 16), (4, 1, 8, 16)]
+    two = runner(torch.zeros(2, 3, 32, 64))
+    assert [tuple(o.shape) for o in two] == [(2, 6, 8, 16), (2, 1, 8, 16)]
+    assert runner.context.input_shapes == [(4, 3, 32, 64), (2, 3, 32, 64)]
+    assert runner.context.addresses["output0"] == two[0].data_ptr()  # rebound for the batch size in use
+    assert runner(torch.zeros(4, 3, 32, 64))[0] is four[0]  # the buffers of a size are reused
+    assert runner.context.addresses["output0"] == four[0].data_ptr()
+    with pytest.raises(EngineError, match=r"built for a batch of 1\.\.4 of \(3, 32, 64\), got \(5, 3, 32, 64\)"):
+        runner(torch.zeros(5, 3, 32, 64))
+
+
+@pytest.mark.parametrize("engine, asked, message", [
+    (FakeDynamicEngine(), 1, r"takes a batch of 1\.\.4 .*expected \(1, 3, 32, 64\)"),  # one camera, a batch engine
+    (FakeTrtEngine(), 4, r"takes \(1, 3, 32, 64\), expected a batch of 1\.\.4"),  # four cameras, a one-frame engine
+    (FakeDynamicEngine(high=8), 4, r"expected a batch of 1\.\.4"),  # built for another range
+    (FakeDynamicEngine(low=2), 4, r"expected a batch of 1\.\.4"),
+])
+def test_an_engine_for_another_batch_range_is_stale(no_gpu_needed, engine, asked, message):
+    runner = tensorrt_engine._TrtRunner(fake_trt(engine), b"engine", device=CPU)
+    with pytest.raises(EngineError, match=message):
+        runner.check(shape=(1, 3, 32, 64), outputs=2, max_batch=asked)

@@ -41,10 +41,10 @@ def run(pipe, frame):
 def test_cuda_graph_matches_eager(kitti_model, precision):
     eager = create_engine("torch", kitti_model, device=CUDA, precision=precision, input_size=(320, 240))
     graph = create_engine("cuda-graph", kitti_model, device=CUDA, precision=precision, input_size=(320, 240))
-    assert graph.captured_shape == (1, 3, 240, 320)
+    assert graph.captured_shapes == ((1, 3, 240, 320),)
     for name in SHARED_FRAMES:
         pipe = Pipeline.from_model(kitti_model, kitti_model.preset, PipelineConfig(device="cuda", precision=precision, input_size=(320, 240)))
-        image = pipe._preprocess(small_frame(name, (320, 240)), "rgb", (320, 240))
+        image = pipe._preprocess(small_frame(name, (320, 240)), "rgb", pipe.geometry_for(320, 240))
         want = {k: v.float().clone() for k, v in eager(image).items()}
         got = {k: v.float().clone() for k, v in graph(image).items()}
         for key in want:
@@ -95,11 +95,12 @@ def test_cuda_frame_path_reuses_pinned_staging_and_returns_owned_arrays(kitti_mo
     a, b = small_frame("nyud/000464.png", (64, 48)), small_frame("kitti/000099.png", (64, 48))
     first = pipe.process(a)
     second = pipe.process(b)
-    staging = [slot.tensor.data_ptr() for slot in pipe._staging]
-    assert all(slot.tensor.is_pinned() for slot in pipe._staging)
+    slots = lambda: [slot for half in pipe._staging for slot in half.slots]  # noqa: E731
+    staging = [slot.tensor.data_ptr() for slot in slots()]
+    assert len(staging) == 2 and all(slot.tensor.is_pinned() for slot in slots())
     again = pipe.process(a)
     pipe.process(b)
-    assert [slot.tensor.data_ptr() for slot in pipe._staging] == staging  # not re-pinned per frame
+    assert [slot.tensor.data_ptr() for slot in slots()] == staging  # not re-pinned per frame
     np.testing.assert_array_equal(first.labels, again.labels)  # results own their memory
     assert not np.array_equal(first.depth_m, second.depth_m)
     # BGR input and strided views go through the same staging buffer.
@@ -189,3 +190,27 @@ def test_crp_pool_on_cuda_equals_max_pool_and_keeps_channels_last(dtype):
     out = max_pool_5x5(x)
     assert torch.equal(out, torch.nn.functional.max_pool2d(x.contiguous(), 5, 1, 2))
     assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cuda-graph"])
+def test_cameras_batched_on_cuda_equal_one_at_a_time(kitti_model, backend):
+    """Four cameras (two sizes) through submit_batch, two batches in flight: each frame gets what
+    process() gives it alone; the cuda-graph engine keeps a graph per batch size; the staging
+    buffers are reused batch after batch (one per camera and half, never re-pinned)."""
+    from hydranet_ros.runtime.pipeline import FrameRequest
+
+    pipe = Pipeline.from_model(kitti_model, kitti_model.preset,
+                               PipelineConfig(device="cuda", backend=backend, precision="fp16", input_size=(320, 240)))
+    frames = [small_frame(name, (320, 240)) for name in SHARED_FRAMES] + [small_frame("kitti/000099.png", (320, 97))]
+    want = [pipe.process(f) for f in frames]
+    batches = [pipe.submit_batch([FrameRequest(f) for f in frames]) for _ in range(2)]
+    slots = [slot.tensor.data_ptr() for half in pipe._staging for slot in half.slots]
+    batches.append(pipe.submit_batch([FrameRequest(f) for f in frames]))
+    assert [slot.tensor.data_ptr() for half in pipe._staging for slot in half.slots] == slots
+    for pending in batches:
+        for got, expected in zip((p.result() for p in pending), want):
+            assert got.batch_size == (1 if got.geometry.network_size != (320, 256) else 3)
+            assert (got.labels == expected.labels).mean() >= 0.999
+            np.testing.assert_allclose(got.depth_m, expected.depth_m, rtol=2e-3, atol=2e-3)
+    if backend == "cuda-graph":
+        assert {shape[0] for shape in pipe.engine.captured_shapes} == {1, 3}

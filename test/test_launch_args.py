@@ -105,3 +105,68 @@ def test_overrides_refuse_bad_arguments(kwargs, fragment):
     with pytest.raises(ValueError) as info:
         node_overrides(**kwargs)
     assert fragment in str(info.value)
+
+
+# -- multi_camera.launch.py ---------------------------------------------------------------------------
+
+from hydranet_ros.ros.launch_args import (  # noqa: E402
+    CAMERA_RIGS, MULTI_CAMERA_ARGUMENTS, camera_remappings, multi_camera_overrides, parse_cameras,
+)
+
+
+def test_a_preset_rig_for_every_size_from_2_to_8():
+    assert sorted(CAMERA_RIGS) == list(range(2, 9))
+    for size, names in CAMERA_RIGS.items():
+        assert len(names) == size and params.validate("cameras", list(names)) is None, size
+        assert parse_cameras(str(size)) == list(names)
+
+
+@pytest.mark.parametrize("text, names", [
+    ("front,rear", ["front", "rear"]), (" front , left  right ", ["front", "left", "right"]),
+    ("[front, rear]", ["front", "rear"]), ("rig/front_left", ["rig/front_left"]), ("front", ["front"]),
+])
+def test_parse_cameras_takes_names(text, names):
+    assert parse_cameras(text) == names
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("1", "2 to 8"), ("9", "2 to 8"), ("", "at least one"), ("front,front", "distinct"), ("/front", "relative"),
+    ("2cam", "not a ROS name"),
+])
+def test_parse_cameras_refuses_with_reason(text, fragment):
+    with pytest.raises(ValueError, match="cameras") as info:
+        parse_cameras(text)
+    assert fragment in str(info.value)
+
+
+def test_each_cameras_inputs_are_remapped_to_its_driver():
+    remaps = dict(camera_remappings(["front", "rear"], "/sensors", "image_rect", "camera_info"))
+    assert remaps == {
+        "front/image": "/sensors/front/image_rect", "front/image/compressed": "/sensors/front/image_rect/compressed",
+        "front/camera_info": "/sensors/front/camera_info",
+        "rear/image": "/sensors/rear/image_rect", "rear/image/compressed": "/sensors/rear/image_rect/compressed",
+        "rear/camera_info": "/sensors/rear/camera_info",
+    }
+    assert dict(camera_remappings(["front"], "/", "image_raw", "camera_info"))["front/image"] == "/front/image_raw"
+    with pytest.raises(ValueError, match="absolute: every camera would read the same topic"):
+        camera_remappings(["front", "rear"], "/", "image_raw", "/calibration")
+    with pytest.raises(ValueError, match="camera_root must be absolute"):
+        camera_remappings(["front"], "sensors", "image_raw", "camera_info")
+
+
+def test_multi_camera_overrides():
+    overrides = multi_camera_overrides(cameras="2", batch_timeout_ms="35", resolution="640x480", precision="fp16")
+    assert overrides["cameras"] == ["front", "rear"] and overrides["batch_timeout_ms"] == 35.0
+    assert (overrides["input_width"], overrides["input_height"], overrides["precision"]) == (640, 480, "fp16")
+    assert "batch_timeout_ms" not in multi_camera_overrides(cameras="2")  # the config's
+    with pytest.raises(ValueError, match="batch_timeout_ms must be in"):
+        multi_camera_overrides(cameras="2", batch_timeout_ms="-1")
+
+
+def test_multi_camera_arguments_are_described_and_single_camera_ones_left_out():
+    names = [a.name for a in MULTI_CAMERA_ARGUMENTS]
+    assert len(names) == len(set(names))
+    assert {"cameras", "camera_root", "batch_timeout_ms", "image_topic", "resolution", "namespace", "config"} <= set(names)
+    assert "camera" not in names and "rviz" not in names
+    for argument in MULTI_CAMERA_ARGUMENTS:
+        assert len(argument.description) > 20, argument.name

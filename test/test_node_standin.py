@@ -56,7 +56,7 @@ def make_node(monkeypatch, weights, *, with_vision_msgs=True, **overrides):
     module = load_node_module(monkeypatch, with_vision_msgs=with_vision_msgs)
     values = {"weights": weights, "device": "cpu", "input_width": 64, "input_height": 32,
               "output_size": "network", **overrides}
-    node = module.PerceptionNode(parameter_overrides=[ros.Parameter(k, v) for k, v in values.items()])
+    node = module.PerceptionNode(parameter_overrides=[ros.Parameter(k, value=v) for k, v in values.items()])
     return module, node
 
 
@@ -162,7 +162,7 @@ def test_only_subscribed_outputs_are_computed(monkeypatch, weights):
 
     feed(node, image_msg(1))  # nobody listens: no conversion, no inference
     assert calls == [] and all(not p.sent for p in pubs.values())
-    assert node._counters["frames_skipped_no_subscribers"] == 1
+    assert node._cameras[0].counters["frames_skipped_no_subscribers"] == 1
 
     pubs["depth/image"].subscribers = 1
     feed(node, image_msg(2))
@@ -197,7 +197,7 @@ def test_the_cloud_runs_only_for_its_subscribers_and_needs_camera_info(monkeypat
 
     feed(node, image_msg(1))  # no CameraInfo yet: nothing to unproject with, nothing computed
     assert calls == [] and not pubs["semantic/points"].sent
-    assert node._counters["points_skipped_no_camera_info"] == 1
+    assert node._cameras[0].counters["points_skipped_no_camera_info"] == 1
     node.timers[-1].callback()
     report = pubs["/diagnostics"].sent[-1].status[0]
     assert report.level == ros.DiagnosticStatus.WARN
@@ -221,13 +221,13 @@ def test_class_lists_are_checked_against_the_weights(monkeypatch, weights):
     assert node.on_configure(ros.LifecycleState()) == ros.TransitionCallbackReturn.FAILURE
     [error] = [m for level, m in node.logger.records if level == "error"]
     assert "obstacle_classes: no class 'truck'" in error and node._pipeline is None
-    [result] = node.set_parameters([ros.Parameter("obstacle_classes", "car, building")])
-    assert result.successful
+    [result] = node.set_parameters([ros.Parameter("obstacle_classes", value="car, building")])
+    assert result.successful, result.reason
     bring_up(module, node)
     # While configured the weights' classes are known: a wrong name is refused at once.
-    [result] = node.set_parameters([ros.Parameter("points_classes", "road,sidewalks")])
+    [result] = node.set_parameters([ros.Parameter("points_classes", value="road,sidewalks")])
     assert not result.successful and "no class 'sidewalks'" in result.reason
-    [result] = node.set_parameters([ros.Parameter("points_classes", "road,sidewalk,unknown")])
+    [result] = node.set_parameters([ros.Parameter("points_classes", value="road,sidewalk,unknown")])
     assert result.successful and node._live.cloud.classes == "road,sidewalk,unknown"
     node.release()
 
@@ -247,7 +247,7 @@ def test_min_confidence_marks_uncertain_labels_255_and_label_info_says_so(monkey
     assert 0 < confidence.min() and confidence.max() <= 1
 
     threshold = float(np.median(confidence))
-    [result] = node.set_parameters([ros.Parameter("min_confidence", threshold)])
+    [result] = node.set_parameters([ros.Parameter("min_confidence", value=threshold)])
     assert result.successful
     feed(node, image_msg(1))  # the same frame again
     assert [m.threshold for m in pubs["semantic/label_info"].sent] == [0.0, threshold]  # re-latched
@@ -291,7 +291,7 @@ def assigned_attributes(source: str) -> set[str]:
 def test_node_does_not_overwrite_rclpy_internals():
     source = (Path(__file__).resolve().parents[1] / "hydranet_ros" / "ros" / "node.py").read_text()
     assigned = assigned_attributes(source)
-    assert {"_output_pubs", "_input_subs", "_worker", "_live"} <= assigned  # the check sees assignments
+    assert {"_cameras", "_input_subs", "_worker", "_live"} <= assigned  # the check sees assignments
     assert not assigned & RCLPY_NODE_ATTRIBUTES, assigned & RCLPY_NODE_ATTRIBUTES
     # and it would have caught the name clash it guards against
     assert assigned_attributes("self._publishers: dict = {}\nself._x, self._subscriptions = 1, 2") >= {

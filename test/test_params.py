@@ -134,8 +134,39 @@ def test_pipeline_kwargs():
     kwargs = params.pipeline_kwargs(values)
     assert kwargs == {"weights": "default", "backend": "auto", "device": "auto", "precision": "fp16",
                       "input_size": (640, 480), "output_size": "input", "strict": True, "classes": "all",
-                      "engine_options": {}}
+                      "engine_options": {}, "max_batch": 1}
     assert params.pipeline_kwargs(params.defaults())["input_size"] == "auto"  # training size, else frame size
+    # Several cameras: one network pass takes all of them (what a TensorRT engine is built for).
+    assert params.pipeline_kwargs({**values, "cameras": ["front", "left", "right"]})["max_batch"] == 3
+
+
+@pytest.mark.parametrize("cameras, wrong", [
+    ("front", "must be a list of strings"),
+    (["front", 3], "must be a list of strings"),
+    (["/front"], "relative to the node's namespace (write 'front')"),
+    (["front", "front"], "distinct; repeated: front"),
+    (["2nd_cam"], "is not a ROS name"),
+    (["front//left"], "is not a ROS name"),
+    (["a__b"], "is not a ROS name"),
+    (["rear-left"], "is not a ROS name"),
+    ([f"cam{i}" for i in range(17)], "at most 16"),
+])
+def test_bad_camera_lists_are_refused_with_the_reason(cameras, wrong):
+    assert wrong in params.validate("cameras", cameras)
+
+
+def test_camera_lists_that_are_fine():
+    for cameras in ([], ["front"], ["front_left", "rig/rear", "Cam_2"], [f"cam{i}" for i in range(16)]):
+        assert params.validate("cameras", cameras) is None, cameras
+    assert params.validate("batch_timeout_ms", 0.0) is None
+    assert "in [0.0, 1000.0]" in params.validate("batch_timeout_ms", 1500.0)
+
+
+def test_changing_cameras_needs_a_new_configure():
+    current = {**params.defaults(), "cameras": ["front", "left"]}
+    assert change_refusal({"cameras": ["front", "left"]}, current, configured=True) is None  # list or tuple alike
+    assert change_refusal({"cameras": ("front", "left")}, current, configured=True) is None
+    assert "ros2 lifecycle set" in change_refusal({"cameras": ["front"]}, current, configured=True)
 
 
 def test_calibration_reaches_only_int8_builds_that_calibrate():

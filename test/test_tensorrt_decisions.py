@@ -129,12 +129,13 @@ def test_int8_without_frames_finds_the_engine_built_ahead(fake_tensorrt, tmp_pat
 
     class Runner:
         input_dtype = torch.float32
+        max_batch = 1
 
         def __init__(self, trt, data, *, device):
             loaded.append(data)
 
-        def check(self, *, shape, outputs):
-            pass
+        def check(self, *, shape, outputs, max_batch):
+            assert max_batch == 1
 
     monkeypatch.setattr(tensorrt_engine, "_TrtRunner", Runner)
     engine = create_engine("tensorrt", MODEL, device=torch.device("cuda"), precision="int8", input_size=(64, 48),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (issue 17), one run on a lent CUDA machine: the CUDA tests, the GPU benchmark, a
-# kernel profile at 640x480, then the whole suite if time is left. Each step has its own time
-# limit, so the run ends inside ~5 minutes and every log it wrote comes back.
+# kernel profile at 640x480, the multi-camera benchmark, then the whole suite if time is left.
+# Each step has its own time limit, so the run ends inside ~7 minutes and every log it wrote
+# comes back.
 #
 #   bash tools/gpu_check.sh            # logs and JSON under $OUT (the device tool) or ./gpu_out
 #
@@ -55,6 +56,12 @@ cat "$OUT/bench_gpu.log"
 
 step profile 30 $PY tools/gpu_profile.py --size 640x480 --precision fp16 --json "$OUT/profile.json"
 head -n 20 "$OUT/profile.log"
+
+# Several cameras through one network vs one pipeline per camera (issue 15): torch fp16 at
+# 640x480, N = 1, 2, 4, both modes interleaved; its last line is the verdict.
+step bench_multicam 120 $PY benchmarks/bench_multicam.py --device cuda --precision fp16 --rounds 4 --frames 10 \
+    --json "$OUT/bench_multicam.json"
+cat "$OUT/bench_multicam.log"
 
 # What is left of the run: the whole suite with CUDA present (tests that take another branch when
 # CUDA exists). Launch tests skip there (no rclpy).

@@ -16,7 +16,7 @@ from pathlib import Path
 from hydranet_ros.commands.common import (
     add_max_pixels_argument, add_pipeline_arguments, network_options, node_defaults, pipeline_from_args,
 )
-from hydranet_ros.io.bag_topics import find_camera
+from hydranet_ros.io.bag_topics import find_cameras
 from hydranet_ros.outputs import params
 from hydranet_ros.replay.bag import check_paths, replay_bag, replay_parameters
 
@@ -24,7 +24,11 @@ from hydranet_ros.replay.bag import check_paths, replay_bag, replay_parameters
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN", help="rosbag2 folder (sqlite3 .db3 or MCAP) or a single .db3/.mcap file; never modified")
     parser.add_argument("output", metavar="OUT", help="folder for the new bag: IN's topics plus the node's outputs")
-    parser.add_argument("--topic", help="image topic to process (default: the bag's only image topic)")
+    parser.add_argument("--topic", action="append", default=None,
+                        help="image topic to process (default: the bag's only image topic); repeat it for several "
+                             "cameras, whose frames then run through the network in one batch")
+    parser.add_argument("--all-cameras", action="store_true",
+                        help="process every image topic of the bag (each camera's outputs under its own namespace)")
     parser.add_argument("--compressed", action="store_true",
                         help="read sensor_msgs/CompressedImage (TOPIC/compressed with --topic) instead of Image")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it is an existing bag")
@@ -61,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
     # should not wait for torch and the weights.
     network_options(args)
     check_paths(source, target, args.overwrite)
-    camera = find_camera(source, topic=args.topic, compressed=compressed)
+    cameras = find_cameras(source, chosen=args.topic, compressed=compressed, all_cameras=args.all_cameras)
     from hydranet_ros.runtime.memory_fallback import MemoryFallbackPipeline
 
     # Out of GPU memory on the first frame: a smaller input size, or a clear error with --strict.
-    pipe = MemoryFallbackPipeline(pipeline_from_args(args), strict=args.strict)
-    report = replay_bag(source, target, pipe, topic=camera.image, compressed=compressed,
+    # One network pass takes a frame of every camera.
+    pipe = MemoryFallbackPipeline(pipeline_from_args(args, max_batch=len(cameras)), strict=args.strict)
+    report = replay_bag(source, target, pipe, topic=[camera.image for camera in cameras], compressed=compressed,
                         overwrite=args.overwrite, storage=args.storage, parameters=values)
     print(f"{target}: {report.summary()}")
     if report.frames and not report.processed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from hydranet_ros.commands.common import check_device, positive_int
+from hydranet_ros.errors import UsageError
 from hydranet_ros.model.locate import locate_weights
 from hydranet_ros.runtime.sizes import network_size
 from hydranet_ros.runtime.choices import ENGINES, build_size
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="engine cache directory (default: $HYDRANET_ENGINE_CACHE or "
                                             "$XDG_CACHE_HOME/hydranet_ros/engines)")
     parser.add_argument("--opset", type=int, default=17, help="onnx: opset version (default: 17)")
+    parser.add_argument("--max-batch", type=positive_int, default=1,
+                        help="tensorrt: cameras per network pass, for the multi-camera node (its number of cameras): "
+                             "1 builds a fixed batch of one (default), N a dynamic batch 1..N")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     args.precision = args.precision or DEFAULT_PRECISION.get(args.backend, "fp32")
     args.device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
     check_device(args.device)
+    if args.max_batch != 1 and args.backend != "tensorrt":
+        # Only TensorRT is built for a batch range; the CPU engines' exports take one frame.
+        raise UsageError(f"--max-batch is for TensorRT engines: an {args.backend} model runs one frame at a time")
     located = locate_weights(args.weights)
     import torch
 
@@ -85,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if size is None and args.precision == "int8":
         raise EngineError(f"a {args.backend} int8 model is calibrated for one input size: pass --size WIDTHxHEIGHT")
     options = {"cache_dir": args.cache_dir, "calibration": args.calibration, "calibration_frames": args.calibration_frames}
+    if args.backend == "tensorrt":
+        options["max_batch"] = args.max_batch
     engine = create_engine(args.backend, model, device=torch.device(args.device), precision=args.precision, input_size=size,
                            weights_sha256=weights.sha256, options=options)
     print(engine.engine_path if args.backend == "tensorrt" else engine.model_path)

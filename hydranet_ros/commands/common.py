@@ -191,15 +191,17 @@ def network_options(args: argparse.Namespace) -> NetworkOptions:
     return options
 
 
-def pipeline_from_args(args: argparse.Namespace) -> Any:
-    """The pipeline the network options ask for (checks them first; imports torch)."""
+def pipeline_from_args(args: argparse.Namespace, *, max_batch: int = 1) -> Any:
+    """The pipeline the network options ask for (checks them first; imports torch). ``max_batch``:
+    cameras per network pass (several cameras of one bag), for engines built for a batch range."""
     options = network_options(args)
     set_threads(options.threads)
     from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 
     config = PipelineConfig(weights=options.weights, backend=options.backend, device=options.device,
                             precision=options.precision, input_size=options.input_size,
-                            output_size=options.output_size, strict=options.strict, classes=options.classes)
+                            output_size=options.output_size, strict=options.strict, classes=options.classes,
+                            max_batch=max_batch)
     pipe = Pipeline.create(config)
     log.info("running %s %s on %s%s with %s", pipe.info["backend"], pipe.info["precision"], pipe.info["device"],
              " (backend auto)" if args.backend == AUTO else "", pipe.info["weights"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from hydranet_ros.runtime.batch_worker import BatchStats
 from hydranet_ros.runtime.frame_worker import WorkerStats
 
-__all__ = ["OK", "WARN", "ERROR", "DiagnosticsReport", "diagnostics_report", "RejectionThrottle",
+__all__ = ["OK", "WARN", "ERROR", "DiagnosticsReport", "diagnostics_report", "batch_report", "RejectionThrottle",
            "POINTS_WITHOUT_CAMERA_INFO", "points_note"]
 
 # Counter: frames whose point clouds were wanted (switched on, subscribed) but had no CameraInfo.
@@ -81,6 +82,7 @@ def diagnostics_report(
         ("frames_dropped", str(current.dropped)),
         ("frames_rejected", str(current.rejected_total)),
     ]
+    values += [(f"dropped.{reason}", str(count)) for reason, count in sorted(current.dropped_reasons.items())]
     values += [(f"rejected.{reason}", str(count)) for reason, count in sorted(current.rejected.items())]
     values += [("errors", str(current.errors))]
     if current.last_error:
@@ -120,6 +122,37 @@ def points_note(skipped_now: int, skipped_before: int, *, use_camera_info: bool)
                 "is false")
     return ("no point cloud: semantic/points and semantic/obstacles need CameraInfo, and none has arrived on "
             "camera_info")
+
+
+def batch_report(*, state: str, current: BatchStats | None, previous: BatchStats | None, period_s: float,
+                 info: Mapping[str, Any], batch_timeout_ms: float, problem: str = "") -> DiagnosticsReport:
+    """The multi-camera node's own status beside its per-camera ones (``diagnostics_report`` for
+    each camera): how the cameras' frames were batched in the period since ``previous``. Always
+    OK unless configure failed: each camera's status carries its own trouble."""
+    values: list[tuple[str, str]] = [("state", state)]
+    for key in ("backend", "precision", "device", "weights", "engine_batch"):
+        if key in info:
+            values.append((key, str(info[key])))
+    if problem:
+        return DiagnosticsReport(ERROR, problem, values)
+    if current is None:
+        return DiagnosticsReport(OK, f"{state}: no engine configured", values)
+    before = previous or BatchStats()
+    period = max(period_s, 1e-9)
+    batches, frames = current.batches - before.batches, current.frames - before.frames
+    timed_out = current.timed_out - before.timed_out
+    values += [
+        ("cameras", str(current.cameras)),
+        ("batch_timeout_ms", _fmt(batch_timeout_ms)),
+        ("batch_rate_hz", _fmt(batches / period)),
+        ("batch_mean_size", _fmt(frames / batches if batches else 0.0)),
+        ("batches", str(current.batches)),
+        ("batches_timed_out", str(current.timed_out)),
+        ("batch_largest", str(current.largest)),
+    ]
+    summary = (f"{state}: {current.cameras} cameras, {batches / period:.1f} batches/s of "
+               f"{frames / batches if batches else 0.0:.1f} frames, {timed_out} timed out")
+    return DiagnosticsReport(OK, summary, values)
 
 
 class RejectionThrottle:

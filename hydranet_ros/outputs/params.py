@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from hydranet_ros.errors import UsageError
 from hydranet_ros.model.locate import PUBLISHED_SUFFIXES  # torch-free, like everything imported here
+from hydranet_ros.outputs.cameras import MAX_CAMERAS, cameras_reason
 from hydranet_ros.outputs.choices import CONFIDENCE_ENCODINGS, POINT_COLORS, CloudSettings, class_selection_problem
 from hydranet_ros.presets import PRESETS
 from hydranet_ros.runtime.choices import (  # torch-free: the launch process imports this module
@@ -161,18 +162,30 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("strict", bool, False,
               "Fail configure instead of falling back (for example to CPU or fp32) when the request cannot be met."),
     ParamSpec("diagnostics_period", float, 1.0, "Seconds between /diagnostics reports.", range=(0.1, 60.0)),
+    ParamSpec("cameras", list, [],
+              "Camera namespaces for one node serving several cameras with one network (relative to the node's "
+              "namespace, e.g. [front, left, right]): camera C reads C/image (or C/image/compressed) and "
+              "C/camera_info and publishes every output under C/. Their frames run through the network in "
+              f"one batch. Empty: one camera, at image and camera_info. At most {MAX_CAMERAS}."),
+    ParamSpec("batch_timeout_ms", float, 20.0,
+              "With cameras: a batch runs when every camera has a new frame, or this long after the oldest "
+              "waiting frame arrived (a camera that stops delays the others by this much at most, and not at "
+              "all once silent for a second). 0 = run whatever waits at once.",
+              range=(0.0, 1000.0)),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
 
 def defaults() -> dict[str, Any]:
-    return {spec.name: spec.default for spec in PARAMETERS}
+    return {spec.name: list(spec.default) if spec.type is list else spec.default for spec in PARAMETERS}
 
 
 def _type_reason(spec: ParamSpec, value: Any) -> str | None:
     # bool is an int in Python, but a ROS parameter of type bool is never an integer.
-    if spec.type is bool:
+    if spec.type is list:  # a ROS string array
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    elif spec.type is bool:
         ok = isinstance(value, bool)
     elif spec.type is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -182,7 +195,8 @@ def _type_reason(spec: ParamSpec, value: Any) -> str | None:
         ok = isinstance(value, str)
     if ok:
         return None
-    return f"{spec.name} must be a {spec.type.__name__}, got {type(value).__name__} {value!r}"
+    kind = "list of strings" if spec.type is list else spec.type.__name__
+    return f"{spec.name} must be a {kind}, got {type(value).__name__} {value!r}"
 
 
 def _weights_reason(value: str) -> str | None:
@@ -214,6 +228,8 @@ def validate(name: str, value: Any) -> str | None:
             return f"{name} must be in [{low}, {high}]; got {value!r}"
     if name == "weights":
         return _weights_reason(value)
+    if name == "cameras":
+        return cameras_reason(value)
     if name in ("input_width", "input_height") and 0 < value < MIN_INPUT_SIDE:
         return f"{name} must be 0 (automatic size) or at least {MIN_INPUT_SIDE}; got {value}"
     return None
@@ -245,7 +261,7 @@ def change_refusal(changes: Mapping[str, Any], current: Mapping[str, Any], *, co
         reason = validate(name, value)
         if reason:
             reasons.append(reason)
-        elif configured and not SPECS[name].live and value != current.get(name):
+        elif configured and not SPECS[name].live and _differs(value, current.get(name)):
             reasons.append(
                 f"{name} is used when the node is configured; deactivate and clean up the node "
                 "(ros2 lifecycle set <node> cleanup), set it, then configure again"
@@ -254,6 +270,13 @@ def change_refusal(changes: Mapping[str, Any], current: Mapping[str, Any], *, co
         merged = {**current, **changes}
         reasons.extend(reason for name, reason in validate_all(merged).items())
     return "; ".join(reasons) if reasons else None
+
+
+def _differs(value: Any, current: Any) -> bool:
+    # A string array arrives as a list from one side and a tuple from another.
+    if isinstance(value, (list, tuple)) and isinstance(current, (list, tuple)):
+        return list(value) != list(current)
+    return value != current
 
 
 def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,6 +293,8 @@ def pipeline_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
         "strict": bool(values["strict"]),
         "classes": values["classes"],
         "engine_options": _engine_options(values),
+        # One network pass takes every camera's frame (engines built for a batch range need it).
+        "max_batch": max(1, len(values["cameras"])),
     }
 
 
@@ -385,7 +410,10 @@ def markdown_table() -> str:
 
     rows = ["| parameter | type | default | allowed | when | description |", "|---|---|---|---|---|---|"]
     for spec in PARAMETERS:
-        default = f'"{spec.default}"' if spec.type is str else str(spec.default).lower() if spec.type is bool else str(spec.default)
+        if spec.type is list:
+            default = "[" + ", ".join(spec.default) + "]"
+        else:
+            default = f'"{spec.default}"' if spec.type is str else str(spec.default).lower() if spec.type is bool else str(spec.default)
         if spec.choices is not None:
             allowed = ", ".join(f"`{c}`" for c in spec.choices)
         elif spec.range is not None:

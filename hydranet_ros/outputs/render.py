@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -27,10 +27,11 @@ from hydranet_ros.outputs import cloud as clouds, fields as output_fields
 from hydranet_ros.outputs.choices import CloudSettings, obstacle_classes, point_classes
 from hydranet_ros.outputs.plan import CAMERA_INFO_OUTPUTS, FramePlan
 from hydranet_ros.runtime.intake import Frame
+from hydranet_ros.runtime.result import FrameRequest
 
 __all__ = [
-    "Message", "Rendered", "render", "frame_messages", "IMAGE", "CAMERA_INFO", "REGION_OF_INTEREST", "HEADER",
-    "TIME", "RESULT", "LABEL_INFO", "VISION_CLASS", "POINT_CLOUD2", "POINT_FIELD", "MESSAGE_TYPES",
+    "Message", "Rendered", "render", "render_batch", "frame_messages", "IMAGE", "CAMERA_INFO", "REGION_OF_INTEREST",
+    "HEADER", "TIME", "RESULT", "LABEL_INFO", "VISION_CLASS", "POINT_CLOUD2", "POINT_FIELD", "MESSAGE_TYPES",
 ]
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -242,3 +243,33 @@ def render(pipeline: Any, frame: Frame, plan: FramePlan, *, depth_encoding: str,
     size = pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
     return frame_messages(frame, result, plan, size=size, preset=pipeline.preset, depth_encoding=depth_encoding,
                           overlay_alpha=overlay_alpha, confidence_encoding=confidence_encoding, cloud=cloud)
+
+
+def render_batch(pipeline: Any, items: Sequence[tuple[Frame, FramePlan]], *, depth_encoding: str,
+                 overlay_alpha: float, confidence_encoding: str = "32FC1",
+                 cloud: CloudSettings = CloudSettings()) -> list[Rendered | None]:
+    """``render`` for several cameras' frames (one each) with one network pass for all of them.
+
+    Every frame whose plan needs the network goes into one ``pipeline.process_batch``, each with
+    its own plan's outputs (confidence only where that camera's plan asks for it); each camera's
+    messages (images, confidence, point clouds, fused result) are then built by ``frame_messages``
+    from its own frame, plan and Result, exactly as ``render`` builds one camera's, so a camera of
+    a multi-camera node publishes what the single-camera node would. One entry per item, None
+    where the plan publishes nothing.
+    """
+    running = [index for index, (_, plan) in enumerate(items) if plan.publishes and plan.run_inference]
+    results: dict[int, Any] = {}
+    if running:
+        requests = [FrameRequest(items[i][0].pixels, items[i][0].color_order, items[i][1].network_outputs,
+                                 frame_focal(items[i][0])) for i in running]
+        results = dict(zip(running, pipeline.process_batch(requests)))
+    rendered: list[Rendered | None] = []
+    for index, (frame, plan) in enumerate(items):
+        if not plan.publishes:
+            rendered.append(None)
+            continue
+        size = pipeline.output_size_for(frame.pixels.shape[1], frame.pixels.shape[0])
+        rendered.append(frame_messages(frame, results.get(index), plan, size=size, preset=pipeline.preset,
+                                       depth_encoding=depth_encoding, overlay_alpha=overlay_alpha,
+                                       confidence_encoding=confidence_encoding, cloud=cloud))
+    return rendered

@@ -2,9 +2,10 @@
 
 The bag shell beside the rclpy one: without ROS, the ``rosbags`` library reads and writes
 sqlite3 (.db3) and MCAP bags (hydranet_ros/io/bag_reader.py, bag_topics.py). Every input message
-is copied unchanged; each frame of the chosen image topic goes through the pipeline and its
-outputs are written under the camera's namespace with the input image's header and the input
-message's bag timestamp, as the node does under ``ros2 bag play --clock``. The output bag is
+is copied unchanged; each frame of the chosen image topic (or topics: several cameras, batched
+through the network in one pass) goes through the pipeline and its outputs are written under the
+camera's namespace with the input image's header and the input message's bag timestamp, as the
+node does under ``ros2 bag play --clock``. The output bag is
 staged (hydranet_ros/io/staging.py) and appears complete or not at all.
 """
 
@@ -19,7 +20,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import yaml
@@ -33,10 +34,11 @@ from hydranet_ros.io import staging as staged
 from hydranet_ros.io.bag_reader import (
     CAMERA_INFO, BagError, CameraInfos, Damage, messages, open_reader, stamp, storage_of, typestore,
 )
-from hydranet_ros.io.bag_topics import CameraTopics, choose_camera
+from hydranet_ros.io.bag_topics import CameraTopics, choose_cameras
 from hydranet_ros.io.ros_image import ImageRejected, message_to_frame
 from hydranet_ros.outputs import fields as output_fields, params, plan as output_plan, qos, render as rendering
 from hydranet_ros.runtime.intake import Frame
+from hydranet_ros.runtime.result import FrameRequest
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,15 @@ def _submit(pipeline: Any, frame: np.ndarray, **kwargs: Any) -> Any:
     if submit is not None:
         return submit(frame, **kwargs)
     return _Done(pipeline.process(frame, **kwargs))
+
+
+def _submit_batch(pipeline: Any, requests: list[FrameRequest]) -> list[Any]:
+    """pipeline.submit_batch; a pipeline-like object without it runs the frames one at a time."""
+    submit_batch = getattr(pipeline, "submit_batch", None)
+    if submit_batch is not None:
+        return submit_batch(requests)
+    return [_submit(pipeline, r.pixels, color_order=r.color_order, outputs=r.outputs, focal_px=r.focal_px)
+            for r in requests]
 
 
 class _Done:
@@ -141,10 +152,22 @@ def _to_bag(store: Typestore, message: rendering.Message) -> Any:
 
 
 @dataclass
+class CameraReport:
+    """One camera's part of a replay."""
+
+    frames: int = 0  # image messages read
+    processed: int = 0  # frames that produced outputs
+    rejected: Counter = field(default_factory=Counter)  # reason -> frames dropped
+    camera_info_problems: Counter = field(default_factory=Counter)  # reason -> frames without CameraInfo output
+
+
+@dataclass
 class ReplayReport:
-    """What one replay did, for the summary line and for tests."""
+    """What one replay did, for the summary line and for tests. The totals add up every camera's
+    (``per_camera``, by image topic); ``camera`` is the first (the only one, usually)."""
 
     camera: CameraTopics | None = None
+    cameras: list[CameraTopics] = field(default_factory=list)
     storage: str = ""
     frames: int = 0  # image messages read
     processed: int = 0  # frames that produced outputs
@@ -152,11 +175,18 @@ class ReplayReport:
     rejected: Counter = field(default_factory=Counter)  # reason -> frames dropped
     camera_info_problems: Counter = field(default_factory=Counter)  # reason -> frames without CameraInfo output
     skipped_topics: list[str] = field(default_factory=list)  # input topics that could not be copied
+    per_camera: dict[str, CameraReport] = field(default_factory=dict)
+    batches: int = 0  # network passes (several cameras' frames in each when batched)
     damaged: list[Damage] = field(default_factory=list)  # parts of the input that could not be read
 
     def summary(self) -> str:
-        parts = [f"{self.processed}/{self.frames} frame(s) of {self.camera.image if self.camera else '?'} processed",
-                 f"{self.copied} input message(s) copied", f"storage {self.storage}"]
+        if len(self.cameras) > 1:
+            frames = ", ".join(f"{topic} {r.processed}/{r.frames}" for topic, r in self.per_camera.items())
+            parts = [f"{self.processed}/{self.frames} frame(s) of {len(self.cameras)} cameras processed "
+                     f"({frames}) in {self.batches} batch(es)"]
+        else:
+            parts = [f"{self.processed}/{self.frames} frame(s) of {self.camera.image if self.camera else '?'} processed"]
+        parts += [f"{self.copied} input message(s) copied", f"storage {self.storage}"]
         if self.rejected:
             parts.append("dropped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(self.rejected.items())))
         if self.camera_info_problems:
@@ -167,6 +197,16 @@ class ReplayReport:
             parts.append(f"{len(self.damaged)} damaged part(s) of the input skipped: "
                          + ", ".join(str(damage) for damage in self.damaged))
         return "; ".join(parts)
+
+    def count(self, camera: CameraTopics, what: str, reason: str | None = None) -> None:
+        """Count one frame's outcome for ``camera`` and in the totals."""
+        own = self.per_camera.setdefault(camera.image, CameraReport())
+        if reason is None:
+            setattr(own, what, getattr(own, what) + 1)
+            setattr(self, what, getattr(self, what) + 1)
+        else:
+            getattr(own, what)[reason] += 1
+            getattr(self, what)[reason] += 1
 
 
 def check_paths(source: Path, target: Path, overwrite: bool) -> None:
@@ -185,6 +225,30 @@ def check_paths(source: Path, target: Path, overwrite: bool) -> None:
             raise BagError("output_not_a_bag", f"refusing to overwrite {target}: {problem}")
     if not target.parent.exists():
         raise BagError("output_parent_missing", f"folder {target.parent} does not exist")
+
+
+class _Camera:
+    """One camera's state in a replay: its output connections, CameraInfos and the LabelInfo last written."""
+
+    def __init__(self, topics: CameraTopics, use_camera_info: bool) -> None:
+        self.topics = topics
+        self.use_camera_info = use_camera_info and topics.camera_info is not None
+        self.outputs: dict[str, Any] = {}
+        self.infos = CameraInfos([])
+        # (frame id, min_confidence) LabelInfo was last written for: a new threshold is a new LabelInfo.
+        self.label_info_sent: tuple[str, float] | None = None
+
+
+class _Slot:
+    """A frame's place in a batch: its pending result once the batch is submitted."""
+
+    def __init__(self, replay: "_Replay") -> None:
+        self._replay, self.pending = replay, None
+
+    def result(self) -> Any:
+        if self.pending is None:  # its batch is still open: run it now (only when writes are forced)
+            self._replay.flush_batch()
+        return self.pending.result()
 
 
 def _not_only_a_bag(folder: Path) -> str:
@@ -210,36 +274,42 @@ def _not_only_a_bag(folder: Path) -> str:
 
 
 class _Replay:
-    """One pass over the input bag, writing the output bag."""
+    """One pass over the input bag, writing the output bag.
+
+    Several cameras are batched as the node batches them, except that offline every frame counts:
+    frames of different cameras that follow each other in the bag form one batch, closed when a
+    camera comes round again or every camera has a frame in it, then run in one network pass.
+    """
 
     def __init__(self, reader: Reader, writer: Writer, store: Typestore, pipeline: FramePipeline,
-                 camera: CameraTopics, report: ReplayReport, *, parameters: Mapping[str, Any], progress: bool) -> None:
+                 cameras: list[CameraTopics], report: ReplayReport, *, parameters: Mapping[str, Any],
+                 progress: bool) -> None:
         self.reader, self.writer, self.store, self.pipeline = reader, writer, store, pipeline
-        self.camera, self.report, self.progress = camera, report, progress
+        self.report, self.progress = report, progress
         self.live = params.LiveSettings.from_values(parameters)  # what the node reads for every frame
-        self.use_camera_info = bool(parameters["use_camera_info"]) and self.camera.camera_info is not None
+        self.cameras = {topics.image: _Camera(topics, bool(parameters["use_camera_info"])) for topics in cameras}
         self.output_qos = qos.qos_settings(parameters["output_qos"], parameters["output_depth"])
-        self.outputs: dict[str, Any] = {}
         self.copies: dict[int, Any] = {}
-        self.label_info_sent: tuple[str, float] | None = None  # (frame id, threshold) LabelInfo was last written for
         self.peak_queued_writes = 0  # most messages held back at once (bounded, see run)
+        self._open: list[tuple[_Camera, FrameRequest, _Slot]] = []  # the batch being gathered
 
     def add_connections(self) -> None:
         for connection in self.reader.connections:
             copy = self._copy_connection(connection)
             if copy is not None:
                 self.copies[connection.id] = copy
-        # Without CameraInfo (none in the bag, or use_camera_info off) no CameraInfo is republished
-        # and no point cloud made.
-        publish = {**self.live.publish, **{switch: self.live.publish[switch] and self.use_camera_info
-                                           for switch in {output_plan.OUTPUTS[name].switch
-                                                          for name in output_plan.NEED_CAMERA_INFO}}}
-        for key, (topic, msgtype) in output_topics(self.camera, publish).items():
-            # The QoS the node offers, recorded as rosbag2 records it: `ros2 bag play` offers the
-            # same again, so LabelInfo stays latched for subscribers that join late.
-            offered = qos.LABEL_INFO_QOS if key == "label_info" else self.output_qos
-            self.outputs[key] = self.writer.add_connection(
-                topic, msgtype, typestore=self.store, offered_qos_profiles=[_recorded_qos(offered)])
+        for camera in self.cameras.values():
+            # Without CameraInfo (none in the bag, or use_camera_info off) no CameraInfo is republished
+            # and no point cloud made.
+            publish = {**self.live.publish, **{switch: self.live.publish[switch] and camera.use_camera_info
+                                               for switch in {output_plan.OUTPUTS[name].switch
+                                                              for name in output_plan.NEED_CAMERA_INFO}}}
+            for key, (topic, msgtype) in output_topics(camera.topics, publish).items():
+                # The QoS the node offers, recorded as rosbag2 records it: `ros2 bag play` offers the
+                # same again, so LabelInfo stays latched for subscribers that join late.
+                offered = qos.LABEL_INFO_QOS if key == "label_info" else self.output_qos
+                camera.outputs[key] = self.writer.add_connection(
+                    topic, msgtype, typestore=self.store, offered_qos_profiles=[_recorded_qos(offered)])
 
     def _copy_connection(self, connection: Any) -> Any | None:
         ext = connection.ext
@@ -256,57 +326,60 @@ class _Replay:
         self.report.skipped_topics.append(connection.topic)
         return None
 
-    def read_camera_infos(self) -> CameraInfos:
-        entries = []
-        if self.camera.camera_info:
-            connections = [c for c in self.reader.connections if c.topic == self.camera.camera_info]
-            # A damaged part is skipped here as in run(), which reports it.
-            for _, bag_time, raw in messages(self.reader, connections, damaged=[]):
-                try:
-                    info = self.store.deserialize_cdr(raw, CAMERA_INFO)
-                except Exception:  # a damaged message must not end the replay
-                    self.report.camera_info_problems["corrupt_message"] += 1
-                    continue
-                entries.append((bag_time, stamp(info.header), info))
-        return CameraInfos(entries)
+    def read_camera_infos(self) -> None:
+        for camera in self.cameras.values():
+            entries = []
+            if camera.topics.camera_info:
+                connections = [c for c in self.reader.connections if c.topic == camera.topics.camera_info]
+                # A damaged part is skipped here as in run(), which reports it.
+                for _, bag_time, raw in messages(self.reader, connections, damaged=[]):
+                    try:
+                        info = self.store.deserialize_cdr(raw, CAMERA_INFO)
+                    except Exception:  # a damaged message must not end the replay
+                        self.report.count(camera.topics, "camera_info_problems", "corrupt_message")
+                        continue
+                    entries.append((bag_time, stamp(info.header), info))
+            camera.infos = CameraInfos(entries)
 
     def run(self) -> None:
-        infos = self.read_camera_infos()
-        image_connections = [c for c in self.reader.connections if c.topic == self.camera.image]
-        total = sum(c.msgcount for c in image_connections)
+        self.read_camera_infos()
+        total = sum(c.msgcount for c in self.reader.connections if c.topic in self.cameras)
         bar = tqdm(total=total, unit="frame", desc="bag", disable=None if self.progress else True)
-        # Writes wait in order behind the frame before them, so that the next frame is on the GPU
+        # Writes wait in order behind the frames after them, so that the next batch is on the GPU
         # while this one's messages are made and written, and the output bag holds every message
         # in the input's order all the same.
         writes: collections.deque[Callable[[], None]] = collections.deque()
         frames_waiting = 0
+        in_flight = FRAMES_IN_FLIGHT * len(self.cameras)
         try:
             for connection, bag_time, raw in messages(self.reader, [], damaged=self.report.damaged):
                 copy = self.copies.get(connection.id)
                 if copy is not None:
                     writes.append(functools.partial(self._copy, copy, bag_time, raw))
-                if connection.topic == self.camera.image:
-                    self.report.frames += 1
+                camera = self.cameras.get(connection.topic)
+                if camera is not None:
+                    self.report.count(camera.topics, "frames")
                     bar.update(1)
-                    finish = self._submit(bag_time, raw, infos)
+                    finish = self._submit(camera, bag_time, raw)
                     if finish is not None:
                         writes.append(finish)
                         frames_waiting += 1
-                frames_waiting -= self._write_ready(writes, frames_waiting)
+                frames_waiting -= self._write_ready(writes, frames_waiting, in_flight)
                 self.peak_queued_writes = max(self.peak_queued_writes, len(writes))
-            self._write_ready(writes, frames_waiting, everything=True)
+            self.flush_batch()
+            self._write_ready(writes, frames_waiting, in_flight, everything=True)
         finally:
             bar.close()
 
     @staticmethod
-    def _write_ready(writes: collections.deque, frames_waiting: int, *, everything: bool = False) -> int:
+    def _write_ready(writes: collections.deque, frames_waiting: int, in_flight: int, *, everything: bool = False) -> int:
         """Run the queued writes that need not wait: copies with no frame before them, a frame
-        once the next is queued behind it, anything while the queue is over its bound (a camera
+        once enough are queued behind it, anything while the queue is over its bound (a camera
         that stopped while the lidar records on must not pile the bag up in memory). Returns
         the number of frames written."""
         written = 0
         while writes and (everything or not isinstance(writes[0], _FrameWrite)
-                          or frames_waiting - written >= FRAMES_IN_FLIGHT or len(writes) > MAX_QUEUED_WRITES):
+                          or frames_waiting - written >= in_flight or len(writes) > MAX_QUEUED_WRITES):
             write = writes.popleft()
             write()
             written += isinstance(write, _FrameWrite)
@@ -316,42 +389,59 @@ class _Replay:
         self.writer.write(connection, bag_time, raw)
         self.report.copied += 1
 
-    def _submit(self, bag_time: int, raw: bytes, infos: CameraInfos) -> "_FrameWrite | None":
-        """Decode and queue one image message as the node would; None when it is dropped (counted)."""
+    def _submit(self, camera: _Camera, bag_time: int, raw: bytes) -> "_FrameWrite | None":
+        """Decode one image message as the node would and add it to the batch being gathered;
+        None when it is dropped (counted)."""
+        topics = camera.topics
         try:
-            msg = self.store.deserialize_cdr(raw, self.camera.image_type)
+            msg = self.store.deserialize_cdr(raw, topics.image_type)
         except Exception:  # a damaged message must not end the replay
-            self.report.rejected["corrupt_message"] += 1
+            self.report.count(topics, "rejected", "corrupt_message")
             return None
         try:
-            pixels, order = message_to_frame(msg, compressed=self.camera.compressed, max_pixels=self.live.max_input_pixels)
+            pixels, order = message_to_frame(msg, compressed=topics.compressed, max_pixels=self.live.max_input_pixels)
         except ImageRejected as rejected:
-            self.report.rejected[rejected.reason] += 1
-            log.debug("frame at %d ns dropped: %s", bag_time, rejected)
+            self.report.count(topics, "rejected", rejected.reason)
+            log.debug("frame of %s at %d ns dropped: %s", topics.image, bag_time, rejected)
             return None
         # As the node: the newest CameraInfo goes with the frame whenever it subscribes to them.
-        info = infos.for_frame(bag_time, stamp(msg.header)) if self.use_camera_info else None
-        if info is None and self.use_camera_info:
-            self.report.camera_info_problems["no_camera_info_yet"] += 1
+        info = camera.infos.for_frame(bag_time, stamp(msg.header)) if camera.use_camera_info else None
+        if info is None and camera.use_camera_info:
+            self.report.count(topics, "camera_info_problems", "no_camera_info_yet")
         frame = Frame(pixels, order, msg.header, info)
         # The node's plan for a frame every output topic listens to; LabelInfo when the frame id is
         # new (frames are written in the order they are submitted).
-        label_info_due = output_fields.label_info_due(self.label_info_sent, msg.header.frame_id, self.live.min_confidence)
+        label_info_due = output_fields.label_info_due(camera.label_info_sent, msg.header.frame_id,
+                                                      self.live.min_confidence)
         plan = output_plan.plan_frame(self.live.publish, _EVERYONE, have_camera_info=info is not None,
                                       label_info_due=label_info_due, min_confidence=self.live.min_confidence)
         if not plan.publishes:
             return None
         if plan.label_info:
-            self.label_info_sent = (msg.header.frame_id, plan.min_confidence)
-        pending = None
+            camera.label_info_sent = (msg.header.frame_id, plan.min_confidence)
+        slot = None
         if plan.run_inference:
+            if any(other is camera for other, _, _ in self._open):
+                self.flush_batch()  # this camera comes round again: the batch so far runs first
             # Metric depth for the recorded camera: its focal length from the frame's CameraInfo.
-            pending = _submit(self.pipeline, pixels, color_order=order, outputs=plan.network_outputs,
-                              focal_px=rendering.frame_focal(frame))
-        return _FrameWrite(lambda: self._write_frame(bag_time, frame, plan, pending))
+            slot = _Slot(self)
+            self._open.append((camera, FrameRequest(pixels, order, plan.network_outputs, rendering.frame_focal(frame)), slot))
+            if len(self._open) == len(self.cameras):
+                self.flush_batch()
+        return _FrameWrite(lambda: self._write_frame(camera, bag_time, frame, plan, slot))
 
-    def _write_frame(self, bag_time: int, frame: Frame, plan: output_plan.FramePlan, pending: Any) -> None:
-        result = pending.result() if pending is not None else None
+    def flush_batch(self) -> None:
+        """Run the gathered frames (one per camera) through the network in one pass."""
+        if not self._open:
+            return
+        batch, self._open = self._open, []
+        for (_, _, slot), pending in zip(batch, _submit_batch(self.pipeline, [request for _, request, _ in batch])):
+            slot.pending = pending
+        self.report.batches += 1
+
+    def _write_frame(self, camera: _Camera, bag_time: int, frame: Frame, plan: output_plan.FramePlan,
+                     slot: _Slot | None) -> None:
+        result = slot.result() if slot is not None else None
         height, width = frame.pixels.shape[:2]
         size = _result_size(result) or self.pipeline.output_size_for(width, height)
         rendered = rendering.frame_messages(frame, result, plan, size=size, preset=self.pipeline.preset,
@@ -359,11 +449,11 @@ class _Replay:
                                             overlay_alpha=self.live.overlay_alpha,
                                             confidence_encoding=self.live.confidence_encoding, cloud=self.live.cloud)
         if rendered.camera_info_problem is not None:
-            self.report.camera_info_problems[rendered.camera_info_problem.reason] += 1
+            self.report.count(camera.topics, "camera_info_problems", rendered.camera_info_problem.reason)
         for key, message in rendered.messages.items():
-            connection = self.outputs[key]
+            connection = camera.outputs[key]
             self.writer.write(connection, bag_time, self.store.serialize_cdr(_to_bag(self.store, message), connection.msgtype))
-        self.report.processed += 1
+        self.report.count(camera.topics, "processed")
 
 
 def _result_size(result: Any) -> tuple[int, int] | None:
@@ -374,11 +464,14 @@ def _result_size(result: Any) -> tuple[int, int] | None:
     return None
 
 
-def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, *, topic: str | None = None,
+def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, *,
+               topic: str | Sequence[str] | None = None, all_cameras: bool = False,
                compressed: bool = False, overwrite: bool = False, storage: str | None = None,
                parameters: Mapping[str, Any] | None = None, alpha: float | None = None,
                max_pixels: int | None = None, progress: bool = True) -> ReplayReport:
-    """Write ``target``: every message of ``source`` plus the node's outputs for its image topic.
+    """Write ``target``: every message of ``source`` plus the node's outputs for its image topic,
+    or for several cameras' (``topic`` a list of image topics, or ``all_cameras``), in one pass,
+    their frames batched through the network as the multi-camera node batches them.
 
     ``source`` is never written to. The new bag is built in a hidden folder beside ``target``
     and renamed into place only when complete, so an interrupted run leaves no half bag: after
@@ -409,18 +502,21 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
     staging: Path | None = None
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
-        camera = choose_camera(topics, topic=topic, compressed=compressed)
-        if set(topics) & {name for name, _ in output_topics(camera).values()}:
-            raise BagError("outputs_in_input", f"the input already holds outputs for {camera.image} "
-                           "(was it replayed before?); replay the original bag")
-        report.camera = camera
+        chosen = [topic] if isinstance(topic, str) else list(topic) if topic else None
+        cameras = choose_cameras(topics, chosen=chosen, compressed=compressed, all_cameras=all_cameras)
+        for camera in cameras:
+            if set(topics) & {name for name, _ in output_topics(camera).values()}:
+                raise BagError("outputs_in_input", f"the input already holds outputs for {camera.image} "
+                               "(was it replayed before?); replay the original bag")
+        report.camera, report.cameras = cameras[0], cameras
+        report.per_camera = {camera.image: CameraReport() for camera in cameras}
         store = typestore(reader.ros_distro)
         staged.remove_abandoned(target)
         staging = staged.make_staging(target)
         built = staging / target.name
         # Version 8 is the oldest rosbags writes; newer rosbag2 releases read it.
         with Writer(built, version=8, storage_plugin=plugin) as writer:
-            replay = _Replay(reader, writer, store, pipeline, camera, report, parameters=values, progress=progress)
+            replay = _Replay(reader, writer, store, pipeline, cameras, report, parameters=values, progress=progress)
             replay.add_connections()
             replay.run()
         staged.move_into_place(built, target, staging)
@@ -438,6 +534,6 @@ def replay_bag(source: Path | str, target: Path | str, pipeline: FramePipeline, 
 
 
 __all__ = [
-    "BagError", "ReplayReport", "FramePipeline", "OUTPUT_TOPICS", "output_topics", "replay_parameters", "check_paths",
+    "BagError", "ReplayReport", "CameraReport", "FramePipeline", "OUTPUT_TOPICS", "output_topics", "replay_parameters", "check_paths",
     "replay_bag",
 ]

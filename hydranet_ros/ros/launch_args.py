@@ -1,8 +1,11 @@
-"""What perception.launch.py does with its arguments, as plain functions (no ROS, no launch).
+"""What perception.launch.py and multi_camera.launch.py do with their arguments, as plain
+functions (no ROS, no launch).
 
-The launch file declares ``LAUNCH_ARGUMENTS``, then calls ``node_overrides`` and ``remappings``
-with the argument strings; the tests here check the parsing that would otherwise only fail at
-launch time on a robot.
+perception.launch.py declares ``LAUNCH_ARGUMENTS``, then calls ``node_overrides`` and
+``remappings`` with the argument strings; multi_camera.launch.py declares
+``MULTI_CAMERA_ARGUMENTS`` and adds ``parse_cameras`` (a camera list or a preset rig of 2 to 8)
+and ``camera_remappings``. The tests check the parsing that would otherwise only fail at launch
+time on a robot.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ __all__ = [
     "input_topics",
     "remappings",
     "node_overrides",
+    "CAMERA_RIGS",
+    "MULTI_CAMERA_ARGUMENTS",
+    "parse_cameras",
+    "camera_remappings",
+    "multi_camera_overrides",
 ]
 
 
@@ -151,4 +159,89 @@ def node_overrides(
         if reason:
             raise ValueError(f"launch argument {name}: {reason}")
         overrides[name] = value
+    return overrides
+
+
+# -- several cameras, one node (multi_camera.launch.py) -----------------------------------------------
+
+# The presets: cameras:=N names the cameras of a common rig (each a driver namespace /<name>).
+CAMERA_RIGS: dict[int, tuple[str, ...]] = {
+    2: ("front", "rear"),
+    3: ("front_left", "front", "front_right"),
+    4: ("front", "left", "right", "rear"),
+    5: ("front", "front_left", "front_right", "rear_left", "rear_right"),
+    6: ("front", "front_left", "front_right", "rear", "rear_left", "rear_right"),
+    7: ("front", "front_wide", "front_left", "front_right", "rear", "rear_left", "rear_right"),
+    8: ("front", "front_wide", "front_left", "front_right", "left", "right", "rear_left", "rear_right"),
+}
+
+_NOT_FOR_MULTI = {"camera", "rviz", "config"}  # one driver namespace; rviz's view shows one camera; another default
+MULTI_CAMERA_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("cameras", "4",
+                   "The cameras: a preset rig by its size, 2 to 8 ("
+                   + "; ".join(f"{n}: {' '.join(names)}" for n, names in CAMERA_RIGS.items())
+                   + "), or their names separated by commas (front,left,right). Camera C's driver publishes "
+                   "<camera_root>/C/<image_topic> and .../<camera_info_topic>; its outputs go to <namespace>/C/..."),
+    LaunchArgument("camera_root", "/", "Namespace that holds the camera drivers' namespaces (e.g. /sensors)."),
+    LaunchArgument("batch_timeout_ms", "",
+                   "A batch runs when every camera has a new frame or this many milliseconds after the oldest "
+                   f"waiting one; {_FROM_CONFIG}."),
+    LaunchArgument("config", None,
+                   "YAML parameter file for the node (default: config/multi_camera.yaml of this package)."),
+    *(argument for argument in LAUNCH_ARGUMENTS if argument.name not in _NOT_FOR_MULTI),
+)
+
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def parse_cameras(text: str) -> list[str]:
+    """'4' -> the 4-camera rig; 'front, left,right' (or '[front, left]') -> those names, checked
+    with the node's own rule (distinct relative ROS names, at most 16)."""
+    stripped = text.strip().strip("[]").strip()
+    if stripped.isdigit():
+        count = int(stripped)
+        if count not in CAMERA_RIGS:
+            raise ValueError(f"cameras: a preset rig has {min(CAMERA_RIGS)} to {max(CAMERA_RIGS)} cameras, got {count}; "
+                             "or name the cameras: cameras:=front,left,right")
+        return list(CAMERA_RIGS[count])
+    names = [name.strip("'\"") for name in _SEPARATORS.split(stripped) if name]
+    if not names:
+        raise ValueError("cameras must name at least one camera (or a rig size 2-8)")
+    reason = params.validate("cameras", names)
+    if reason:
+        raise ValueError(reason if reason.startswith("cameras") else f"launch argument cameras: {reason}")
+    return names
+
+
+def camera_remappings(cameras: list[str], camera_root: str, image_topic: str,
+                      camera_info_topic: str) -> list[tuple[str, str]]:
+    """Each camera's node inputs (C/image, C/image/compressed, C/camera_info, relative to the
+    node) mapped onto its driver's topics under ``camera_root``."""
+    if not camera_root.startswith("/"):
+        raise ValueError(f"camera_root must be absolute (start with /), got {camera_root!r}")
+    for label, value in (("image_topic", image_topic), ("camera_info_topic", camera_info_topic)):
+        if value.strip().startswith("/") and len(cameras) > 1:
+            raise ValueError(f"{label} {value!r} is absolute: every camera would read the same topic; with several "
+                             "cameras it is relative to each camera's namespace")
+    found = []
+    for camera in cameras:
+        image, camera_info = input_topics(_join(camera_root, camera), image_topic, camera_info_topic)
+        found += [(f"{camera}/image", image), (f"{camera}/image/compressed", f"{image}/compressed"),
+                  (f"{camera}/camera_info", camera_info)]
+    return found
+
+
+def multi_camera_overrides(*, cameras: str, batch_timeout_ms: str = "", **single: str) -> dict[str, Any]:
+    """``node_overrides`` plus the camera list and the batch timeout (empty: the config's)."""
+    overrides = node_overrides(**single)
+    overrides["cameras"] = parse_cameras(cameras)
+    if batch_timeout_ms.strip():
+        try:
+            value = float(batch_timeout_ms)
+        except ValueError:
+            raise ValueError(f"batch_timeout_ms must be a number of milliseconds, got {batch_timeout_ms!r}") from None
+        reason = params.validate("batch_timeout_ms", value)
+        if reason:
+            raise ValueError(f"launch argument {reason}")
+        overrides["batch_timeout_ms"] = value
     return overrides

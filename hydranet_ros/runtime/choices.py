@@ -21,6 +21,7 @@ MAX_INPUT_SIDE = 8192  # beyond this a single frame would not fit in a Jetson's 
 # The largest camera frame decoded by default (4K UHD), checked from the header before decoding:
 # the node's max_input_pixels and the --max-pixels of `hydranet infer` and `hydranet bag`.
 MAX_FRAME_PIXELS = 3840 * 2160
+MAX_BATCH = 64  # cameras through one network pass: more than any robot carries
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ ENGINES: dict[str, BackendSpec] = {spec.name: spec for spec in (
     BackendSpec("cuda-graph", "hydranet_ros.runtime.engines.cuda_graph_engine:CudaGraphEngine",
                 {"cuda": ("fp32", "fp16")}),
     BackendSpec("tensorrt", "hydranet_ros.runtime.engines.tensorrt_engine:TensorRTEngine",
-                {"cuda": ("fp32", "fp16", "int8")}, options=_INT8_OPTIONS, requires="torch_tensorrt",
+                {"cuda": ("fp32", "fp16", "int8")}, options=(*_INT8_OPTIONS, "max_batch"), requires="torch_tensorrt",
                 fixed_input_size=True),
     BackendSpec("onnxruntime", "hydranet_ros.runtime.engines.onnxruntime_engine:OnnxRuntimeEngine",
                 {"cpu": ("fp32", "int8")}, options=(*_INT8_OPTIONS, "threads"), requires="onnxruntime"),

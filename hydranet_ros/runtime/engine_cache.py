@@ -13,6 +13,7 @@ Layout, in the cache directory::
     tensorrt-<weights[:16]>-640x480-fp16.engine        the artifact
     tensorrt-<weights[:16]>-640x480-fp16.engine.json   its metadata (written last: the commit mark)
     tensorrt-<weights[:16]>-640x480-fp16.engine.lock   flock'ed while someone checks or builds
+    tensorrt-<weights[:16]>-640x480-fp16-batch1-4.engine   an engine for 1..4 cameras per pass
 
 Crash safety: the artifact and the metadata are each written to a temporary file in the same
 directory, fsync'ed, then renamed over the final name (rename is atomic within a filesystem), and
@@ -71,11 +72,18 @@ class EngineKey:
     # "x86_64 avx2 fma": where an artifact was judged on this CPU's kernels (int8: its accuracy
     # gate ran with them; without VNNI int8 products take another path); "" when it does not matter.
     cpu_flags: str = ""
+    # The batch dimension: 1 = a fixed batch of one frame; N > 1 = dynamic, 1..N (several cameras
+    # through one network, backends that build for a batch range: TensorRT).
+    max_batch: int = 1
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["input_size"] = list(self.input_size) if self.input_size is not None else None
         d["library_versions"] = dict(self.library_versions)
+        if self.max_batch == 1:
+            # Keys of one-camera artifacts stay what they were before batching existed, so the
+            # engines already cached (minutes to build on a Jetson) are still found and trusted.
+            del d["max_batch"]
         return d
 
     @property
@@ -87,12 +95,14 @@ class EngineKey:
         """File stem: readable, and the same for keys that differ only in environment, so that a
         library upgrade replaces the stale engine instead of piling up new ones beside it."""
         size = "any" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
-        return f"{self.backend}-{self.weights_sha256[:16] or 'noweights'}-{size}-{self.precision}"
+        batch = f"-batch1-{self.max_batch}" if self.max_batch != 1 else ""
+        return f"{self.backend}-{self.weights_sha256[:16] or 'noweights'}-{size}-{self.precision}{batch}"
 
 
 def make_key(
     *, weights_sha256: str, input_size: tuple[int, int] | None, precision: str, backend: str,
     library_versions: Mapping[str, str], gpu_name: str = "", compute_capability: str = "", cpu_flags: str = "",
+    max_batch: int = 1,
 ) -> EngineKey:
     return EngineKey(
         weights_sha256=weights_sha256,
@@ -103,6 +113,7 @@ def make_key(
         gpu_name=gpu_name,
         compute_capability=compute_capability,
         cpu_flags=cpu_flags,
+        max_batch=int(max_batch),
     )
 
 

@@ -50,6 +50,9 @@ class WorkerStats:
     received: int = 0
     processed: int = 0
     dropped: int = 0
+    # Why frames were dropped: 'superseded' (a newer frame of the camera replaced it before it was
+    # started), 'stopped' (the worker stopped, or was not running, with it waiting).
+    dropped_reasons: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     last_error: str = ""
@@ -104,7 +107,7 @@ class FrameWorker(Generic[Item, Output]):
         self._thread: threading.Thread | None = None
         self._received = 0
         self._processed = 0
-        self._dropped = 0
+        self._dropped: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         self._errors = 0
         self._last_error = ""
@@ -134,7 +137,7 @@ class FrameWorker(Generic[Item, Output]):
             self._stopping = True
             if self._pending is not None:
                 self._pending = None
-                self._dropped += 1
+                self._dropped["stopped"] += 1
             self._cond.notify_all()
             thread = self._thread
         if thread is None or thread is threading.current_thread():
@@ -160,10 +163,10 @@ class FrameWorker(Generic[Item, Output]):
         with self._cond:
             self._received += 1
             if self._stopping or self._thread is None:
-                self._dropped += 1
+                self._dropped["stopped"] += 1
                 return False
             if self._pending is not None:
-                self._dropped += 1
+                self._dropped["superseded"] += 1
             self._pending = (item, now)
             self._cond.notify()
         return True
@@ -182,7 +185,8 @@ class FrameWorker(Generic[Item, Output]):
             stats = WorkerStats(
                 received=self._received,
                 processed=self._processed,
-                dropped=self._dropped,
+                dropped=sum(self._dropped.values()),
+                dropped_reasons=dict(self._dropped),
                 rejected=dict(self._rejected),
                 errors=self._errors,
                 last_error=self._last_error,

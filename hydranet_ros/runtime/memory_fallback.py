@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from hydranet_ros.runtime.choices import MIN_INPUT_SIDE
 from hydranet_ros.runtime.engines.base import EngineError
 from hydranet_ros.runtime.geometry import STRIDE
 from hydranet_ros.runtime.pipeline import PendingResult, Pipeline
-from hydranet_ros.runtime.result import Result
+from hydranet_ros.runtime.result import FrameRequest, Result
 
 __all__ = ["FirstFrameOutOfMemory", "MemoryFallbackPipeline", "smaller_input_size", "same_engine_at"]
 
@@ -125,6 +125,19 @@ class MemoryFallbackPipeline:
     def output_size_for(self, width: int, height: int) -> tuple[int, int]:
         return self._pipeline.output_size_for(width, height)
 
+    def submit_batch(self, requests: Sequence[FrameRequest]) -> list[PendingResult]:
+        """Pipeline.submit_batch; the first batch runs to the end here, as the first frame does."""
+        if self._proven:
+            return self._pipeline.submit_batch(requests)
+        return [PendingResult(result=result) for result in self.process_batch(requests)]
+
+    def process_batch(self, requests: Sequence[FrameRequest]) -> list[Result]:
+        """Pipeline.process_batch under the policy above: out of memory on the first batch (all
+        the cameras' frames at once) steps the size down and runs the whole batch again."""
+        if not requests:
+            return []
+        return self._first_or_proven(lambda pipeline: pipeline.process_batch(requests), requests[0].pixels)
+
     def submit(self, frame: np.ndarray, **kwargs: Any) -> PendingResult:
         """Pipeline.submit, except that the first frame runs to the end here, so that an
         out-of-memory on it is caught and stepped down before anything else is queued."""
@@ -133,12 +146,15 @@ class MemoryFallbackPipeline:
         return PendingResult(result=self.process(frame, **kwargs))
 
     def process(self, frame: np.ndarray, **kwargs: Any) -> Result:
+        return self._first_or_proven(lambda pipeline: pipeline.process(frame, **kwargs), frame)
+
+    def _first_or_proven(self, run: Callable[[Pipeline], Any], frame: np.ndarray) -> Any:
         if self._proven:
-            return self._pipeline.process(frame, **kwargs)
+            return run(self._pipeline)
         attempts = 0
         while True:
             try:
-                result = self._pipeline.process(frame, **kwargs)
+                result = run(self._pipeline)
             except torch.cuda.OutOfMemoryError as exc:
                 # Only the message is kept: the exception (gone when this block ends) holds the
                 # failed attempt's tensors, which must be freed before the cache is released.

@@ -17,7 +17,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.presets import Preset, class_group
 from hydranet_ros.runtime.engines.base import Engine, indexed
 from hydranet_ros.runtime.choices import (
-    AUTO, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, installed_backends, problems,
+    AUTO, ENGINES, MAX_BATCH, MAX_INPUT_SIDE, MIN_INPUT_SIDE, OUTPUT_SIZES, installed_backends, problems,
 )
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
@@ -38,7 +38,7 @@ from hydranet_ros.runtime.network_output import (
     class_scores, depth_in_metres, depth_in_metres_host, labels_and_confidence, labels_and_confidence_host,
     unit_normals, unit_normals_host,
 )
-from hydranet_ros.runtime.result import Result
+from hydranet_ros.runtime.result import ALL_OUTPUTS, KNOWN_OUTPUTS, FrameRequest, Result
 from hydranet_ros.runtime.sizes import AUTO_SIZE
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,18 @@ log = logging.getLogger(__name__)
 # them, so torch's warning about non-writable arrays says nothing useful here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
-# What a frame may ask for: ALL_OUTPUTS plus the labels' confidence, which costs a softmax over
-# the upsampled class scores and is computed only when asked for.
-KNOWN_OUTPUTS = ALL_OUTPUTS | {"confidence"}
+__all__ = ["ALL_OUTPUTS", "KNOWN_OUTPUTS", "FrameRequest", "Pipeline", "PipelineConfig", "PendingResult", "in_order",
+           "validate_config"]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A checked FrameRequest with the numbers the frame path needs."""
+
+    request: FrameRequest
+    geometry: InputGeometry
+    scale: DepthScale
+    out_hw: tuple[int, int]  # (height, width) of the outputs
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ class PipelineConfig:
     # Backend-specific build options, e.g. {"compile": True} for torch, {"calibration": "frames/",
     # "cache_dir": "/opt/engines"} for tensorrt; dropped when a fallback runs another backend.
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    # The most frames (cameras) one network pass takes: engines built for a batch range (TensorRT)
+    # are built for 1..max_batch; torch and cuda-graph take any batch and ignore it.
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         if found := validate_config(self):
@@ -86,6 +97,8 @@ class PipelineConfig:
 
 def validate_config(cfg: PipelineConfig) -> list[str]:
     found = problems(backend=cfg.backend, device=cfg.device, precision=cfg.precision, options=cfg.engine_options)
+    if isinstance(cfg.max_batch, bool) or not isinstance(cfg.max_batch, int) or not 1 <= cfg.max_batch <= MAX_BATCH:
+        found.append(f"max_batch must be an integer 1..{MAX_BATCH}, got {cfg.max_batch!r}")
     if cfg.output_size not in OUTPUT_SIZES:
         found.append(f"output_size {cfg.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
     if isinstance(cfg.input_size, str):
@@ -123,7 +136,7 @@ class Pipeline:
         self._scale, self._shift = normalisation(preset.mean, preset.std, device)
         self._is_cuda = device.type == "cuda"
         self._stream = self._upload_stream = self._download_stream = None
-        self._staging: list[_Staging | None] = [None] * STAGING_SLOTS
+        self._staging: list[_StagingHalf | None] = [None] * STAGING_SLOTS
         self._next_slot = 0
         if self._is_cuda:
             # Three streams, so that one frame's copies overlap another frame's compute when frames
@@ -165,10 +178,15 @@ class Pipeline:
         # steps down to eager torch like a missing one, unless strict.
         # Built with its device current: TensorRT and graph capture work on the current device,
         # which for device "cuda:1" is not the one asked for.
+        # Engines built for one size (TensorRT) get the request padded to the stride from
+        # build_engine (choices.build_size), which is what plan_input(fill_request=True) feeds them.
+        options = dict(config.engine_options)
+        if config.max_batch > 1 and "max_batch" in ENGINES[choice.backend].options:
+            options.setdefault("max_batch", config.max_batch)  # built for a batch range; others take any batch
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             engine, build_warnings = build_engine(
                 choice, model.eval(), device=device, input_size=config.input_size, weights_sha256=weights_sha256,
-                strict=config.strict, requested_backend=config.backend, options=config.engine_options,
+                strict=config.strict, requested_backend=config.backend, options=options,
             )
         pipe = cls(engine=engine, preset=preset, config=config, weights_source=weights_source,
                    weights_sha256=weights_sha256, warnings=choice.warnings + build_warnings,
@@ -221,70 +239,126 @@ class Pipeline:
         done here and the result is ready. One thread at a time per Pipeline (the engines'
         static buffers and the staging ring are not shared between threads).
         """
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frame must be uint8 HxWx3, got {frame.dtype} {frame.shape}")
-        if color_order not in ("rgb", "bgr"):
-            raise ValueError(f"color_order must be 'rgb' or 'bgr', not {color_order!r}")
-        if not outputs <= KNOWN_OUTPUTS:
-            raise ValueError(f"unknown outputs {sorted(outputs - KNOWN_OUTPUTS)}; known: {', '.join(sorted(KNOWN_OUTPUTS))}")
+        return self.submit_batch([FrameRequest(frame, color_order, outputs, focal_px)])[0]
+
+    def process_batch(self, requests: Sequence[FrameRequest]) -> list[Result]:
+        """Several cameras' frames through one network pass where they share its input size:
+        the Results in the order of ``requests``, each equal to what ``process`` gives that frame."""
+        return [pending.result() for pending in self.submit_batch(requests)]
+
+    def submit_batch(self, requests: Sequence[FrameRequest]) -> list["PendingResult"]:
+        """``submit`` for several frames (one per camera) at once, one PendingResult per request.
+
+        Frames are grouped by network input size (runtime/geometry: each camera's frame scaled
+        into the requested box, aspect kept, padded to the stride): each group runs as one
+        batched forward, at most ``engine.max_batch`` frames at a time. Cameras of one size
+        batch together; a camera of another aspect ratio runs in its own group, never padded to
+        a common size, so that a frame's outputs do not depend on which cameras it was batched
+        with. Pre- and post-processing (resize, cut-back, argmax, focal correction) stay per
+        frame. A batch of one is exactly ``submit``.
+        """
+        jobs = [self._job(request) for request in requests]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, job in enumerate(jobs):
+            groups.setdefault(job.geometry.network_size, []).append(index)
+        limit = self.engine.max_batch or len(jobs)
+        pending: list[PendingResult | None] = [None] * len(jobs)
+        for indices in groups.values():
+            for start in range(0, len(indices), limit):
+                chunk = indices[start:start + limit]
+                run = self._run_on_cpu if not self._is_cuda else self._queue_on_cuda
+                for index, result in zip(chunk, run([jobs[i] for i in chunk])):
+                    pending[index] = result
+        return pending  # type: ignore[return-value]
+
+    def _job(self, request: FrameRequest) -> _Job:
+        frame = request.pixels
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame must be uint8 HxWx3, got {getattr(frame, 'dtype', type(frame))} {getattr(frame, 'shape', '')}")
+        if request.color_order not in ("rgb", "bgr"):
+            raise ValueError(f"color_order must be 'rgb' or 'bgr', not {request.color_order!r}")
+        if not request.outputs <= KNOWN_OUTPUTS:
+            unknown = sorted(request.outputs - KNOWN_OUTPUTS)
+            raise ValueError(f"unknown outputs {unknown}; known: {', '.join(sorted(KNOWN_OUTPUTS))}")
         height, width = frame.shape[:2]
         geometry = self.geometry_for(width, height)
         out_w, out_h = self.output_size_for(width, height)
-        scale = self.depth_scale_for(geometry, focal_px)
-        if not self._is_cuda:
-            return self._run_on_cpu(frame, color_order, geometry, scale, (out_h, out_w), outputs)
-        return self._queue_on_cuda(frame, color_order, geometry, scale, (out_h, out_w), outputs)
+        return _Job(request, geometry, self.depth_scale_for(geometry, request.focal_px), (out_h, out_w))
 
-    def _run_on_cpu(self, frame, color_order, geometry, scale, out_hw, outputs) -> "PendingResult":
+    def _run_on_cpu(self, jobs: list[_Job]) -> list["PendingResult"]:
         t0 = time.perf_counter()
-        image = self._preprocess(frame, color_order, geometry)
+        images, prepared_at = [], []
+        for job in jobs:
+            started = time.perf_counter()
+            images.append(self._preprocess(job.request.pixels, job.request.color_order, job.geometry))
+            prepared_at.append((started, time.perf_counter()))
         t1 = time.perf_counter()
-        raw = self.engine(image)
+        raw = self.engine(_stack(images))
         t2 = time.perf_counter()
-        result = Result(**self._postprocess_on_host(raw, geometry, scale.factor, out_hw, outputs),
-                        geometry=geometry, depth_scale=scale)
-        t3 = time.perf_counter()
-        result.timings_ms = {
-            "preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-            "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3,
-        }
-        return PendingResult(result=result)
+        pending = []
+        for index, job in enumerate(jobs):
+            started = time.perf_counter()
+            # numpy/OpenCV on the engine's outputs, read in place (_postprocess_on_host).
+            result = Result(**self._postprocess_on_host(_item(raw, index, len(jobs)), job.geometry, job.scale.factor,
+                                                        job.out_hw, job.request.outputs),
+                            geometry=job.geometry, depth_scale=job.scale, batch_size=len(jobs))
+            finished = time.perf_counter()
+            # Per frame: its own pre- and post-processing, the batch's one forward, and the span
+            # from the batch's start to this frame's outputs (the other frames' work included).
+            result.timings_ms = {
+                "preprocess": (prepared_at[index][1] - prepared_at[index][0]) * 1e3, "inference": (t2 - t1) * 1e3,
+                "postprocess": (finished - started) * 1e3, "total": (finished - t0) * 1e3,
+            }
+            pending.append(PendingResult(result=result))
+        return pending
 
-    def _queue_on_cuda(self, frame, color_order, geometry, scale, out_hw, outputs) -> "PendingResult":
-        marks = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+    def _queue_on_cuda(self, jobs: list[_Job]) -> list["PendingResult"]:
+        starts = [torch.cuda.Event(enable_timing=True) for _ in jobs]
+        prepared, inferred = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        staging = self._staging_half()
         with torch.cuda.stream(self._stream):
-            image = self._preprocess(frame, color_order, geometry, start=marks[0])
-            marks[1].record()
-            raw = self.engine(image)
-            marks[2].record()
-            device_outputs = self._postprocess(raw, geometry, scale.factor, out_hw, outputs)
+            images = [self._preprocess(job.request.pixels, job.request.color_order, job.geometry, start=start,
+                                       staging=staging)
+                      for job, start in zip(jobs, starts)]
+            batch = _stack(images)
+            prepared.record()
+            raw = self.engine(batch)
+            inferred.record()
+            device_outputs = [self._postprocess(_item(raw, index, len(jobs)), job.geometry, job.scale.factor,
+                                                job.out_hw, job.request.outputs)
+                              for index, job in enumerate(jobs)]
         # Downloads on their own stream: the next frame's compute, queued right after this
         # returns, does not wait behind this frame's copies.
         copies = self._download_stream
         copies.wait_stream(self._stream)
-        host = {}
+        pending = []
         with torch.cuda.stream(copies):
-            for name, t in device_outputs.items():
-                if t is None:
-                    continue
-                t.record_stream(copies)  # the allocator must not hand t out again before the copy
-                # Pinned blocks come from torch's caching host allocator: reused once a Result is
-                # dropped, never re-pinned (pinning costs far more than the copy).
-                host[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-                host[name].copy_(t, non_blocking=True)
-            done = torch.cuda.Event(enable_timing=True)
-            done.record()
-        return PendingResult(host=host, names=tuple(device_outputs), marks=marks, done=done,
-                             extras={"geometry": geometry, "depth_scale": scale})
+            for job, start, outputs in zip(jobs, starts, device_outputs):
+                host = {}
+                for name, t in outputs.items():
+                    if t is None:
+                        continue
+                    t.record_stream(copies)  # the allocator must not hand t out again before the copy
+                    # Pinned blocks come from torch's caching host allocator: reused once a Result is
+                    # dropped, never re-pinned (pinning costs far more than the copy).
+                    host[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                    host[name].copy_(t, non_blocking=True)
+                done = torch.cuda.Event(enable_timing=True)
+                done.record()
+                pending.append(PendingResult(
+                    host=host, names=tuple(outputs), marks=(start, prepared, inferred), done=done,
+                    extras={"geometry": job.geometry, "depth_scale": job.scale, "batch_size": len(jobs)}))
+        return pending
 
-    def _preprocess(self, frame: np.ndarray, color_order: str, geometry: InputGeometry, *, start: torch.cuda.Event | None = None) -> torch.Tensor:
+    def _preprocess(self, frame: np.ndarray, color_order: str, geometry: InputGeometry, *,
+                    start: torch.cuda.Event | None = None, staging: "_StagingHalf | None" = None) -> torch.Tensor:
         if not self._is_cuda:
             # Written by numpy straight into the engine's layout (network_input.fit_and_normalise_host:
             # the same arithmetic, a fraction of torch's host time on a CPU).
             x = fit_and_normalise_host(frame, geometry, self._scale, self._shift, bgr=color_order == "bgr",
                                        channels_last=self.engine.channels_last)
             return x if self.engine.dtype == torch.float32 else x.to(self.engine.dtype)
-        pixels = self._upload(frame, start)
+        pixels = self._upload(frame, start, staging if staging is not None else self._staging_half())
         # HWC viewed as NCHW is already channels-last: no copy until the float conversion.
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         if color_order == "bgr":
@@ -293,13 +367,13 @@ class Pipeline:
         memory_format = torch.channels_last if self.engine.channels_last else torch.contiguous_format
         return x.to(dtype=self.engine.dtype, memory_format=memory_format)
 
-    def _upload(self, frame: np.ndarray, start: torch.cuda.Event | None = None) -> torch.Tensor:
-        """uint8 frame -> device, through a ring of pinned buffers reused frame after frame
-        (pinning memory costs far more than the copy). The copy runs on the upload stream and
-        the current stream waits for it: the host never blocks, and with frames submitted ahead
-        it overlaps the compute of the frame before."""
-        slot = self._staging_slot(frame.shape)
-        slot.free.synchronize()  # the upload that last read this buffer (two frames ago) is over
+    def _upload(self, frame: np.ndarray, start: torch.cuda.Event | None, staging: "_StagingHalf") -> torch.Tensor:
+        """uint8 frame -> device, through pinned buffers reused submit after submit (pinning
+        memory costs far more than the copy). The copy runs on the upload stream and the current
+        stream waits for it: the host never blocks, and with frames submitted ahead it overlaps
+        the compute of the frame before."""
+        slot = staging.slot_for(frame.shape)
+        slot.free.synchronize()  # the upload that last read this buffer (two submits ago) is over
         if start is not None:
             # Recorded before the host copy: the idle upload stream passes it at once, so the
             # frame's GPU-timed span starts when the host starts working on it.
@@ -313,16 +387,16 @@ class Pipeline:
         pixels.record_stream(consumer)  # allocated on the upload stream, read on the consumer's
         return pixels
 
-    def _staging_slot(self, shape: tuple[int, ...]) -> "_Staging":
+    def _staging_half(self) -> "_StagingHalf":
+        """The pinned buffers for the next submit: two sets used in turn, so one submit's frames
+        upload while the one before is read (in_order keeps two in flight)."""
         index = self._next_slot
         self._next_slot = (index + 1) % STAGING_SLOTS
-        slot = self._staging[index]
-        if slot is None or slot.array.shape != shape:
-            if slot is not None:
-                slot.free.synchronize()  # its last upload must finish before the memory goes
-            tensor = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
-            slot = self._staging[index] = _Staging(tensor, tensor.numpy(), torch.cuda.Event())
-        return slot
+        half = self._staging[index]
+        if half is None:
+            half = self._staging[index] = _StagingHalf()
+        half.begin()
+        return half
 
     def _postprocess(self, raw: dict[str, torch.Tensor], geometry: InputGeometry, depth_factor: float,
                      size: tuple[int, int], outputs: frozenset[str]) -> dict[str, torch.Tensor | None]:
@@ -372,7 +446,23 @@ class Pipeline:
         return {"labels": labels, "depth_m": depth, "normals": normals, "confidence": confidence}
 
 
-STAGING_SLOTS = 2  # one frame uploading while the one before is read: enough for in_order's two in flight
+STAGING_SLOTS = 2  # one submit uploading while the one before is read: enough for in_order's two in flight
+
+
+def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+    """(1,3,H,W) inputs of one size -> one (N,3,H,W) batch in the same memory format."""
+    if len(images) == 1:
+        return images[0]
+    channels_last = images[0].is_contiguous(memory_format=torch.channels_last)
+    batch = torch.cat(images)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+def _item(raw: Mapping[str, torch.Tensor], index: int, count: int) -> dict[str, torch.Tensor]:
+    """Frame ``index``'s slice (1,C,h,w) of a batch's network outputs (views, no copy)."""
+    if count == 1:
+        return dict(raw)
+    return {name: t[index:index + 1] for name, t in raw.items()}
 
 
 @dataclass
@@ -380,6 +470,35 @@ class _Staging:
     tensor: torch.Tensor  # pinned host memory
     array: np.ndarray  # the same memory as numpy, for np.copyto
     free: "torch.cuda.Event"  # recorded after the upload that reads it
+
+
+class _StagingHalf:
+    """The pinned buffers one submit uploads its frames through: one per frame of the batch,
+    matched by shape so that cameras of different sizes keep their own buffers (re-pinning on
+    every batch would cost more than the copies)."""
+
+    def __init__(self) -> None:
+        self.slots: list[_Staging] = []
+        self._used: set[int] = set()
+
+    def begin(self) -> None:
+        self._used = set()
+
+    def slot_for(self, shape: tuple[int, ...]) -> _Staging:
+        free = [i for i in range(len(self.slots)) if i not in self._used]
+        index = next((i for i in free if self.slots[i].array.shape == shape), None)
+        if index is None:
+            tensor = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            fresh = _Staging(tensor, tensor.numpy(), torch.cuda.Event())
+            if free:  # a buffer of another size that this submit does not need: replaced
+                index = free[0]
+                self.slots[index].free.synchronize()  # its last upload must finish before the memory goes
+                self.slots[index] = fresh
+            else:
+                index = len(self.slots)
+                self.slots.append(fresh)
+        self._used.add(index)
+        return self.slots[index]
 
 
 class PendingResult:

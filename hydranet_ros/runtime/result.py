@@ -13,6 +13,26 @@ if TYPE_CHECKING:  # plain data: the result does not need the modules that made 
     from hydranet_ros.runtime.geometry import InputGeometry
 
 STAGES = ("preprocess", "inference", "postprocess")
+ALL_OUTPUTS = frozenset({"labels", "depth", "normals"})
+# What a frame may ask for: ALL_OUTPUTS plus the labels' confidence, which costs a softmax over
+# the upsampled class scores and is computed only when asked for.
+KNOWN_OUTPUTS = ALL_OUTPUTS | {"confidence"}
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One camera frame for ``Pipeline.submit_batch`` / ``process_batch``: what ``submit`` takes.
+
+    pixels: uint8 HxWx3; color_order: 'rgb' or 'bgr'; outputs: the post-processing wanted (names in
+    KNOWN_OUTPUTS; a skipped output is None in the Result, "confidence" only when named); focal_px: the camera's focal length in frame pixels
+    (CameraInfo's K) for metric depth, None to assume the training camera. Plain data, so the
+    torch-free layers (outputs/render) can make one.
+    """
+
+    pixels: np.ndarray
+    color_order: str = "rgb"
+    outputs: frozenset[str] = ALL_OUTPUTS
+    focal_px: float | None = None
 
 
 @dataclass
@@ -29,6 +49,7 @@ class Result:
     geometry: how the frame was mapped into the network (runtime/geometry.InputGeometry).
     depth_scale: the focal-length correction applied to depth_m and where the focal length came
         from (runtime/focal.DepthScale).
+    batch_size: how many frames (cameras) shared the network pass that made this one (1 alone).
     """
 
     labels: np.ndarray
@@ -38,6 +59,7 @@ class Result:
     timings_ms: dict[str, float] = field(default_factory=dict)
     geometry: "InputGeometry | None" = None
     depth_scale: "DepthScale | None" = None
+    batch_size: int = 1
 
     @property
     def size(self) -> tuple[int, int]:

@@ -24,14 +24,22 @@ SHARE = Path(get_package_share_directory("hydranet_ros"))
 LAUNCH_FILE = SHARE / "launch" / "perception.launch.py"
 
 
-def ros2_launch(*arguments):
-    return subprocess.run(["ros2", "launch", "hydranet_ros", "perception.launch.py", *arguments],
+MULTI_LAUNCH_FILE = SHARE / "launch" / "multi_camera.launch.py"
+
+
+def ros2_launch(*arguments, launch_file="perception.launch.py"):
+    return subprocess.run(["ros2", "launch", "hydranet_ros", launch_file, *arguments],
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
 def description():
     return get_launch_description_from_python_launch_file(str(LAUNCH_FILE))
+
+
+@pytest.fixture(scope="module")
+def multi_description():
+    return get_launch_description_from_python_launch_file(str(MULTI_LAUNCH_FILE))
 
 
 def actions_for(description, **arguments):
@@ -102,3 +110,41 @@ def test_the_hydranet_command_runs_from_the_colcon_install():
     refused = subprocess.run(["ros2", "run", "hydranet_ros", "hydranet", "infer", "/nonexistent/frame.png"],
                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert refused.returncode == 2 and refused.stderr.startswith("hydranet infer: error:"), refused.stderr
+
+
+# -- multi_camera.launch.py ---------------------------------------------------------------------------
+
+def test_multi_camera_show_args_describes_every_argument(multi_description):
+    shown = ros2_launch("--show-args", launch_file="multi_camera.launch.py")
+    assert shown.returncode == 0, shown.stderr
+    declared = multi_description.get_launch_arguments()
+    assert {"cameras", "camera_root", "batch_timeout_ms", "namespace", "resolution", "config"} <= {a.name for a in declared}
+    for argument in declared:
+        assert f"'{argument.name}':" in shown.stdout, argument.name
+
+
+@pytest.mark.parametrize("argument, message", [
+    ("cameras:=9", "a preset rig has 2 to 8 cameras, got 9"),
+    ("cameras:=front,front", "cameras must be distinct"),
+    ("cameras:=/front", "must be relative"),
+    ("batch_timeout_ms:=soon", "batch_timeout_ms must be a number"),
+    ("batch_timeout_ms:=5000", "batch_timeout_ms must be in [0.0, 1000.0]"),
+    ("camera_info_topic:=/calib", "camera_info_topic '/calib' is absolute"),
+])
+def test_multi_camera_wrong_argument_fails_the_launch_with_its_name(argument, message):
+    launched = ros2_launch(argument, launch_file="multi_camera.launch.py")
+    output = launched.stdout + launched.stderr
+    assert launched.returncode != 0, output
+    assert message in output, output
+    assert "process started" not in output
+
+
+@pytest.mark.parametrize("cameras", ["2", "3", "8", "cam_a, cam_b"])
+def test_multi_camera_presets_start_one_node(multi_description, cameras):
+    """Each preset rig (and a list of names) makes one lifecycle node of the perception executable;
+    which topics it reads and writes is checked on the wire by test_multi_camera.py (cameras:=3)
+    and, for every rig, by the pip suite's test_launch_args.py (parse_cameras, camera_remappings)."""
+    _, actions = actions_for(multi_description, cameras=cameras, camera_root="/sensors", image_topic="image_rect")
+    assert [type(action) for action in actions] == [LifecycleNode, RegisterEventHandler, EmitEvent]
+    node = actions[0]
+    assert (node.node_package, node.node_executable) == ("hydranet_ros", "perception_node")

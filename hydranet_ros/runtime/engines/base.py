@@ -24,14 +24,18 @@ class EngineError(HydraNetError, RuntimeError):
 
 
 class Engine(ABC):
-    """Runs the network on a normalised (1,3,H,W) batch already on ``device`` in ``dtype``.
+    """Runs the network on a normalised (N,3,H,W) batch already on ``device`` in ``dtype``.
 
-    Returns the network's named outputs ({'segm', 'depth'[, 'normals']}) at 1/4 resolution.
+    Returns the network's named outputs ({'segm', 'depth'[, 'normals']}) at 1/4 resolution, with
+    the same batch dimension N.
     """
 
     name: ClassVar[str]
     # Built for one input shape (TensorRT): another size needs a new build, not just other input.
     fixed_input_size: ClassVar[bool] = False
+    # The most frames one call takes (N): None = any. An engine that does not say runs one frame
+    # at a time (the pipeline splits a batch of cameras into calls of at most this many).
+    max_batch: int | None = 1
 
     def __init__(self, *, device: torch.device, precision: str, channels_last: bool) -> None:
         self.device = indexed(device)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 class TorchEngine(Engine):
     name = "torch"
+    max_batch = None  # eager PyTorch takes any batch: several cameras' frames in one call
 
     def __init__(self, model: HydraNet, *, device: torch.device, precision: str, channels_last: bool, compiled: bool = False) -> None:
         super().__init__(device=device, precision=precision, channels_last=channels_last)
