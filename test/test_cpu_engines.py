@@ -115,6 +115,16 @@ def test_the_layers_kept_in_fp32_name_layers_of_the_shipped_model(shipped, cache
     names = [op.get_friendly_name() for op in openvino_engine.read_packed(ov.Core(), engine.model_path).get_ops()]
     for pattern in openvino_engine.FP32_SCOPE:
         assert any(re.fullmatch(pattern, name) for name in names), pattern
+    pytest.importorskip("onnxruntime")
+    from hydranet_ros.runtime.engine_cache import EngineCache
+    from hydranet_ros.runtime.engines import onnxruntime_engine
+    from hydranet_ros.runtime.engines.onnx_export import cached_onnx
+
+    onnx_path = cached_onnx(model, weights_sha256=weights.sha256, input_size=None, cache=EngineCache(directory=cache_dir))
+    kept = onnxruntime_engine.fp32_nodes(onnxruntime_engine._node_names(onnx_path))
+    for prefix in onnxruntime_engine.FP32_PREFIXES:
+        assert any(name.startswith(prefix) for name in kept), prefix
+    assert {"/model/segm/out/Conv", "/model/depth/out/Conv"} <= set(kept)
 
 
 @pytest.fixture(scope="module")

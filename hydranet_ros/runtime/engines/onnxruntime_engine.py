@@ -6,7 +6,7 @@ QDQ form: weights int8 per output channel, activations uint8 per tensor, ranges 
 calibration frames prepared exactly as the pipeline prepares a camera frame (runtime/calibration).
 Weights use 7 bits (``reduce_range``): on CPUs without VNNI (AVX2 x86) uint8 x int8 products are
 summed in saturating 16-bit pairs, which 8-bit weights overflow.
-``FP32_NODES`` stay in fp32 (see there why). The quantised model must pass the accuracy gate
+``FP32_PREFIXES`` and ``FP32_NODES`` stay in fp32 (see there why). The quantised model must pass the accuracy gate
 (engines/int8.py) on held-out frames before it is cached; the gate figures travel in its cache
 metadata.
 
