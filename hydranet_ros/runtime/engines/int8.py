@@ -141,3 +141,19 @@ def no_calibration_error(backend: str) -> EngineError:
     return EngineError(f"{backend} int8 needs calibration frames (engine option 'calibration': a folder of images, "
                        f"a video or a rosbag2), or an int8 model built ahead: hydranet build-engine --backend {backend} "
                        f"--precision int8 --calibration DIR")
+
+
+def describe_with_gate(info: dict[str, str], model_path, gate: dict | None) -> dict[str, str]:
+    """A CPU engine's describe(): the model file, and the int8 gate figures it was cached with."""
+    info = {**info, "model": str(model_path)}
+    if gate:
+        info["int8_gate"] = GateFigures(**gate).describe()
+    return info
+
+
+def check_cpu_build(backend: str, device: torch.device, precision: str) -> None:
+    """What ONNX Runtime and OpenVINO builds refuse alike: another device, another precision."""
+    if device.type != "cpu":
+        raise EngineError(f"the {backend} backend runs on the CPU")
+    if precision not in ("fp32", "int8"):
+        raise EngineError(f"the {backend} backend runs fp32 or int8, not {precision}")

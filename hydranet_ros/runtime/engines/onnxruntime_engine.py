@@ -62,18 +62,12 @@ class OnnxRuntimeEngine(Engine):
         self._input = session.get_inputs()[0].name
 
     def describe(self) -> dict[str, str]:
-        info = {**super().describe(), "model": str(self.model_path)}
-        if self.gate:
-            info["int8_gate"] = int8.GateFigures(**self.gate).describe()
-        return info
+        return int8.describe_with_gate(super().describe(), self.model_path, self.gate)
 
     @classmethod
     def build(cls, model, *, device, precision, input_size=None, weights_sha256="", calibration: str | None = None,
               calibration_frames: int = 64, cache_dir: str | None = None, threads: int = 0):
-        if device.type != "cpu":
-            raise EngineError("the onnxruntime backend runs on the CPU")
-        if precision not in ("fp32", "int8"):
-            raise EngineError(f"the onnxruntime backend runs fp32 or int8, not {precision}")
+        int8.check_cpu_build("onnxruntime", device, precision)
         try:
             import onnxruntime as ort
         except ImportError as exc:
