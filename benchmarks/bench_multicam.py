@@ -13,10 +13,12 @@ Both in the same run, interleaved round by round (ABBA order), so a drift of the
 falls on both. On the CPU both get the same cores: batched runs T torch threads, each separate
 process T // N (at least one); T = the CPUs this process may use (--threads to set it).
 
-The engine is torch unless --backend says otherwise: it batches natively. The ONNX Runtime and
-OpenVINO engines (backend auto on the CPU) are exported for one frame, so "batched" with them is
-one process running the cameras' frames one call after another (memory saved, no batching gain);
-on CUDA, cuda-graph captures a graph per batch size and tensorrt is built for a batch 1..N.
+The engine is what the node runs by default (--backend auto: OpenVINO, else ONNX Runtime, else
+torch on the CPU; --backend to choose). torch batches natively (one call on the N frames). The
+ONNX Runtime and OpenVINO engines built for N cameras run a batch in lanes (engines/base.py
+Engine.lanes): min(N, T) threads in the one process, each running whole frames with a
+single-thread forward of the one loaded model; a separate process here gets T // N threads.
+On CUDA, cuda-graph captures a graph per batch size and tensorrt is built for a batch 1..N.
 
 Per mode: frames/s (all cameras together), frames per CPU-second (the processes' CPU time while
 running: on a shared machine N processes get a bigger share of the cores than one, which
@@ -112,7 +114,8 @@ def _worker(conn, spec: dict) -> None:
                                 "pss_mb": _pss_mb(),
                                 "torch_peak_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if cuda else None,
                                 "info": {k: str(v) for k, v in pipe.info.items() if k in ("backend", "precision", "device")}
-                                | {"engine_max_batch": str(pipe.engine.max_batch or "any")}}))
+                                | {"engine_max_batch": str(pipe.engine.max_batch or "any"),
+                                   "engine_lanes": str(pipe.engine.lanes)}}))
             return
         latencies = []
         cpu_start = time.process_time()  # every thread of this process
@@ -236,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per camera count (default 3)")
     parser.add_argument("--frames", type=int, default=3, help="steps per mode and round (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--backend", default="torch",
-                        help="torch (default), cuda-graph, tensorrt, or a CPU engine: auto, openvino, onnxruntime")
+    parser.add_argument("--backend", default="auto",
+                        help="auto (default: what the node runs), torch, cuda-graph, tensorrt, openvino, onnxruntime")
     parser.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 where the engine has it (default fp32)")
     parser.add_argument("--size", default=f"{SIZE[0]}x{SIZE[1]}", help="camera frames and network input WIDTHxHEIGHT")
     parser.add_argument("--threads", type=int, default=None,
@@ -282,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.device} {args.backend} {args.precision}  {width}x{height}  {args.rounds} rounds x {args.frames} steps")
     ran = rows[0]["info"]
     print(f"engine run: {ran.get('backend')} {ran.get('precision')} on {ran.get('device')}, "
-          f"frames per engine call: at most {ran.get('engine_max_batch')}")
+          f"frames per engine call: at most {ran.get('engine_max_batch')}, "
+          f"lanes in the batched process at N={counts[-1]}: {rows[-2]['info'].get('engine_lanes')}")
     print("| cameras | mode | processes x threads | frames/s | frames per CPU-s | latency median ms | p99 ms "
           "| peak RSS MB (PSS) | GPU MB |")
     print("|---|---|---|---|---|---|---|---|---|")

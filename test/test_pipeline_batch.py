@@ -4,6 +4,8 @@ is split where the engine says so; and the TensorRT batch decisions, tested with
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
@@ -87,7 +89,7 @@ def test_batches_are_split_at_the_engines_max_batch_in_order(kitti_model, camera
     engine = pipe.engine
 
     class TwoAtATime:  # an engine built for at most two frames per call (as TensorRT 1..2)
-        max_batch = 2
+        max_batch, lanes = 2, 1
         channels_last, dtype, device = engine.channels_last, engine.dtype, engine.device
 
         def __call__(self, image):
@@ -131,15 +133,16 @@ def test_cpu_engines_run_a_batch_one_frame_at_a_time_and_each_frame_equals_it_al
     where asked. OpenVINO's outputs are its request's buffers, overwritten by the next call: a
     frame's results must not change when the next camera's frame runs."""
     pytest.importorskip(backend)  # test extra: CI installs both (test_cpu_engines fails if not)
+    # One thread: no lanes (see the next test), each frame one call on the engine itself.
     config = PipelineConfig(backend=backend, device="cpu", input_size=(96, 64), output_size=output_size, strict=True,
-                            engine_options={"cache_dir": str(tmp_path)}, max_batch=4)
+                            engine_options={"cache_dir": str(tmp_path), "threads": 1}, max_batch=4)
     pipe = Pipeline.from_model(kitti_model, kitti_model.preset, config)
-    assert pipe.info["backend"] == backend and pipe.engine.max_batch == 1
+    assert pipe.info["backend"] == backend and pipe.engine.max_batch == 1 and pipe.engine.lanes == 1
     calls = []
     engine = pipe.engine
 
     class Counting:
-        max_batch, fixed_input_size = engine.max_batch, engine.fixed_input_size
+        max_batch, fixed_input_size, lanes = engine.max_batch, engine.fixed_input_size, engine.lanes
         channels_last, dtype, device = engine.channels_last, engine.dtype, engine.device
 
         def __call__(self, image):
@@ -164,6 +167,55 @@ def test_cpu_engines_run_a_batch_one_frame_at_a_time_and_each_frame_equals_it_al
         np.testing.assert_array_equal(b.confidence, a.confidence, err_msg=f"frame {index}")
         assert b.confidence.shape == b.labels.shape and b.confidence.max() <= 1.0
     assert not np.array_equal(together[0].depth_m, together[1].depth_m)  # not one buffer shared by all
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_cpu_engines_for_several_cameras_run_a_batch_in_lanes_each_frame_as_alone(backend, kitti_model, cameras, tmp_path):
+    """Built for 4 cameras on 2 threads, a CPU engine has 2 lanes: a batch's frames run two at a
+    time, each in its own thread with a single-thread forward (engines/base.Engine.lanes). Every
+    frame gets what it gets alone (the 2-thread forward: float rounding may differ, nothing
+    more), whatever its size; a lane's OpenVINO request is reused by its next frame only after
+    that frame's outputs were read."""
+    pytest.importorskip(backend)
+    options = {"cache_dir": str(tmp_path), "threads": 2}
+    pipe = Pipeline.from_model(kitti_model, kitti_model.preset,
+                               PipelineConfig(backend=backend, device="cpu", input_size=(96, 64), output_size="input",
+                                              strict=True, engine_options=options, max_batch=4))
+    assert pipe.engine.lanes == 2
+    threads = []
+    run_in_lane = pipe.engine.run_in_lane
+
+    def recording(image):
+        threads.append(threading.current_thread().name)
+        return run_in_lane(image)
+
+    pipe.engine.run_in_lane = recording
+    outputs = frozenset({"labels", "depth", "confidence"})
+    requests = [FrameRequest(frame, outputs=outputs) for frame in cameras * 2]  # 8 frames: each lane runs several
+    together = pipe.process_batch(requests)
+    assert len(threads) == 8 and len(set(threads)) == 2 and all(t.startswith("hydranet-lane") for t in threads)
+    alone = [pipe.process(r.pixels, outputs=outputs) for r in requests]
+    assert len(threads) == 8  # a frame alone runs on the engine itself
+    for index, (a, b) in enumerate(zip(alone, together)):
+        assert b.batch_size == 8 and b.timings_ms["inference"] > 0
+        assert (b.labels == a.labels).mean() >= 0.999, f"frame {index}"
+        np.testing.assert_allclose(b.depth_m, a.depth_m, rtol=1e-4, err_msg=f"frame {index}")
+        np.testing.assert_allclose(b.confidence, a.confidence, atol=1e-4, err_msg=f"frame {index}")
+    np.testing.assert_array_equal(together[0].depth_m, together[4].depth_m)  # same frame, same lane arithmetic
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("max_batch, threads, lanes", [(1, 2, 1), (4, 1, 1), (2, 4, 2), (8, 3, 3)])
+def test_a_cpu_engine_has_one_lane_per_thread_up_to_the_cameras(backend, max_batch, threads, lanes, kitti_model, tmp_path):
+    pytest.importorskip(backend)
+    from hydranet_ros.runtime.engines.base import create_engine
+
+    engine = create_engine(backend, kitti_model, device=torch.device("cpu"), precision="fp32",
+                           options={"cache_dir": str(tmp_path), "threads": threads, "max_batch": max_batch})
+    assert engine.lanes == lanes
+    if lanes == 1:
+        with pytest.raises(EngineError, match="no lanes"):
+            engine.run_in_lane(torch.zeros(1, 3, 64, 96))
 
 
 @pytest.mark.parametrize("max_batch", [0, 65, True, 2.0])

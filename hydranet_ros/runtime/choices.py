@@ -56,9 +56,9 @@ ENGINES: dict[str, BackendSpec] = {spec.name: spec for spec in (
                 {"cuda": ("fp32", "fp16", "int8")}, options=(*_INT8_OPTIONS, "max_batch"), requires="torch_tensorrt",
                 fixed_input_size=True),
     BackendSpec("onnxruntime", "hydranet_ros.runtime.engines.onnxruntime_engine:OnnxRuntimeEngine",
-                {"cpu": ("fp32", "int8")}, options=(*_INT8_OPTIONS, "threads"), requires="onnxruntime"),
+                {"cpu": ("fp32", "int8")}, options=(*_INT8_OPTIONS, "threads", "max_batch"), requires="onnxruntime"),
     BackendSpec("openvino", "hydranet_ros.runtime.engines.openvino_engine:OpenVinoEngine",
-                {"cpu": ("fp32", "int8")}, options=(*_INT8_OPTIONS, "threads"), requires="openvino"),
+                {"cpu": ("fp32", "int8")}, options=(*_INT8_OPTIONS, "threads", "max_batch"), requires="openvino"),
 )}
 
 BACKENDS = (AUTO, *ENGINES)  # what a user may ask for

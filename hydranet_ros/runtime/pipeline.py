@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -138,6 +139,7 @@ class Pipeline:
         self._stream = self._upload_stream = self._download_stream = None
         self._staging: list[_StagingHalf | None] = [None] * STAGING_SLOTS
         self._next_slot = 0
+        self._lane_pool: ThreadPoolExecutor | None = None  # made on the first batch for an engine with lanes
         if self._is_cuda:
             # Three streams, so that one frame's copies overlap another frame's compute when frames
             # are submitted ahead (see submit): uploads, compute, downloads. The compute stream is
@@ -255,9 +257,13 @@ class Pipeline:
         batch together; a camera of another aspect ratio runs in its own group, never padded to
         a common size, so that a frame's outputs do not depend on which cameras it was batched
         with. Pre- and post-processing (resize, cut-back, argmax, focal correction) stay per
-        frame. A batch of one is exactly ``submit``.
+        frame. A batch of one is exactly ``submit``. A CPU engine with lanes (ONNX Runtime and
+        OpenVINO built for several cameras) runs each frame whole in a lane instead, any sizes
+        mixed (_run_in_lanes).
         """
         jobs = [self._job(request) for request in requests]
+        if len(jobs) > 1 and self.engine.lanes > 1 and not self._is_cuda:
+            return self._run_in_lanes(jobs)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, job in enumerate(jobs):
             groups.setdefault(job.geometry.network_size, []).append(index)
@@ -311,6 +317,29 @@ class Pipeline:
             }
             pending.append(PendingResult(result=result))
         return pending
+
+    def _run_in_lanes(self, jobs: list[_Job]) -> list["PendingResult"]:
+        """A CPU engine with lanes (engines/base.Engine.lanes): each frame's pre-processing, forward
+        and post-processing in its own lane thread, ``lanes`` frames at once, any sizes mixed. The
+        same arithmetic as one frame alone, one thread per forward."""
+        if self._lane_pool is None:
+            self._lane_pool = ThreadPoolExecutor(self.engine.lanes, thread_name_prefix="hydranet-lane")
+        t0 = time.perf_counter()
+        futures = [self._lane_pool.submit(self._one_in_lane, job, t0, len(jobs)) for job in jobs]
+        return [PendingResult(result=future.result()) for future in futures]
+
+    def _one_in_lane(self, job: _Job, t0: float, batch_size: int) -> Result:
+        started = time.perf_counter()
+        image = self._preprocess(job.request.pixels, job.request.color_order, job.geometry)
+        prepared = time.perf_counter()
+        raw = self.engine.run_in_lane(image)
+        inferred = time.perf_counter()
+        result = Result(**self._postprocess_on_host(raw, job.geometry, job.scale.factor, job.out_hw, job.request.outputs),
+                        geometry=job.geometry, depth_scale=job.scale, batch_size=batch_size)
+        finished = time.perf_counter()
+        result.timings_ms = {"preprocess": (prepared - started) * 1e3, "inference": (inferred - prepared) * 1e3,
+                             "postprocess": (finished - inferred) * 1e3, "total": (finished - t0) * 1e3}
+        return result
 
     def _queue_on_cuda(self, jobs: list[_Job]) -> list["PendingResult"]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in jobs]

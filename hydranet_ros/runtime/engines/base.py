@@ -36,6 +36,11 @@ class Engine(ABC):
     # The most frames one call takes (N): None = any. An engine that does not say runs one frame
     # at a time (the pipeline splits a batch of cameras into calls of at most this many).
     max_batch: int | None = 1
+    # Frames the engine can run at the same time, each on its own core(s) (``run_in_lane``):
+    # CPU engines built for several cameras. On a CPU one call on a batch of frames uses the cores
+    # less well than one single-threaded forward per core; the pipeline then runs a batch's frames
+    # in this many threads. 1: no lanes.
+    lanes: int = 1
 
     def __init__(self, *, device: torch.device, precision: str, channels_last: bool) -> None:
         self.device = indexed(device)
@@ -57,6 +62,11 @@ class Engine(ABC):
 
     @abstractmethod
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def run_in_lane(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One frame (1,3,H,W) on the calling thread's lane; safe to call from ``lanes`` threads at
+        once. The outputs stay valid until the same thread's next call."""
+        raise EngineError(f"the {self.name} engine has no lanes")
 
     def describe(self) -> dict[str, str]:
         return {"backend": self.name, "precision": self.precision, "device": str(self.device)}

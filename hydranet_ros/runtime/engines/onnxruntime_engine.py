@@ -50,12 +50,26 @@ def session_threads(threads: int) -> int:
     return threads if threads > 0 else torch.get_num_threads()
 
 
+def lane_count(max_batch: int, threads: int) -> int:
+    """Lanes for an engine built for ``max_batch`` cameras on ``threads`` threads: one frame per
+    thread at a time, never more lanes than frames in a batch. 1 = none (one camera, one thread).
+
+    Why: on the 2-core development machine one 2-thread forward after another over 4 cameras gave
+    fewer frames per second than 4 single-thread processes (benchmarks/bench_multicam.py); a
+    single-thread forward per core wastes nothing on splitting each operator between threads."""
+    return max(1, min(int(max_batch), int(threads)))
+
+
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None) -> None:
+    def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
+                 lanes_session=None, lanes: int = 1) -> None:
         super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # ONNX wants NCHW
         self.session = session
+        # Several cameras: a second session of the same model with one thread, run from each lane
+        # thread at once (InferenceSession.run is thread-safe; each run uses its caller's thread).
+        self.lanes_session, self.lanes = lanes_session, lanes if lanes_session is not None else 1
         self.head_names = head_names
         self.model_path = model_path
         self.gate = gate
@@ -66,7 +80,7 @@ class OnnxRuntimeEngine(Engine):
 
     @classmethod
     def build(cls, model, *, device, precision, input_size=None, weights_sha256="", calibration: str | None = None,
-              calibration_frames: int = 64, cache_dir: str | None = None, threads: int = 0):
+              calibration_frames: int = 64, cache_dir: str | None = None, threads: int = 0, max_batch: int = 1):
         int8.check_cpu_build("onnxruntime", device, precision)
         try:
             import onnxruntime as ort
@@ -83,17 +97,30 @@ class OnnxRuntimeEngine(Engine):
         # at the size it plans for it (padded to the stride only), as it feeds the torch engine.
         fp32_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=None, cache=cache)
         options = _session_options(ort, session_threads(threads))
+        lanes = lane_count(max_batch, session_threads(threads))
+
+        def sessions(path: Path) -> dict:
+            lane = _session(ort, path, _session_options(ort, 1)) if lanes > 1 else None
+            return {"session": _session(ort, path, options), "lanes_session": lane, "lanes": lanes}
+
         if precision == "fp32":
-            return cls(_session(ort, fp32_path, options), precision="fp32", head_names=head_names, model_path=fp32_path, gate=None)
+            return cls(**sessions(fp32_path), precision="fp32", head_names=head_names, model_path=fp32_path, gate=None)
         if input_size is None:
             raise EngineError("onnxruntime int8 is calibrated for one input size: set input_size (e.g. 640x480)")
         entry = _int8_model(ort, model, fp32_path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
                             calibration=calibration, frames=calibration_frames, options=options)
-        return cls(_session(ort, entry.path, options), precision="int8", head_names=head_names, model_path=entry.path,
-                   gate=entry.extra)
+        return cls(**sessions(entry.path), precision="int8", head_names=head_names, model_path=entry.path, gate=entry.extra)
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = self.session.run(list(self.head_names), {self._input: image.contiguous().numpy()})
+        return self._run(self.session, image)
+
+    def run_in_lane(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.lanes_session is None:
+            return super().run_in_lane(image)
+        return self._run(self.lanes_session, image)
+
+    def _run(self, session, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = session.run(list(self.head_names), {self._input: image.contiguous().numpy()})
         return {name: torch.from_numpy(value) for name, value in zip(self.head_names, outputs)}
 
 

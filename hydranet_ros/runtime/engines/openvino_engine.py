@@ -21,9 +21,11 @@ openvino and nncf are imported inside ``build`` only.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ import torch
 from hydranet_ros.errors import first_line
 from hydranet_ros.runtime.engines import int8
 from hydranet_ros.runtime.engines.base import Engine, EngineError
-from hydranet_ros.runtime.engines.onnxruntime_engine import session_threads
+from hydranet_ros.runtime.engines.onnxruntime_engine import lane_count, session_threads
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,19 @@ MAGIC = b"hydranet_ros openvino-ir/1\n"
 class OpenVinoEngine(Engine):
     name = "openvino"
 
-    def __init__(self, compiled, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None) -> None:
+    def __init__(self, compiled, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
+                 lane_models: tuple = ()) -> None:
         super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # IR takes NCHW
         self.compiled = compiled
         self.request = compiled.create_infer_request()
+        # Several cameras: the same IR compiled once more per lane with one thread, each lane
+        # thread running its own model's request (made on its first frame). One model with a
+        # stream per lane did the same work 4 % slower on the 2-core machine (4 frames at 640x480
+        # on 2 lanes: 620 against 594 ms median, one interleaved run).
+        self.lane_models = tuple(lane_models)
+        self.lanes = max(1, len(self.lane_models))
+        self._lane = threading.local()
+        self._next_lane = itertools.count()
         names = [output.get_any_name() for output in compiled.outputs]
         missing = set(head_names) - set(names)
         if missing:
@@ -79,7 +90,7 @@ class OpenVinoEngine(Engine):
 
     @classmethod
     def build(cls, model, *, device, precision, input_size=None, weights_sha256="", calibration: str | None = None,
-              calibration_frames: int = 64, cache_dir: str | None = None, threads: int = 0):
+              calibration_frames: int = 64, cache_dir: str | None = None, threads: int = 0, max_batch: int = 1):
         int8.check_cpu_build("openvino", device, precision)
         try:
             import openvino as ov
@@ -94,6 +105,7 @@ class OpenVinoEngine(Engine):
         head_names = tuple(model.heads.keys())
         core = ov.Core()
         config = compile_config(session_threads(threads))
+        lanes = lane_count(max_batch, session_threads(threads))
         # A dynamic height and width whatever the size: the pipeline feeds each frame at the size it
         # plans for it (padded to the stride only), as it feeds the torch engine. Measured on the
         # shared 2-core machine at 640x480, a dynamic IR ran as fast as one reshaped to that shape
@@ -107,21 +119,33 @@ class OpenVinoEngine(Engine):
 
         fp32 = _cached_or_rebuilt(cache, fp32_key, convert, "OpenVINO IR")
         if precision == "fp32":
-            compiled = _compile(core, fp32.path, config)
-            return cls(compiled, precision="fp32", head_names=head_names, model_path=fp32.path, gate=None)
+            return cls(_compile(core, fp32.path, config), precision="fp32", head_names=head_names, model_path=fp32.path,
+                       gate=None, lane_models=_lane_models(core, fp32.path, lanes))
         if input_size is None:
             raise EngineError("openvino int8 is calibrated for one input size: set input_size (e.g. 640x480)")
         entry = _int8_model(core, model, fp32.path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
                             calibration=calibration, frames=calibration_frames, config=config)
         return cls(_compile(core, entry.path, config), precision="int8", head_names=head_names, model_path=entry.path,
-                   gate=entry.extra)
+                   gate=entry.extra, lane_models=_lane_models(core, entry.path, lanes))
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         # share_inputs: OpenVINO reads the tensor's memory instead of copying it. The outputs are
         # the request's own buffers (no copy), valid until the next call: the pipeline finishes
         # post-processing a frame before it runs the next.
-        self.request.infer({0: image.contiguous().numpy()}, share_inputs=True)
-        return {name: torch.from_numpy(self.request.get_output_tensor(index).data) for name, index in self._outputs}
+        return self._infer(self.request, image)
+
+    def run_in_lane(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.lane_models:
+            return super().run_in_lane(image)
+        request = getattr(self._lane, "request", None)
+        if request is None:  # this thread's own request: its outputs are overwritten by its next frame only
+            model = self.lane_models[next(self._next_lane) % len(self.lane_models)]
+            request = self._lane.request = model.create_infer_request()
+        return self._infer(request, image)
+
+    def _infer(self, request, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        request.infer({0: image.contiguous().numpy()}, share_inputs=True)
+        return {name: torch.from_numpy(request.get_output_tensor(index).data) for name, index in self._outputs}
 
 
 def compile_config(threads: int) -> dict:
@@ -129,7 +153,16 @@ def compile_config(threads: int) -> dict:
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY",  # one frame at a time, as a camera delivers them
         "INFERENCE_PRECISION_HINT": "f32",  # never bf16 behind our back (see the module docstring)
+        **NOT_PINNED,
     }
+
+
+# The CPU plugin pins its threads to cores by default, each process on its own: two single-camera
+# nodes with one thread each both pinned theirs to the same core (4 such processes on the 2-core
+# machine used 1.0 core between them, benchmarks/bench_multicam.py). A robot's computer runs
+# other nodes too; the OS scheduler places our threads. Pinning gained nothing for one process
+# (640x480, 2 threads: 142.2 against 141.3 ms median unpinned, one interleaved run).
+NOT_PINNED = {"ENABLE_CPU_PINNING": False}
 
 
 def versions() -> dict[str, str]:
@@ -162,6 +195,10 @@ def unpack(data: bytes) -> tuple[bytes, bytes]:
 def read_packed(core, path: Path):
     graph, weights = unpack(path.read_bytes())
     return _call(lambda: core.read_model(graph, weights), f"cannot read {path}")
+
+
+def _lane_models(core, path: Path, lanes: int) -> tuple:
+    return tuple(_compile(core, path, compile_config(1)) for _ in range(lanes)) if lanes > 1 else ()
 
 
 def _compile(core, path: Path, config: dict):
