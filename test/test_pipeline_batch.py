@@ -265,3 +265,16 @@ def test_trt_input_spec_is_the_example_for_one_camera_and_a_profile_for_several(
     for bad in (0, 65, 1.5, True):
         with pytest.raises(EngineError, match="max_batch"):
             tensorrt_engine.check_max_batch(bad)
+
+
+def test_openvino_never_pins_its_threads(kitti_model, tmp_path):
+    """Pinned (the CPU plugin's default), every single-camera process put its one thread on the
+    same core; lanes too are left to the OS scheduler."""
+    pytest.importorskip("openvino")
+    from hydranet_ros.runtime.engines.base import create_engine
+
+    engine = create_engine("openvino", kitti_model, device=torch.device("cpu"), precision="fp32",
+                           options={"cache_dir": str(tmp_path), "threads": 2, "max_batch": 2})
+    for model in (engine.compiled, *engine.lane_models):
+        assert model.get_property("ENABLE_CPU_PINNING") is False
+    assert [m.get_property("INFERENCE_NUM_THREADS") for m in engine.lane_models] == [1, 1]
