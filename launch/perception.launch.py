@@ -4,35 +4,25 @@
     ros2 launch hydranet_ros perception.launch.py --show-args    # every argument, described
 
 Parameters are [config YAML, {overrides from the arguments}]: the arguments win where given.
-Argument parsing lives in hydranet_ros.ros.launch_args (plain functions, tested without ROS).
+Argument parsing lives in hydranet_ros.ros.launch_args (plain functions, tested without ROS); the
+node and its way to ACTIVE in hydranet_ros.ros.launch_actions (shared with multi_camera.launch.py).
 """
 
 from __future__ import annotations
 
 import os
 
-import lifecycle_msgs.msg
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
-from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode, Node
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
+from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
 
-from hydranet_ros.ros import launch_args
-
-PACKAGE = "hydranet_ros"
+from hydranet_ros.ros import launch_actions, launch_args
 
 
 def _setup(context: LaunchContext) -> list:
-    def arg(name: str) -> str:
-        return LaunchConfiguration(name).perform(context)
-
-    share = get_package_share_directory(PACKAGE)
+    arg = launch_actions.argument_reader(context)
+    share = get_package_share_directory(launch_actions.PACKAGE)
     config = arg("config") or os.path.join(share, "config", "hydranet.yaml")
     if not os.path.isfile(config):
         raise RuntimeError(f"config file {config} does not exist")
@@ -44,33 +34,10 @@ def _setup(context: LaunchContext) -> list:
     # bool): every string parameter goes through ParameterValue(..., value_type=str).
     typed = {name: ParameterValue(value, value_type=str) if isinstance(value, str) else value
              for name, value in overrides.items()}
-
-    node = LifecycleNode(
-        package=PACKAGE,
-        executable="perception_node",
-        name="perception_node",
-        namespace=arg("namespace"),
-        parameters=[config, typed],
+    actions = launch_actions.perception_node(
+        arg, parameters=[config, typed],
         remappings=launch_args.remappings(arg("camera"), arg("image_topic"), arg("camera_info_topic")),
-        ros_arguments=["--log-level", arg("log_level")],
-        output="screen",
-        emulate_tty=True,
-    )
-    actions: list = [node]
-    if launch_args.parse_bool(arg("autostart"), name="autostart"):
-        actions += [
-            # Activate once configure has succeeded; start_state keeps a later deactivate from
-            # re-triggering activation.
-            RegisterEventHandler(OnStateTransition(
-                target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
-                entities=[EmitEvent(event=ChangeState(
-                    lifecycle_node_matcher=matches_action(node),
-                    transition_id=lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE))],
-            )),
-            EmitEvent(event=ChangeState(
-                lifecycle_node_matcher=matches_action(node),
-                transition_id=lifecycle_msgs.msg.Transition.TRANSITION_CONFIGURE)),
-        ]
+        autostart=launch_args.parse_bool(arg("autostart"), name="autostart"))
     if launch_args.parse_bool(arg("rviz"), name="rviz"):
         actions.append(Node(
             package="rviz2", executable="rviz2", name="hydranet_rviz",
@@ -82,10 +49,4 @@ def _setup(context: LaunchContext) -> list:
 
 
 def generate_launch_description() -> LaunchDescription:
-    shipped_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "hydranet.yaml"])
-    declared = [
-        DeclareLaunchArgument(a.name, default_value=a.default if a.default is not None else shipped_config,
-                              description=a.description, choices=list(a.choices) if a.choices else None)
-        for a in launch_args.LAUNCH_ARGUMENTS
-    ]
-    return LaunchDescription([*declared, OpaqueFunction(function=_setup)])
+    return launch_actions.description(launch_args.LAUNCH_ARGUMENTS, "hydranet.yaml", _setup)

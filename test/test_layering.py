@@ -37,7 +37,7 @@ OPTIONAL_ROS_IMPORTS = {
     # Finds msg/*.msg in an ament install when there is one; pip installs carry their own copy.
     ("io/message_defs.py", "ament_index_python.packages"),
 }
-LAUNCH_HELPERS = {"ros/launch_args.py"}  # imported by the launch file: must stay torch-free, needs no rclpy
+LAUNCH_HELPERS = {"ros/launch_args.py", "ros/launch_actions.py"}  # imported by the launch files: torch-free, no rclpy
 
 _MODULE_PATH = re.compile(r"^hydranet_ros(\.\w+)+(:\w+)?$")  # "hydranet_ros.x.y" or "hydranet_ros.x.y:Class"
 

@@ -25,10 +25,10 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
-from hydranet_ros.runtime.frame_worker import FrameWorker, WorkerStats
+from hydranet_ros.runtime.frame_worker import FrameWorker, WorkerStats, WorkerThread
 
 __all__ = ["BatchWorker", "BatchStats", "batch_due", "live_cameras"]
 
@@ -106,7 +106,7 @@ class CameraInput:
         self._worker.reject(self.name, reason)
 
 
-class BatchWorker(Generic[Item, Output]):
+class BatchWorker(WorkerThread, Generic[Item, Output]):
     """Runs ``process_batch([(camera, item), ...])`` on the newest item of each camera, in one
     background thread, and ``on_result(camera, item, output)`` for each of them.
 
@@ -115,6 +115,8 @@ class BatchWorker(Generic[Item, Output]):
     ``reason``, else as an error, reported to ``on_error(camera, item, exc)``); one from
     ``on_result`` only against its own camera. The worker thread never dies of user code.
     """
+
+    _what = "batch worker"
 
     def __init__(
         self,
@@ -154,39 +156,11 @@ class BatchWorker(Generic[Item, Output]):
         self._thread: threading.Thread | None = None
         self._batches = self._frames = self._timed_out = self._largest = 0
 
-    # -- life cycle ---------------------------------------------------------------------------
-
-    def start(self) -> "BatchWorker[Item, Output]":
-        with self._cond:
-            if self._thread is not None:
-                raise RuntimeError("batch worker already started")
-            self._stopping = False
-            # Daemon, as FrameWorker's: a wedged GPU driver must not keep a shut-down node alive.
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 10.0) -> bool:
-        """Stop taking frames, let the batch in progress finish, join the thread. Frames still
-        waiting are dropped (reason ``stopped``). False when the thread did not end in time."""
-        with self._cond:
-            self._stopping = True
-            for slot in self._slots.values():
-                if slot.pending is not None:
-                    slot.pending = None
-                    slot.dropped[STOPPED] += 1
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def __enter__(self) -> "BatchWorker[Item, Output]":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _drop_waiting(self) -> None:
+        for slot in self._slots.values():
+            if slot.pending is not None:
+                slot.pending = None
+                slot.dropped[STOPPED] += 1
 
     # -- producer side (never blocks on inference) ---------------------------------------------
 

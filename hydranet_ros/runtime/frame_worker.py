@@ -18,7 +18,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
-__all__ = ["FrameWorker", "LatencyStats", "WorkerStats"]
+__all__ = ["FrameWorker", "LatencyStats", "WorkerStats", "WorkerThread"]
 
 _log = logging.getLogger(__name__)
 
@@ -72,7 +72,59 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-class FrameWorker(Generic[Item, Output]):
+class WorkerThread:
+    """The life cycle FrameWorker and BatchWorker share: one daemon thread running ``_run``,
+    started once; ``stop`` drops what waits (``_drop_waiting``, under the lock, counted as
+    dropped), lets the work in progress finish and joins the thread."""
+
+    _what = "worker"  # for the error of a second start
+    _name: str
+    _cond: threading.Condition
+    _stopping: bool
+    _thread: threading.Thread | None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _drop_waiting(self) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        """Start the worker thread (once). Returns self so it can be chained."""
+        with self._cond:
+            if self._thread is not None:
+                raise RuntimeError(f"{self._what} already started")
+            self._stopping = False
+            # Daemon: a hung inference (a wedged GPU driver) must not keep the process alive
+            # after the node has shut down; stop() still joins it in the normal case.
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> bool:
+        """Stop taking frames, let the work in progress finish, join the thread.
+
+        Frames waiting, never started, are counted as dropped (reason ``stopped``). Returns False
+        only when the thread did not end within ``timeout`` seconds (it is left behind as a daemon).
+        """
+        with self._cond:
+            self._stopping = True
+            self._drop_waiting()
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class FrameWorker(WorkerThread, Generic[Item, Output]):
     """Runs ``process(item)`` on the newest submitted item in one background thread.
 
     ``on_result(item, output)`` is called in the worker thread after each successful
@@ -81,6 +133,8 @@ class FrameWorker(Generic[Item, Output]):
     convention for bad input), otherwise as an error, reported to ``on_error`` if given. The
     worker thread never dies of an exception in user code.
     """
+
+    _what = "frame worker"
 
     def __init__(
         self,
@@ -113,43 +167,10 @@ class FrameWorker(Generic[Item, Output]):
         self._last_error = ""
         self._latencies_ms: deque[float] = deque(maxlen=latency_window)
 
-    # -- life cycle ---------------------------------------------------------------------------
-
-    def start(self) -> "FrameWorker[Item, Output]":
-        """Start the worker thread (once). Returns self so it can be chained."""
-        with self._cond:
-            if self._thread is not None:
-                raise RuntimeError("frame worker already started")
-            self._stopping = False
-            # Daemon: a hung inference (a wedged GPU driver) must not keep the process alive
-            # after the node has shut down; stop() still joins it in the normal case.
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 10.0) -> bool:
-        """Stop taking frames, let the frame in progress finish, join the thread.
-
-        A pending, never-started frame is counted as dropped. Returns False only when the
-        thread did not end within ``timeout`` seconds (it is left behind as a daemon).
-        """
-        with self._cond:
-            self._stopping = True
-            if self._pending is not None:
-                self._pending = None
-                self._dropped["stopped"] += 1
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def __enter__(self) -> "FrameWorker[Item, Output]":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _drop_waiting(self) -> None:
+        if self._pending is not None:
+            self._pending = None
+            self._dropped["stopped"] += 1
 
     # -- producer side (never blocks on inference) ---------------------------------------------
 
