@@ -5,9 +5,10 @@
 input sizes in one batch round). Checks:
 - one node comes up ACTIVE and subscribes to each camera's topics, nothing else;
 - each camera gets every output of the single-camera node under its own namespace
-  (semantic/labels, color, overlay, depth/image, both CameraInfos, hydranet/result, LabelInfo),
-  each message with that camera's own stamp and frame_id, never another camera's, at the size
-  the geometry gives that camera's frame;
+  (semantic/labels, color, overlay, confidence, depth/image, both CameraInfos, hydranet/result,
+  LabelInfo, and the clouds semantic/points and semantic/obstacles from that camera's own
+  CameraInfo), each message with that camera's own stamp and frame_id, never another camera's,
+  images at the size the geometry gives that camera's frame;
 - a camera that stops does not stop the others: two cameras keep getting outputs;
 - /diagnostics has one status per camera (and the node's batching status), frames counted per camera;
 - the node exits cleanly.
@@ -26,7 +27,7 @@ import pytest
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from rclpy.qos import ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from vision_msgs.msg import LabelInfo
 
 from hydranet_ros.msg import HydraNetResult
@@ -46,7 +47,10 @@ OUTPUTS = {
     "labels": ("semantic/labels", Image), "color": ("semantic/color", Image), "overlay": ("semantic/overlay", Image),
     "depth": ("depth/image", Image), "depth_camera_info": ("depth/camera_info", CameraInfo),
     "semantic_camera_info": ("semantic/camera_info", CameraInfo), "fused": ("hydranet/result", HydraNetResult),
+    "confidence": ("semantic/confidence", Image),
+    "points": ("semantic/points", PointCloud2), "obstacles": ("semantic/obstacles", PointCloud2),
 }
+CLOUDS = ("points", "obstacles")
 
 
 @pytest.mark.launch_test
@@ -121,8 +125,13 @@ class TestMultiCamera(unittest.TestCase):
                 self.assertEqual({(m.header.frame_id, m.header.stamp.sec, m.header.stamp.nanosec) for m in messages},
                                  {(frame_id, sec, NANOSEC)}, f"/{camera}/{OUTPUTS[key][0]} carried another camera's header")
                 for message in messages:
+                    if key in CLOUDS:  # unorganised (the config's points_organized: false): one row of points
+                        self.assertEqual(message.height, 1, (camera, key))
+                        self.assertEqual([f.name for f in message.fields][-2:], ["confidence", "label"], (camera, key))
+                        continue
                     self.assertEqual((message.width, message.height) if key != "fused"
                                      else (message.labels.width, message.labels.height), expected_size, (camera, key))
+            self.assertGreater(self.probe.received[f"{camera}/points"][-1].width, 0, camera)  # road, cars... in view
             fused = self.probe.received[f"{camera}/fused"][-1]
             self.assertEqual((fused.labels.header.frame_id, fused.depth.header.frame_id,
                               fused.camera_info.header.frame_id), (frame_id,) * 3)
