@@ -59,7 +59,7 @@ head -n 20 "$OUT/profile.log"
 
 # Several cameras through one network vs one pipeline per camera (issue 15): torch fp16 at
 # 640x480, N = 1, 2, 4, both modes interleaved; its last line is the verdict.
-step bench_multicam 120 $PY benchmarks/bench_multicam.py --device cuda --precision fp16 --rounds 4 --frames 10 \
+step bench_multicam 120 $PY benchmarks/bench_multicam.py --device cuda --backend torch --precision fp16 --rounds 4 --frames 10 \
     --json "$OUT/bench_multicam.json"
 cat "$OUT/bench_multicam.log"
 
