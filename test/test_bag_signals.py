@@ -61,9 +61,11 @@ def big_bag(tmp_path_factory) -> Path:
 
 def hydranet_bag(source: Path, target: Path, weights: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # torch, not backend auto: where the test extras install OpenVINO, auto runs these 32x32 frames
+    # so fast that the whole bag was replayed before the signal came (CI dry run, 2026-11-29).
     return subprocess.Popen(
         [sys.executable, "-m", "hydranet_ros.cli", "bag", str(source), str(target), "--weights", weights,
-         "--size", "32x32", "--device", "cpu", *extra],
+         "--size", "32x32", "--device", "cpu", "--backend", "torch", *extra],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

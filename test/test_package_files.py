@@ -163,12 +163,17 @@ def test_shipped_presets_exist():
     assert cpu["device"] == "cpu"
 
 
-def test_launch_file_compiles_and_uses_the_argument_table(tmp_path):
-    source = ROOT / "launch" / "perception.launch.py"
-    py_compile.compile(str(source), cfile=str(tmp_path / "launch.pyc"), doraise=True)
-    text = source.read_text()
-    assert "launch_args.LAUNCH_ARGUMENTS" in text and "TRANSITION_CONFIGURE" in text and "TRANSITION_ACTIVATE" in text
+@pytest.mark.parametrize("name, table", [("perception", "LAUNCH_ARGUMENTS"), ("multi_camera", "MULTI_CAMERA_ARGUMENTS")])
+def test_launch_files_compile_and_use_the_argument_table_and_the_shared_node(tmp_path, name, table):
+    """(Run on ROS 2 by test/ros/; here without it.) Both launch files declare their table and
+    start the node through ros/launch_actions, which configures and then activates it."""
+    for source in (ROOT / "launch" / f"{name}.launch.py", ROOT / "hydranet_ros" / "ros" / "launch_actions.py"):
+        py_compile.compile(str(source), cfile=str(tmp_path / f"{source.stem}.pyc"), doraise=True)
+    text = (ROOT / "launch" / f"{name}.launch.py").read_text()
+    assert f"launch_args.{table}" in text and "launch_actions.perception_node(" in text
     assert "ParameterValue(value, value_type=str)" in text
+    actions = (ROOT / "hydranet_ros" / "ros" / "launch_actions.py").read_text()
+    assert "TRANSITION_CONFIGURE" in actions and "TRANSITION_ACTIVATE" in actions
 
 
 def test_rviz_view_shows_camera_semantics_and_depth():
