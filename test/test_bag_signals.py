@@ -61,11 +61,13 @@ def big_bag(tmp_path_factory) -> Path:
 
 def hydranet_bag(source: Path, target: Path, weights: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    # torch, not backend auto: where the test extras install OpenVINO, auto runs these 32x32 frames
-    # so fast that the whole bag was replayed before the signal came (CI dry run, 2026-11-29).
+    # The child starts with SIGINT at its default, as from a terminal: a suite started in the
+    # background by a non-interactive shell (`nohup bash .ci/run &`) has SIGINT ignored, which the
+    # child would inherit, and Python then never turns Ctrl-C into KeyboardInterrupt.
     return subprocess.Popen(
         [sys.executable, "-m", "hydranet_ros.cli", "bag", str(source), str(target), "--weights", weights,
-         "--size", "32x32", "--device", "cpu", "--backend", "torch", *extra],
+         "--size", "32x32", "--device", "cpu", *extra],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
