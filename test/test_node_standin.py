@@ -152,13 +152,19 @@ def test_depth_takes_the_focal_length_from_camera_info_and_says_once_when_it_ass
     node.release()
 
 
+def record_outputs(node) -> list:
+    """The outputs each later pipeline.process call of ``node`` is asked for, in call order."""
+    calls = []
+    original = node._pipeline.process
+    node._pipeline.process = lambda frame, **kw: calls.append(kw["outputs"]) or original(frame, **kw)
+    return calls
+
+
 def test_only_subscribed_outputs_are_computed(monkeypatch, weights):
     module, node = make_node(monkeypatch, weights)
     bring_up(module, node)
     pubs = publishers(node)
-    calls = []
-    original = node._pipeline.process
-    node._pipeline.process = lambda frame, **kw: calls.append(kw["outputs"]) or original(frame, **kw)
+    calls = record_outputs(node)
 
     feed(node, image_msg(1))  # nobody listens: no conversion, no inference
     assert calls == [] and all(not p.sent for p in pubs.values())
@@ -190,9 +196,7 @@ def test_the_cloud_runs_only_for_its_subscribers_and_needs_camera_info(monkeypat
     module, node = make_node(monkeypatch, weights)
     bring_up(module, node)
     pubs = publishers(node)
-    calls = []
-    original = node._pipeline.process
-    node._pipeline.process = lambda frame, **kw: calls.append(kw["outputs"]) or original(frame, **kw)
+    calls = record_outputs(node)
     pubs["semantic/points"].subscribers = 1
 
     feed(node, image_msg(1))  # no CameraInfo yet: nothing to unproject with, nothing computed

@@ -280,18 +280,15 @@ def write_points(path: Path, frame: Any, result: Any, preset: Any, request: Poin
         camera = scale_camera_info(request.camera, width, height)
     except CameraInfoRejected as exc:
         raise UsageError(f"--camera-info: {exc}") from None
-    settings = request.settings
-    colour = ({"camera_rgb": overlay_base(frame, "rgb", (width, height))} if settings.color == "camera"
-              else {"palette_packed": cloud.packed_palette(preset.palette)})
-    points = cloud.cloud_points(result.depth_m, result.labels, result.confidence, cloud.Intrinsics.from_camera_info(camera),
-                                keep=cloud.label_mask(point_classes(settings, preset)), stride=settings.stride,
-                                max_range_m=settings.max_range_m, **colour)
+    settings, intrinsics = request.settings, cloud.Intrinsics.from_camera_info(camera)
+    camera_rgb = overlay_base(frame, "rgb", (width, height)) if settings.color == "camera" else None
+    points = cloud.settings_cloud(result.depth_m, result.labels, result.confidence, intrinsics, settings,
+                                  classes=point_classes(settings, preset), palette=preset.palette, camera_rgb=camera_rgb)
     vertices = np.zeros(len(points), VERTEX_DTYPE)
     for name in ("x", "y", "z", "label", "confidence"):
         vertices[name] = points[name]
     packed = points["rgb"].view(np.uint32)
     vertices["red"], vertices["green"], vertices["blue"] = packed >> 16, (packed >> 8) & 0xFF, packed & 0xFF
-    intrinsics = cloud.Intrinsics.from_camera_info(camera)
     comments = [
         "hydranet_ros: camera optical frame (x right, y down, z forward), metres",
         f"intrinsics at {width}x{height}: fx {intrinsics.fx:.4f} fy {intrinsics.fy:.4f} cx {intrinsics.cx:.4f} "

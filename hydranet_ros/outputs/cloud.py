@@ -20,11 +20,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hydranet_ros.outputs.choices import CloudSettings
 from hydranet_ros.outputs.fields import to_msg_bytes
 
 __all__ = [
     "POINT_DTYPE", "POINT_STEP", "POINT_FIELDS", "FLOAT32", "UINT8", "Intrinsics", "label_mask",
-    "packed_palette", "packed_rgb", "cloud_points", "point_cloud_fields",
+    "packed_palette", "packed_rgb", "cloud_points", "settings_cloud", "point_cloud_fields",
 ]
 
 # sensor_msgs/PointField datatypes used here.
@@ -145,6 +146,20 @@ def cloud_points(depth_m: np.ndarray, labels: np.ndarray, confidence: np.ndarray
     points["confidence"] = conf[valid] if conf is not None else np.nan
     points["label"] = ids[valid]
     return points
+
+
+def settings_cloud(depth_m: np.ndarray, labels: np.ndarray, confidence: np.ndarray | None, intrinsics: Intrinsics,
+                   settings: CloudSettings, *, classes: frozenset[int], palette: Sequence[Sequence[int]],
+                   camera_rgb: np.ndarray | None = None, organized: bool | None = None) -> np.ndarray:
+    """cloud_points as the node's points_* parameters and `hydranet infer --points` ask for it:
+    the label ids ``classes``, coloured by class (``palette``) or with the camera's pixel
+    (``camera_rgb``) as ``settings.color`` says, organised as the settings say unless
+    ``organized`` is given (semantic/obstacles is always dense)."""
+    colour = ({"camera_rgb": camera_rgb} if settings.color == "camera"
+              else {"palette_packed": packed_palette(palette)})
+    return cloud_points(depth_m, labels, confidence, intrinsics, keep=label_mask(classes), stride=settings.stride,
+                        max_range_m=settings.max_range_m,
+                        organized=settings.organized if organized is None else organized, **colour)
 
 
 def point_cloud_fields(points: np.ndarray) -> dict[str, Any]:

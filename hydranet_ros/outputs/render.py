@@ -121,20 +121,14 @@ def _clouds(header: Any, result: Any, labels: np.ndarray, plan: FramePlan, camer
     the published labels (255 below min_confidence); ``camera_rgb``: the frame at the output size
     when the points take the camera's colours."""
     intrinsics = clouds.Intrinsics.from_camera_info(camera_info)
-    colour = ({"camera_rgb": camera_rgb} if settings.color == "camera"
-              else {"palette_packed": clouds.packed_palette(preset.palette)})
     out = {}
-    if "points" in plan.outputs:
-        points = clouds.cloud_points(
-            result.depth_m, labels, result.confidence, intrinsics, keep=clouds.label_mask(point_classes(settings, preset)),
-            stride=settings.stride, max_range_m=settings.max_range_m, organized=settings.organized, **colour)
-        out["points"] = _point_cloud(header, points)
-    if "obstacles" in plan.outputs:
-        # Always dense: costmaps want real points only.
-        points = clouds.cloud_points(
-            result.depth_m, labels, result.confidence, intrinsics, keep=clouds.label_mask(obstacle_classes(settings, preset)),
-            stride=settings.stride, max_range_m=settings.max_range_m, organized=False, **colour)
-        out["obstacles"] = _point_cloud(header, points)
+    for name, classes, organized in (("points", point_classes, None),
+                                     ("obstacles", obstacle_classes, False)):  # costmaps want real points only
+        if name in plan.outputs:
+            points = clouds.settings_cloud(result.depth_m, labels, result.confidence, intrinsics, settings,
+                                           classes=classes(settings, preset), palette=preset.palette,
+                                           camera_rgb=camera_rgb, organized=organized)
+            out[name] = _point_cloud(header, points)
     return out
 
 

@@ -80,7 +80,9 @@ def build_size(backend: str, request: tuple[int, int] | None) -> tuple[int, int]
     itself: its int8 calibration plans its frames with it, as the pipeline plans camera frames."""
     if request is None or not ENGINES[backend].fixed_input_size:
         return request
-    return tuple(-(-int(side) // 32) * 32 for side in request)
+    from hydranet_ros.runtime.geometry import round_up  # numpy: not for the launch process, which never builds
+
+    return tuple(round_up(side) for side in request)
 
 
 def options_of(backend: str) -> tuple[str, ...]:

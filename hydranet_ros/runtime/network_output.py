@@ -11,6 +11,8 @@ on CPU).
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import cv2
 import numpy as np
 import torch
@@ -112,26 +114,29 @@ def upsample_plane(plane: np.ndarray, size: tuple[int, int], geometry=None) -> n
     return _resize_plane(plane, size)
 
 
-def labels_from_logits_host(segm: np.ndarray, size: tuple[int, int], geometry=None) -> np.ndarray:
-    """(C,h,w) class scores -> (H,W) uint8 class ids: ``labels_from_logits`` on the host.
+def _running_argmax(planes: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Upsampled class planes, in class order -> (H,W) uint8 ids of the top class and (H,W)
+    float32 top score, one pass over the frame per class with no (H,W,C) array (numpy's argmax
+    over a short last axis loops per pixel; a boolean-mask assignment costs ~2 ms a class at
+    640x480). Classes come in ascending order, so where one scores strictly higher its index
+    exceeds every id set before: ids = max(ids, index where higher) needs no masked write, and
+    the first class wins a tie, as in torch's argmax. The planes are never written."""
+    planes = iter(planes)
+    # A copy, contiguous: the running maximum writes it (OpenCV writes contiguous arrays only).
+    best = np.array(next(planes), dtype=np.float32, order="C")
+    ids = np.zeros(best.shape, np.uint8)
+    for index, plane in enumerate(planes, start=1):
+        plane = np.ascontiguousarray(plane)
+        higher = cv2.compare(plane, best, cv2.CMP_GT)  # 255 where this class leads, else 0
+        cv2.max(ids, cv2.bitwise_and(higher, index), dst=ids)
+        cv2.max(best, plane, dst=best)
+    return ids, best
 
-    Each class plane is upsampled on its own and the argmax kept as a running maximum, one pass
-    over the frame per class with no (H,W,C) array (numpy's argmax over a short last axis loops
-    per pixel; a boolean-mask assignment costs ~2 ms a class at 640x480). Classes are visited in
-    ascending order, so where one scores strictly higher its index exceeds every label set
-    before: labels = max(labels, index where higher) needs no masked write, and the first class
-    wins a tie, as in torch's argmax."""
-    best = upsample_plane(segm[0], size, geometry)
-    if np.shares_memory(best, segm):  # already at size: the running maximum must not write the input
-        best = best.copy()
-    best = np.ascontiguousarray(best)  # a view inside the padded plane: OpenCV writes contiguous arrays
-    labels = np.zeros(best.shape, np.uint8)
-    for index in range(1, segm.shape[0]):
-        scores = upsample_plane(segm[index], size, geometry)
-        higher = cv2.compare(scores, best, cv2.CMP_GT)  # 255 where this class leads, else 0
-        cv2.max(labels, cv2.bitwise_and(higher, index), dst=labels)
-        cv2.max(best, scores, dst=best)
-    return labels
+
+def labels_from_logits_host(segm: np.ndarray, size: tuple[int, int], geometry=None) -> np.ndarray:
+    """(C,h,w) class scores -> (H,W) uint8 class ids: ``labels_from_logits`` on the host. Each
+    class plane is upsampled on its own, as the running argmax reaches it."""
+    return _running_argmax(upsample_plane(segm[index], size, geometry) for index in range(segm.shape[0]))[0]
 
 
 def labels_and_confidence_host(segm: np.ndarray, size: tuple[int, int], geometry=None, *, labels: bool = True,
@@ -144,12 +149,7 @@ def labels_and_confidence_host(segm: np.ndarray, size: tuple[int, int], geometry
     if not confidence:
         return (labels_from_logits_host(segm, size, geometry) if labels else None), None
     planes = [upsample_plane(segm[index], size, geometry) for index in range(segm.shape[0])]
-    best = np.array(planes[0], dtype=np.float32, order="C")  # a copy: the running maximum writes it
-    ids = np.zeros(best.shape, np.uint8)
-    for index in range(1, len(planes)):  # as labels_from_logits_host: the first class wins a tie
-        plane = np.ascontiguousarray(planes[index])
-        cv2.max(ids, cv2.bitwise_and(cv2.compare(plane, best, cv2.CMP_GT), index), dst=ids)
-        cv2.max(best, plane, dst=best)
+    ids, best = _running_argmax(planes)
     total = np.zeros(best.shape, np.float32)
     for plane in planes:  # exp(s - max) <= 1: nothing overflows; the top class adds exactly 1
         total += np.exp(plane - best)
