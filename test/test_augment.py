@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hydranet_ros.train.augment import (
-    Augmenter, balanced_sample_weights, colour_jitter, crop, hflip, label_histogram,
+    Augmenter, balanced_sample_weights, colour_jitter, crop, dappled_shadows, hflip, label_histogram,
     median_frequency_weights, rescale,
 )
 from hydranet_ros.train.synthetic import ROAD, SyntheticStreets
@@ -146,6 +146,39 @@ def test_bad_augmenter_settings():
         Augmenter(flip_prob=1.5)
     with pytest.raises(ValueError):
         rescale(block_frame(), -1.0)
+    with pytest.raises(ValueError):
+        Augmenter(shadow_prob=-0.1)
+    with pytest.raises(ValueError):
+        Augmenter(shadow_strength=1.0)  # a shade that is black everywhere it falls
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dappled_shadows_only_darken_surfaces_in_patches(seed):
+    """Shade darkens (never brightens, never shifts a hue's ratio beyond rounding), falls on part
+    of the surfaces and never on the sky; the same generator state gives the same shade."""
+    image = np.full((96, 160, 3), (180, 150, 120), np.uint8)
+    surfaces = np.zeros((96, 160), bool)
+    surfaces[40:] = True  # the upper rows are sky
+    shaded = dappled_shadows(image, np.random.default_rng(seed), strength=0.6, surfaces=surfaces)
+    assert shaded.shape == image.shape and shaded.dtype == np.uint8
+    assert (shaded <= image).all()
+    assert (shaded[:40] == image[:40]).all()
+    dark = (image[40:].astype(int) - shaded[40:]).max(axis=2) >= 10
+    assert 0.1 <= dark.mean() <= 0.75, dark.mean()
+    assert shaded[40:][dark][:, 0].min() >= 180 * 0.4 - 1  # at most 1 - strength of the light
+    np.testing.assert_array_equal(shaded, dappled_shadows(image, np.random.default_rng(seed), strength=0.6,
+                                                          surfaces=surfaces))
+
+
+def test_augmenter_shadows_keep_labels_and_depth_and_spare_frames_without_surface():
+    frame = block_frame(3)
+    out = Augmenter(flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, white_balance=0.0,
+                    shadow_prob=1.0)(frame, np.random.default_rng(0))
+    np.testing.assert_array_equal(out["labels"], frame["labels"])
+    np.testing.assert_array_equal(out["depth_m"], frame["depth_m"])
+    assert (out["image"] <= frame["image"]).all() and (out["image"] < frame["image"]).any()
+    hole = frame["depth_m"] == 0  # no surface there: untouched
+    np.testing.assert_array_equal(out["image"][hole], frame["image"][hole])
 
 
 # -- class balance, against hand-computed numbers ---------------------------------------------

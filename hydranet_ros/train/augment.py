@@ -137,6 +137,27 @@ def camera_artefacts(image: np.ndarray, rng: np.random.Generator, *, blur_sigma:
     return out
 
 
+def dappled_shadows(image: np.ndarray, rng: np.random.Generator, *, strength: float,
+                    surfaces: np.ndarray | None = None) -> np.ndarray:
+    """Soft-edged patches of shade, as a tree canopy throws on a sunny street: the picture times
+    a field that is 1 in the light and 1 - s in the shade, s drawn up to ``strength``. The
+    generator's cast shadows come from boxes only (houses, cars, trunks), while real streets are
+    full of blotchy shade: the default model called a shaded real road car or sidewalk at full
+    resolution. The image only; patches 4-32 px across, covering 20-60 % of the frame, only
+    where ``surfaces`` (a boolean mask) is true when given: shade never falls on the sky."""
+    height, width = image.shape[:2]
+    cell = float(rng.uniform(4.0, 32.0))  # patch size in pixels
+    grid = rng.random((max(2, round(height / cell) + 2), max(2, round(width / cell) + 2))).astype(np.float32)
+    field = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+    threshold = np.quantile(field, 1.0 - rng.uniform(0.2, 0.6))
+    softness = np.float32(rng.uniform(0.01, 0.08))  # edge width in field units: crisp to soft
+    shade = 1.0 / (1.0 + np.exp((threshold - field) / softness))  # 0 in the light, 1 in the shade
+    if surfaces is not None:
+        shade = shade * surfaces
+    gain = 1.0 - np.float32(rng.uniform(0.3, 1.0) * strength) * shade
+    return np.clip(image.astype(np.float32) * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class Augmenter:
     """Scale, crop, flip, colour jitter: ``Augmenter(...)(frame, rng) -> frame``.
@@ -155,8 +176,14 @@ class Augmenter:
     blur_sigma: float = 0.0
     noise_std: float = 0.0
     jpeg_quality: tuple[int, int] | None = None
+    shadow_prob: float = 0.0  # chance of dappled_shadows per frame
+    shadow_strength: float = 0.6
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.shadow_prob <= 1.0:
+            raise ValueError(f"shadow_prob must be in [0, 1], got {self.shadow_prob}")
+        if not 0.0 <= self.shadow_strength < 1.0:
+            raise ValueError(f"shadow_strength must be in [0, 1), got {self.shadow_strength}")
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {self.scale_range}")
@@ -171,7 +198,12 @@ class Augmenter:
             frame = random_crop(frame, self.crop_size, rng)
         if rng.random() < self.flip_prob:
             frame = hflip(frame)
-        image = colour_jitter(frame["image"], rng, brightness=self.brightness, contrast=self.contrast,
+        image = frame["image"]
+        if self.shadow_prob > 0 and rng.random() < self.shadow_prob:  # before the camera sees it
+            depth = frame.get("depth_m")  # 0 or NaN: no surface (sky) or no measurement
+            surfaces = None if depth is None else np.nan_to_num(depth, nan=0.0) > 0
+            image = dappled_shadows(image, rng, strength=self.shadow_strength, surfaces=surfaces)
+        image = colour_jitter(image, rng, brightness=self.brightness, contrast=self.contrast,
                               saturation=self.saturation, white_balance=self.white_balance)
         image = camera_artefacts(image, rng, blur_sigma=self.blur_sigma, noise_std=self.noise_std,
                                  jpeg_quality=self.jpeg_quality)
