@@ -126,3 +126,23 @@ def test_runs_through_the_pipeline_at_its_training_size():
     h, w = result.labels.shape
     assert np.bincount(result.labels[int(h * 0.85):, w // 3: 2 * w // 3].ravel(), minlength=6).argmax() == 2
     assert np.nanmedian(result.depth_m[int(h * 0.85):]) < np.nanmedian(result.depth_m[h // 2: int(h * 0.6)])
+
+
+@pytest.mark.skipif(not KITTI_FRAME.is_file(), reason="needs ../shared/data")
+def test_domain_gap_check_scores_what_real_frame_check_scores(tmp_path):
+    """tools/domain_gap_check.py (issue 13's diagnosis): its unblurred full-resolution row is the
+    real-frame figure the README states, and it scores synthetic frames at every size."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("domain_gap_check", REPO / "tools" / "domain_gap_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    out = tmp_path / "gap.json"
+    assert check.main(["--frames", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [row["size"] for row in report["synthetic"]] == ["320x96", "640x192", "1226x370"]
+    assert all(0.0 <= row["miou"] <= 1.0 for row in report["synthetic"])
+    assert [row["blur_sigma_px"] for row in report["real_blurred"]] == [0.0, 1.0, 2.0, 3.0]
+    stated = {row["size"]: row for row in json.loads(STATED_REAL_FRAME.read_text())["sizes"]}["1226x370"]
+    for key in ("miou", "road_iou", "road_depth_median_rel_error"):
+        assert report["real_blurred"][0][key] == pytest.approx(stated[key], abs=0.01), key
