@@ -106,6 +106,13 @@ def test_frame_focal_length_from_camera_info_follows_binning_roi_and_resize():
     assert frame_focal_px(info, 320, 240) == pytest.approx(np.sqrt(200.0 * 205.0))  # and resized by a driver
     assert frame_focal_px(SimpleNamespace(width=640, height=480, k=[0.0] * 9), 640, 480) is None  # uncalibrated
     assert frame_focal_px(None, 640, 480) is None
+    # Malformed (found in review): positive and finite, yet sqrt(fx * fy) underflows to 0 or
+    # overflows to inf; as a focal length either failed the frame's depth scaling, and with it
+    # every camera batched with it.
+    for value in (1e-200, 1e200):
+        roi = SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0)
+        tiny = SimpleNamespace(width=640, height=480, k=[value, 0, 320, 0, value, 240, 0, 0, 1], binning_x=0, binning_y=0, roi=roi)
+        assert frame_focal_px(tiny, 640, 480) is None, value
 
 
 class MirrorEngine(Engine):

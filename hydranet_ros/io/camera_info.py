@@ -9,6 +9,7 @@ read_camera_calibration (`hydranet infer --points --camera-info FILE`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,8 @@ def frame_focal_px(info: Any, width: int, height: int) -> float | None:
     fx, fy = k[0] / binning_x, k[4] / binning_y
     if source_width > 0 and source_height > 0 and (source_width, source_height) != (int(width), int(height)):
         fx, fy = fx * width / source_width, fy * height / source_height
-    return float(np.sqrt(fx * fy))
+    focal = float(np.sqrt(fx * fy))
+    return focal if 0.0 < focal < math.inf else None  # K of 1e-200 or 1e200 passes the checks above
 
 
 def scale_camera_info(info: Any, width: int, height: int) -> dict[str, Any]:
