@@ -122,7 +122,9 @@ def test_a_stopped_camera_delays_the_others_by_the_timeout_at_most_then_not_at_a
     assert stats.timed_out == 1
 
 
-def test_a_failing_batch_counts_against_each_of_its_cameras_and_the_worker_goes_on():
+def test_a_bad_frame_costs_only_its_own_camera_and_the_worker_goes_on():
+    """A batch that fails runs again one frame at a time: the bad frame counts against its own
+    camera (an error, or a rejection under its reason), the others are published."""
     class Bad(Exception):
         pass
 
@@ -132,10 +134,11 @@ def test_a_failing_batch_counts_against_each_of_its_cameras_and_the_worker_goes_
     calls = []
 
     def process(batch):
-        calls.append(batch)
-        if len(calls) == 1:
-            raise Bad("device lost")
-        if len(calls) == 2:
+        calls.append([item for _, item in batch])
+        items = {item for _, item in batch}
+        if "b0" in items:
+            raise Bad("bad frame")
+        if "a1" in items:
             raise Refused("no")
         return ["ok" for _ in batch]
 
@@ -155,12 +158,29 @@ def test_a_failing_batch_counts_against_each_of_its_cameras_and_the_worker_goes_
             w.submit("b", f"b{round_}")
             assert w.wait_idle(10)
         a, b = w.stats("a"), w.stats("b")
-    assert published and all(item.startswith("a") for item in published)
-    assert a.errors == 1 and a.rejected == {"too_large": 1} and a.processed == a.received - 2
-    assert b.processed == 0 and b.errors == b.received - 1 and b.last_error == "Bad: publisher gone"
-    assert ("a", "a0", "device lost") in errors and ("b", "b0", "device lost") in errors
+    assert calls == [["a0", "b0"], ["a0"], ["b0"], ["a1", "b1"], ["a1"], ["b1"], ["a2", "b2"]]
+    assert published == ["a0", "a2"]
+    assert a.errors == 0 and a.rejected == {"too_large": 1} and a.processed == 2
+    assert b.processed == 0 and b.errors == 3 and b.last_error == "Bad: publisher gone"
+    assert errors[0] == ("b", "b0", "bad frame") and all(camera == "b" for camera, _, _ in errors)
     for stats in (a, b):  # every frame ends somewhere
         assert stats.received == stats.processed + stats.dropped + stats.rejected_total + stats.errors
+
+
+def test_a_failure_of_every_frame_counts_once_against_each_camera():
+    def process(batch):
+        raise RuntimeError("device lost")
+
+    errors = []
+    w = BatchWorker(cameras=("a", "b", "c"), process_batch=process, batch_timeout_s=0.0,
+                    on_error=lambda camera, item, exc: errors.append((camera, item)))
+    with w:
+        for camera in ("a", "b", "c"):
+            w.submit(camera, f"{camera}0")
+        assert w.wait_idle(10)
+        stats = [w.stats(camera) for camera in ("a", "b", "c")]
+    assert sorted(errors) == [("a", "a0"), ("b", "b0"), ("c", "c0")]
+    assert [s.errors for s in stats] == [1, 1, 1] and all(s.last_error == "RuntimeError: device lost" for s in stats)
 
 
 def test_stop_drops_waiting_frames_and_refuses_new_ones():

@@ -110,8 +110,9 @@ class BatchWorker(WorkerThread, Generic[Item, Output]):
     """Runs ``process_batch([(camera, item), ...])`` on the newest item of each camera, in one
     background thread, and ``on_result(camera, item, output)`` for each of them.
 
-    ``process_batch`` returns one output per item, in order. An exception from it counts against
-    every frame of that batch (as a rejection under its ``reason`` when it has a short string
+    ``process_batch`` returns one output per item, in order. When it raises for a batch of several
+    frames, each frame is run again alone (_run_batch); an exception for a frame alone counts
+    against that frame (as a rejection under its ``reason`` when it has a short string
     ``reason``, else as an error, reported to ``on_error(camera, item, exc)``); one from
     ``on_result`` only against its own camera. The worker thread never dies of user code.
     """
@@ -262,25 +263,35 @@ class BatchWorker(WorkerThread, Generic[Item, Output]):
                 self._frames += len(batch)
                 self._timed_out += timed_out
                 self._largest = max(self._largest, len(batch))
-            try:
-                outputs = list(self._process_batch([(camera, item) for camera, item, _ in batch]))
-                if len(outputs) != len(batch):
-                    raise RuntimeError(f"process_batch returned {len(outputs)} outputs for {len(batch)} frames")
-            except Exception as exc:  # noqa: BLE001 - user code must not kill the worker
-                for camera, item, _ in batch:
-                    self._finish(camera, item, None, exc)
-            else:
-                for (camera, item, arrived), output in zip(batch, outputs):
-                    failure = None
-                    try:
-                        if self._on_result is not None:
-                            self._on_result(camera, item, output)
-                    except Exception as exc:  # noqa: BLE001
-                        failure = exc
-                    self._finish(camera, item, arrived, failure)
+            self._run_batch(batch)
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
+
+    def _run_batch(self, batch: list[tuple[str, Item, float]]) -> None:
+        """process_batch, then on_result for each frame. A batch of several frames that fails is
+        run again one frame at a time, so that one camera's bad frame (or a batch too big for the
+        device's memory) costs that camera its frame and not every camera theirs."""
+        try:
+            outputs = list(self._process_batch([(camera, item) for camera, item, _ in batch]))
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"process_batch returned {len(outputs)} outputs for {len(batch)} frames")
+        except Exception as exc:  # noqa: BLE001 - user code must not kill the worker
+            if len(batch) > 1:
+                for entry in batch:
+                    self._run_batch([entry])
+                return
+            [(camera, item, _)] = batch
+            self._finish(camera, item, None, exc)
+            return
+        for (camera, item, arrived), output in zip(batch, outputs):
+            failure = None
+            try:
+                if self._on_result is not None:
+                    self._on_result(camera, item, output)
+            except Exception as exc:  # noqa: BLE001
+                failure = exc
+            self._finish(camera, item, arrived, failure)
 
     def _finish(self, camera: str, item: Item, arrived: float | None, failure: BaseException | None) -> None:
         """Count one frame's outcome: processed (with its latency), rejected or an error."""
