@@ -205,17 +205,27 @@ def test_cpu_engines_for_several_cameras_run_a_batch_in_lanes_each_frame_as_alon
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-@pytest.mark.parametrize("max_batch, threads, lanes", [(1, 2, 1), (4, 1, 1), (2, 4, 2), (8, 3, 3)])
-def test_a_cpu_engine_has_one_lane_per_thread_up_to_the_cameras(backend, max_batch, threads, lanes, kitti_model, tmp_path):
+@pytest.mark.parametrize("max_batch, threads, lanes, lane_threads",
+                         [(1, 2, 1, 1), (4, 1, 1, 1), (2, 4, 2, 2), (8, 3, 3, 1), (2, 8, 2, 4), (3, 8, 3, 2)])
+def test_a_cpu_engine_has_one_lane_per_thread_up_to_the_cameras(backend, max_batch, threads, lanes, lane_threads,
+                                                                kitti_model, tmp_path):
+    """One lane per thread, no more than cameras; the threads shared out among the lanes (review:
+    2 cameras on 8 cores had 2 one-thread lanes and 6 cores idle)."""
     pytest.importorskip(backend)
     from hydranet_ros.runtime.engines.base import create_engine
 
     engine = create_engine(backend, kitti_model, device=torch.device("cpu"), precision="fp32",
                            options={"cache_dir": str(tmp_path), "threads": threads, "max_batch": max_batch})
-    assert engine.lanes == lanes
+    assert (engine.lanes, engine.lane_threads) == (lanes, lane_threads)
     if lanes == 1:
+        assert "lanes" not in engine.describe()
         with pytest.raises(EngineError, match="no lanes"):
             engine.run_in_lane(torch.zeros(1, 3, 64, 96))
+    else:
+        assert engine.describe()["lanes"] == f"{lanes} x {lane_threads} thread(s)"
+    if backend == "openvino" and lanes > 1:  # OpenVINO caps threads at the cores, as for the main model
+        expected = min(lane_threads, engine.compiled.get_property("INFERENCE_NUM_THREADS"))
+        assert {model.get_property("INFERENCE_NUM_THREADS") for model in engine.lane_models} == {expected}
 
 
 @pytest.mark.parametrize("max_batch", [0, 65, True, 2.0])

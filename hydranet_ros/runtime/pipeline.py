@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -34,6 +33,7 @@ from hydranet_ros.runtime.choices import (
 from hydranet_ros.runtime.fallback import build_engine, choose_runtime
 from hydranet_ros.runtime.focal import CameraFocal, DepthScale, TrainingCamera, depth_scale, training_camera
 from hydranet_ros.runtime.geometry import InputGeometry, plan_input
+from hydranet_ros.runtime.lanes import Lanes
 from hydranet_ros.runtime.network_input import fit_and_normalise, fit_and_normalise_host, normalisation
 from hydranet_ros.runtime.network_output import (
     class_scores, depth_in_metres, depth_in_metres_host, labels_and_confidence, labels_and_confidence_host,
@@ -139,7 +139,7 @@ class Pipeline:
         self._stream = self._upload_stream = self._download_stream = None
         self._staging: list[_StagingHalf | None] = [None] * STAGING_SLOTS
         self._next_slot = 0
-        self._lane_pool: ThreadPoolExecutor | None = None  # made on the first batch for an engine with lanes
+        self._lanes: Lanes | None = None  # made on the first batch for an engine with lanes
         if self._is_cuda:
             # Three streams, so that one frame's copies overlap another frame's compute when frames
             # are submitted ahead (see submit): uploads, compute, downloads. The compute stream is
@@ -322,11 +322,11 @@ class Pipeline:
         """A CPU engine with lanes (engines/base.Engine.lanes): each frame's pre-processing, forward
         and post-processing in its own lane thread, ``lanes`` frames at once, any sizes mixed. The
         same arithmetic as one frame alone, one thread per forward."""
-        if self._lane_pool is None:
-            self._lane_pool = ThreadPoolExecutor(self.engine.lanes, thread_name_prefix="hydranet-lane")
+        if self._lanes is None:
+            self._lanes = Lanes(self.engine.lanes)
         t0 = time.perf_counter()
-        futures = [self._lane_pool.submit(self._one_in_lane, job, t0, len(jobs)) for job in jobs]
-        return [PendingResult(result=future.result()) for future in futures]
+        results = self._lanes.run_all([(self._one_in_lane, (job, t0, len(jobs))) for job in jobs])
+        return [PendingResult(result=result) for result in results]
 
     def _one_in_lane(self, job: _Job, t0: float, batch_size: int) -> Result:
         started = time.perf_counter()

@@ -24,7 +24,7 @@ import torch
 
 from hydranet_ros.errors import first_line
 from hydranet_ros.runtime.engines import int8
-from hydranet_ros.runtime.engines.base import Engine, EngineError
+from hydranet_ros.runtime.engines.base import Engine, EngineError, cpu_lanes, cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +45,17 @@ def fp32_nodes(model_nodes: set[str]) -> list[str]:
 INT8_SUFFIX = ".int8.onnx"
 
 
-def session_threads(threads: int) -> int:
-    """0 = as many as torch uses (the CLI's --threads and the node set that)."""
-    return threads if threads > 0 else torch.get_num_threads()
-
-
-def lane_count(max_batch: int, threads: int) -> int:
-    """Lanes for an engine built for ``max_batch`` cameras on ``threads`` threads: one frame per
-    thread at a time, never more lanes than frames in a batch. 1 = none (one camera, one thread).
-
-    Why: a single-thread forward per core spends nothing on splitting each operator between
-    threads. On the 2-core development machine 4 frames at 640x480 through OpenVINO took 606 ms in
-    2 lanes against 662 ms one 2-thread call after another (one interleaved run, 2026-11-29)."""
-    return max(1, min(int(max_batch), int(threads)))
-
-
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
     def __init__(self, session, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
-                 lanes_session=None, lanes: int = 1) -> None:
+                 lanes_session=None, lanes: tuple[int, int] = (1, 1)) -> None:
         super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # ONNX wants NCHW
         self.session = session
-        # Several cameras: a second session of the same model with one thread, run from each lane
-        # thread at once (InferenceSession.run is thread-safe; each run uses its caller's thread).
-        self.lanes_session, self.lanes = lanes_session, lanes if lanes_session is not None else 1
+        # Several cameras: a second session of the same model with a lane's threads, run from each
+        # lane thread at once (InferenceSession.run is thread-safe; each run gets its own threads).
+        self.lanes_session = lanes_session
+        self.lanes, self.lane_threads = lanes if lanes_session is not None else (1, 1)
         self.head_names = head_names
         self.model_path = model_path
         self.gate = gate
@@ -96,11 +82,11 @@ class OnnxRuntimeEngine(Engine):
         # Exported with a dynamic height and width whatever the size: the pipeline feeds each frame
         # at the size it plans for it (padded to the stride only), as it feeds the torch engine.
         fp32_path = cached_onnx(model, weights_sha256=weights_sha256, input_size=None, cache=cache)
-        options = _session_options(ort, session_threads(threads))
-        lanes = lane_count(max_batch, session_threads(threads))
+        options = _session_options(ort, cpu_threads(threads))
+        lanes = cpu_lanes(max_batch, cpu_threads(threads))
 
         def sessions(path: Path) -> dict:
-            lane = _session(ort, path, _session_options(ort, 1)) if lanes > 1 else None
+            lane = _session(ort, path, _session_options(ort, lanes[1])) if lanes[0] > 1 else None
             return {"session": _session(ort, path, options), "lanes_session": lane, "lanes": lanes}
 
         if precision == "fp32":

@@ -33,8 +33,7 @@ import torch
 
 from hydranet_ros.errors import first_line
 from hydranet_ros.runtime.engines import int8
-from hydranet_ros.runtime.engines.base import Engine, EngineError
-from hydranet_ros.runtime.engines.onnxruntime_engine import lane_count, session_threads
+from hydranet_ros.runtime.engines.base import Engine, EngineError, cpu_lanes, cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +64,17 @@ class OpenVinoEngine(Engine):
     name = "openvino"
 
     def __init__(self, compiled, *, precision: str, head_names: tuple[str, ...], model_path: Path, gate: dict | None,
-                 lane_models: tuple = ()) -> None:
+                 lane_models: tuple = (), lane_threads: int = 1) -> None:
         super().__init__(device=torch.device("cpu"), precision=precision, channels_last=False)  # IR takes NCHW
         self.compiled = compiled
         self.request = compiled.create_infer_request()
-        # Several cameras: the same IR compiled once more per lane with one thread, each lane
-        # thread running its own model's request (made on its first frame). One model with a
+        # Several cameras: the same IR compiled once more per lane with the lane's threads, each
+        # lane thread running its own model's request (made on its first frame). One model with a
         # stream per lane did the same work 4 % slower on the 2-core machine (4 frames at 640x480
         # on 2 lanes: 620 against 594 ms median, one interleaved run).
         self.lane_models = tuple(lane_models)
         self.lanes = max(1, len(self.lane_models))
+        self.lane_threads = lane_threads if self.lane_models else 1
         self._lane = threading.local()
         self._next_lane = itertools.count()
         names = [output.get_any_name() for output in compiled.outputs]
@@ -104,8 +104,8 @@ class OpenVinoEngine(Engine):
         cache = EngineCache(directory=cache_dir)
         head_names = tuple(model.heads.keys())
         core = ov.Core()
-        config = compile_config(session_threads(threads))
-        lanes = lane_count(max_batch, session_threads(threads))
+        config = compile_config(cpu_threads(threads))
+        lanes = cpu_lanes(max_batch, cpu_threads(threads))
         # A dynamic height and width whatever the size: the pipeline feeds each frame at the size it
         # plans for it (padded to the stride only), as it feeds the torch engine. Measured on the
         # shared 2-core machine at 640x480, a dynamic IR ran as fast as one reshaped to that shape
@@ -120,13 +120,13 @@ class OpenVinoEngine(Engine):
         fp32 = _cached_or_rebuilt(cache, fp32_key, convert, "OpenVINO IR")
         if precision == "fp32":
             return cls(_compile(core, fp32.path, config), precision="fp32", head_names=head_names, model_path=fp32.path,
-                       gate=None, lane_models=_lane_models(core, fp32.path, lanes))
+                       gate=None, lane_models=_lane_models(core, fp32.path, lanes), lane_threads=lanes[1])
         if input_size is None:
             raise EngineError("openvino int8 is calibrated for one input size: set input_size (e.g. 640x480)")
         entry = _int8_model(core, model, fp32.path, cache=cache, weights_sha256=weights_sha256, input_size=input_size,
                             calibration=calibration, frames=calibration_frames, config=config)
         return cls(_compile(core, entry.path, config), precision="int8", head_names=head_names, model_path=entry.path,
-                   gate=entry.extra, lane_models=_lane_models(core, entry.path, lanes))
+                   gate=entry.extra, lane_models=_lane_models(core, entry.path, lanes), lane_threads=lanes[1])
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         # share_inputs: OpenVINO reads the tensor's memory instead of copying it. The outputs are
@@ -197,8 +197,10 @@ def read_packed(core, path: Path):
     return _call(lambda: core.read_model(graph, weights), f"cannot read {path}")
 
 
-def _lane_models(core, path: Path, lanes: int) -> tuple:
-    return tuple(_compile(core, path, compile_config(1)) for _ in range(lanes)) if lanes > 1 else ()
+def _lane_models(core, path: Path, lanes: tuple[int, int]) -> tuple:
+    """(lanes, threads per lane): the IR compiled once per lane with that lane's threads."""
+    count, threads = lanes
+    return tuple(_compile(core, path, compile_config(threads)) for _ in range(count)) if count > 1 else ()
 
 
 def _compile(core, path: Path, config: dict):

@@ -1,0 +1,77 @@
+"""Lane threads: a CPU engine's lanes (engines/base.Engine.lanes) each run whole frames at once.
+
+Daemon threads, not a concurrent.futures.ThreadPoolExecutor: Python joins an executor's threads at
+exit, after they have run every frame still queued, so a forward that hangs, or a batch in
+flight, would keep a stopping node or a Ctrl-C'd bag replay alive. The node's FrameWorker is a
+daemon thread for the same reason.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import weakref
+from concurrent.futures import Future, wait
+from typing import Any, Callable, Sequence
+
+_STOP = None
+_SKIPPED = object()
+
+
+class Lanes:
+    """``count`` daemon threads that run submitted calls, any lane taking the next one."""
+
+    def __init__(self, count: int, *, name: str = "hydranet-lane") -> None:
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs = jobs
+        for index in range(count):
+            # The thread holds the queue, not this object: dropping the object ends the threads.
+            threading.Thread(target=_serve, args=(jobs,), name=f"{name}-{index}", daemon=True).start()
+        self._close = weakref.finalize(self, _stop, jobs, count)
+
+    def run_all(self, calls: Sequence[tuple[Callable[..., Any], tuple]]) -> list[Any]:
+        """Run ``fn(*args)`` for each of ``calls`` in the lanes; their results in order. When one
+        raises, the calls of the batch not yet started are skipped and the running ones waited
+        for before the first exception (in order) is raised: nothing of a failed batch runs on
+        behind the caller."""
+        failed = threading.Event()  # set by the lane whose call raised, before it takes another
+
+        def guarded(fn: Callable[..., Any], args: tuple) -> Any:
+            if failed.is_set():
+                return _SKIPPED
+            try:
+                return fn(*args)
+            except BaseException:
+                failed.set()
+                raise
+
+        futures = [self.submit(guarded, fn, args) for fn, args in calls]
+        wait(futures)
+        return [future.result() for future in futures]  # the first exception in order, if any
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        if not self._close.alive:
+            raise RuntimeError("the lanes are closed")
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def close(self) -> None:
+        """Let the threads end once the calls already queued have run; idempotent."""
+        self._close()
+
+
+def _serve(jobs: queue.SimpleQueue) -> None:
+    while (job := jobs.get()) is not _STOP:
+        future, fn, args = job
+        if not future.set_running_or_notify_cancel():
+            continue  # cancelled while it waited
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - goes to the caller through the future
+            future.set_exception(exc)
+
+
+def _stop(jobs: queue.SimpleQueue, count: int) -> None:
+    for _ in range(count):
+        jobs.put(_STOP)
