@@ -137,8 +137,9 @@ def same_cloud(got, want, where):
 
 
 def same_depth(got, want, where):
-    """Depth (and confidence) images equal but for float rounding: oneDNN with two threads splits a batch of
-    frames differently from one frame (measured: at most 2e-7 relative); labels, colours,
+    """Depth (and confidence) images equal but for float rounding: a batched frame runs with other
+    threads than one alone (a CPU engine's lane has its own threads; torch's oneDNN splits a
+    batch differently from one frame; measured: at most 2e-7 relative); labels, colours,
     overlays, CameraInfo and headers are compared exactly."""
     got_data, want_data = got.pop("data")[1], want.pop("data")[1]
     assert got == want, where
