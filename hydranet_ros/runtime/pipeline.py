@@ -304,10 +304,7 @@ class Pipeline:
         pending = []
         for index, job in enumerate(jobs):
             started = time.perf_counter()
-            # numpy/OpenCV on the engine's outputs, read in place (_postprocess_on_host).
-            result = Result(**self._postprocess_on_host(_item(raw, index, len(jobs)), job.geometry, job.scale.factor,
-                                                        job.out_hw, job.request.outputs),
-                            geometry=job.geometry, depth_scale=job.scale, batch_size=len(jobs))
+            result = self._result_on_host(job, _item(raw, index, len(jobs)), len(jobs))
             finished = time.perf_counter()
             # Per frame: its own pre- and post-processing, the batch's one forward, and the span
             # from the batch's start to this frame's outputs (the other frames' work included).
@@ -334,12 +331,17 @@ class Pipeline:
         prepared = time.perf_counter()
         raw = self.engine.run_in_lane(image)
         inferred = time.perf_counter()
-        result = Result(**self._postprocess_on_host(raw, job.geometry, job.scale.factor, job.out_hw, job.request.outputs),
-                        geometry=job.geometry, depth_scale=job.scale, batch_size=batch_size)
+        result = self._result_on_host(job, raw, batch_size)
         finished = time.perf_counter()
         result.timings_ms = {"preprocess": (prepared - started) * 1e3, "inference": (inferred - prepared) * 1e3,
                              "postprocess": (finished - inferred) * 1e3, "total": (finished - t0) * 1e3}
         return result
+
+    def _result_on_host(self, job: _Job, raw: dict, batch_size: int) -> Result:
+        """A frame's Result from its engine outputs: numpy/OpenCV on them, read in place
+        (_postprocess_on_host)."""
+        return Result(**self._postprocess_on_host(raw, job.geometry, job.scale.factor, job.out_hw, job.request.outputs),
+                      geometry=job.geometry, depth_scale=job.scale, batch_size=batch_size)
 
     def _queue_on_cuda(self, jobs: list[_Job]) -> list["PendingResult"]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in jobs]
