@@ -71,15 +71,20 @@ def test_round_trip_frame_to_network_to_output_is_the_identity_at_frame_size(fra
 @given(st.integers(16, 4000), st.integers(16, 4000), st.integers(32, 2000), st.integers(32, 2000),
        st.floats(-5, 5), st.floats(-5, 5), st.floats(0.5, 50))
 def test_projection_with_the_mapped_camera_matrix_equals_original_projection_then_mapping(w, h, rw, rh, x, y, z):
-    """A 3D point through K' (the mapping applied to K) lands where the original camera puts it,
-    mapped into the network input and into any output size."""
+    """A 3D point through K' lands where the original camera puts it, moved as resizing moves a
+    pixel (pixel centres at integers: u -> (u + 0.5) * new / old - 0.5) and, in the network
+    input, shifted by the padding offset. Written out here, not through the geometry's own
+    affine maps, so that a wrong map is caught too."""
     g = plan_input((w, h), (rw, rh))
     k = np.array([[0.8 * w, 0.0, w / 2 - 3.2], [0.0, 0.81 * w, h / 2 + 1.7], [0.0, 0.0, 1.0]])
     point = np.array([x, y, z])
-    original = apply(np.eye(3), *(k @ point)[:2] / (k @ point)[2])
-    for target, mapping in (("network", g.frame_to_network()), ((333, 111), g.frame_to_output((333, 111)))):
+    u, v = (k @ point)[:2] / (k @ point)[2]
+    (sw, sh), (ox, oy) = g.scaled_size, g.offset
+    expected = {"network": ((u + 0.5) * sw / w - 0.5 + ox, (v + 0.5) * sh / h - 0.5 + oy),
+                (333, 111): ((u + 0.5) * 333 / w - 0.5, (v + 0.5) * 111 / h - 0.5)}
+    for target, (eu, ev) in expected.items():
         projected = g.camera_matrix(k, target) @ point
-        assert projected[:2] / projected[2] == pytest.approx(apply(mapping, *original), rel=1e-9, abs=1e-7)
+        assert projected[:2] / projected[2] == pytest.approx((eu, ev), rel=1e-9, abs=1e-6), target
 
 
 @pytest.mark.parametrize("frame", FRAMES)
@@ -157,7 +162,10 @@ def test_pipeline_outputs_land_where_the_input_was(frame_size, request_size):
     result = pipe.process(frame)
     assert pipe.engine.sizes == [g.network_size[::-1]]
     assert result.geometry == g and result.labels.shape == (height, width)
-    cell = 4 / g.mean_scale + 1  # the network's output grid, in frame pixels
+    # The outputs come back to within 0.6 network pixels (measured, review of 2026-11-29); with a
+    # network pixel plus a frame pixel of slack, a crop off by 2 network pixels fails 8 of the 12
+    # cases (4 network pixels, the old slack, let a shift of 3 pass all 12).
+    cell = 1 / g.mean_scale + 1
     rows, cols = np.nonzero(result.labels == 1)
     assert abs(cols.min() - x0) <= cell and abs(cols.max() + 1 - x1) <= cell
     assert abs(rows.min() - y0) <= cell and abs(rows.max() + 1 - y1) <= cell
