@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydranet_ros.io.camera_info import frame_focal_px, scale_camera_info
+from hydranet_ros.io.camera_info import CameraInfoRejected, frame_focal_px, scale_camera_info
 from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import Engine
 from hydranet_ros.runtime.geometry import STRIDE, InputGeometry, plan_input, resize_affine
@@ -118,6 +118,17 @@ def test_frame_focal_length_from_camera_info_follows_binning_roi_and_resize():
         roi = SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0)
         tiny = SimpleNamespace(width=640, height=480, k=[value, 0, 320, 0, value, 240, 0, 0, 1], binning_x=0, binning_y=0, roi=roi)
         assert frame_focal_px(tiny, 640, 480) is None, value
+    # What publishing refuses gives no focal length either (review: binning 1000 gave 0.5 px and
+    # near-zero depth published as the camera's).
+    k = [500.0, 0, 320, 0, 500.0, 240, 0, 0, 1]
+    full = SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0)
+    binned_away = SimpleNamespace(width=640, height=480, k=k, binning_x=1000, binning_y=1000, roi=full)
+    outside = SimpleNamespace(width=640, height=480, k=k, binning_x=0, binning_y=0,
+                              roi=SimpleNamespace(x_offset=600, y_offset=0, width=100, height=480))
+    for info in (binned_away, outside):
+        with pytest.raises(CameraInfoRejected):
+            scale_camera_info(info, 640, 480)
+        assert frame_focal_px(info, 640, 480) is None
 
 
 class MirrorEngine(Engine):

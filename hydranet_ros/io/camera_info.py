@@ -56,6 +56,27 @@ def _roi(info: Any) -> tuple[int, int, int, int]:
     return int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
 
 
+def _checked_k(info: Any) -> np.ndarray:
+    """K of a CameraInfo whose size, intrinsics, ROI and binning describe an image; else
+    CameraInfoRejected (one check for publishing a scaled CameraInfo and for the depth's focal
+    length: a binning of 1000 on a 640x480 sensor once gave 0.5 px and near-zero depth)."""
+    if int(info.width) <= 0 or int(info.height) <= 0:
+        raise CameraInfoRejected("zero_size", f"CameraInfo is for a {info.width}x{info.height} image")
+    k = _matrix(info, "k", 9)
+    if k[0] <= 0 or k[4] <= 0:
+        # An all-zero K is how drivers say "not calibrated"; nothing can be projected with it.
+        raise CameraInfoRejected("bad_intrinsics", f"CameraInfo has focal lengths fx={k[0]}, fy={k[4]}")
+    x_offset, y_offset, roi_width, roi_height = _roi(info)
+    if roi_width <= 0 or roi_height <= 0 or x_offset + roi_width > int(info.width) or y_offset + roi_height > int(info.height):
+        raise CameraInfoRejected("bad_roi", f"CameraInfo ROI {roi_width}x{roi_height}+{x_offset}+{y_offset} "
+                                 f"does not fit a {info.width}x{info.height} sensor")
+    source_width, source_height = camera_info_size(info)
+    if source_width == 0 or source_height == 0:
+        binning_x, binning_y = _binning(info)
+        raise CameraInfoRejected("zero_size", f"binning {binning_x}x{binning_y} leaves no pixels of the ROI")
+    return k
+
+
 def camera_info_size(info: Any) -> tuple[int, int]:
     """(width, height) of the images this CameraInfo describes, after its ROI and binning."""
     binning_x, binning_y = _binning(info)
@@ -78,9 +99,7 @@ def frame_focal_px(info: Any, width: int, height: int) -> float | None:
     if info is None:
         return None
     try:
-        k = _matrix(info, "k", 9)
-        if k[0] <= 0 or k[4] <= 0:
-            return None
+        k = _checked_k(info)  # what publishing refuses gives no focal length either
         binning_x, binning_y = _binning(info)
         source_width, source_height = camera_info_size(info)
     except (CameraInfoRejected, AttributeError, TypeError, ValueError):
@@ -102,24 +121,13 @@ def scale_camera_info(info: Any, width: int, height: int) -> dict[str, Any]:
     """
     if int(width) <= 0 or int(height) <= 0:
         raise CameraInfoRejected("bad_target_size", f"cannot scale a CameraInfo to {width}x{height}")
-    if int(info.width) <= 0 or int(info.height) <= 0:
-        raise CameraInfoRejected("zero_size", f"CameraInfo is for a {info.width}x{info.height} image")
-    k = _matrix(info, "k", 9)
+    k = _checked_k(info)
     p = _matrix(info, "p", 12)
     r = _matrix(info, "r", 9)
     d = _matrix(info, "d", None)
-    if k[0] <= 0 or k[4] <= 0:
-        # An all-zero K is how drivers say "not calibrated"; nothing can be projected with it.
-        raise CameraInfoRejected("bad_intrinsics", f"CameraInfo has focal lengths fx={k[0]}, fy={k[4]}")
-
-    x_offset, y_offset, roi_width, roi_height = _roi(info)
-    if roi_width <= 0 or roi_height <= 0 or x_offset + roi_width > int(info.width) or y_offset + roi_height > int(info.height):
-        raise CameraInfoRejected("bad_roi", f"CameraInfo ROI {roi_width}x{roi_height}+{x_offset}+{y_offset} "
-                                 f"does not fit a {info.width}x{info.height} sensor")
+    x_offset, y_offset, _, _ = _roi(info)
     binning_x, binning_y = _binning(info)
     source_width, source_height = camera_info_size(info)
-    if source_width == 0 or source_height == 0:
-        raise CameraInfoRejected("zero_size", f"binning {binning_x}x{binning_y} leaves no pixels of the ROI")
     # K and P describe full-resolution sensor pixels; the image the node received is the ROI,
     # binned. One scale from sensor pixels to output pixels covers binning and resize together.
     scale_x = width / source_width / binning_x
