@@ -191,6 +191,11 @@ def test_folder_dataset_needs_its_yaml(tmp_path):
     (tmp_path / "dataset.yaml").write_text("num_classes: 3\n")
     with pytest.raises(DatasetError, match="depth_metres_per_unit"):
         FolderDataset(tmp_path)
+    for k in ("[[0, 0, 4], [0, 0, 3], [0, 0, 1]]", "[[.inf, 0, 4], [0, .inf, 3], [0, 0, 1]]"):
+        # eval would scale depth by this focal length (review: zeros crashed `hydranet eval`)
+        (tmp_path / "dataset.yaml").write_text(f"num_classes: 3\ndepth_metres_per_unit: 0.001\ncamera_k: {k}\n")
+        with pytest.raises(DatasetError, match="camera_k"):
+            FolderDataset(tmp_path)
 
 
 def test_folder_dataset_bad_files(tmp_path):

@@ -64,7 +64,10 @@ def test_camera_calibration_yaml_and_cli_options(tmp_path):
     assert focal.focal_px == pytest.approx(np.sqrt(900.0 * 910.0)) and focal.width_px == 1280
     assert focal.for_width(640) == pytest.approx(focal.focal_px / 2)  # frames resized from the calibrated size
     for text, reason in (("[1, 2]", "mapping"), ("camera_matrix: {data: [1, 2]}", "9 values"),
-                         ("camera_matrix: {data: [0, 0, 0, 0, 0, 0, 0, 0, 1]}", "uncalibrated"), (": : :", "YAML")):
+                         ("camera_matrix: {data: [0, 0, 0, 0, 0, 0, 0, 0, 1]}", "uncalibrated"), (": : :", "YAML"),
+                         # review: .inf made every depth NaN, 1e-300 underflowed to a focal of 0
+                         ("camera_matrix: {data: [.inf, 0, 1, 0, .inf, 1, 0, 0, 1]}", "not a usable"),
+                         ("camera_matrix: {data: [1.0e-300, 0, 1, 0, 1.0e-300, 1, 0, 0, 1]}", "not a usable")):
         with pytest.raises(ValueError, match=reason):
             focal_from_camera_info_yaml(text)
     path = tmp_path / "front.yaml"
@@ -75,8 +78,9 @@ def test_camera_calibration_yaml_and_cli_options(tmp_path):
     assert camera_focal_from_args(argparse.Namespace(focal=None, camera_info=None)) is None
     with pytest.raises(ValueError, match="missing.yaml"):
         camera_focal_from_args(argparse.Namespace(focal=None, camera_info=str(tmp_path / "missing.yaml")))
-    with pytest.raises(ValueError, match="--focal"):
-        camera_focal_from_args(argparse.Namespace(focal=-3.0, camera_info=None))
+    for bad in (-3.0, 0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="--focal"):
+            camera_focal_from_args(argparse.Namespace(focal=bad, camera_info=None))
 
 
 class IdealNetwork(Engine):

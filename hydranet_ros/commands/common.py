@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import traceback
 from dataclasses import dataclass
@@ -212,8 +213,8 @@ def camera_focal_from_args(args: argparse.Namespace) -> CameraFocal | None:
     """--focal or --camera-info as a CameraFocal; None when neither was given. UsageError (a
     one-line reason naming the file) for a bad value or file; no torch needed."""
     if getattr(args, "focal", None) is not None:
-        if not args.focal > 0:
-            raise UsageError(f"--focal must be > 0 pixels, got {args.focal}")
+        if not 0 < args.focal < math.inf:  # also NaN: its depth would be NaN everywhere
+            raise UsageError(f"--focal must be a number of pixels > 0, got {args.focal}")
         return CameraFocal(args.focal, None, "--focal")
     path = getattr(args, "camera_info", None)
     if path is None:

@@ -22,6 +22,7 @@ and said once wherever depth is published.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -149,7 +150,10 @@ def focal_from_camera_info_yaml(text: str, *, source: str = "") -> CameraFocal:
         raise ValueError("camera_matrix.data holds non-numbers") from None
     if not (fx > 0 and fy > 0):
         raise ValueError(f"camera_matrix has focal lengths fx={fx}, fy={fy} (uncalibrated?)")
+    focal = (fx * fy) ** 0.5
+    if not 0 < focal < math.inf:  # .inf in the file, or 1e-300 that underflows
+        raise ValueError(f"camera_matrix has focal lengths fx={fx}, fy={fy}: not a usable focal length")
     width = data.get("image_width")
     if width is not None and (not isinstance(width, int) or width <= 0):
         raise ValueError(f"image_width must be a positive integer, got {width!r}")
-    return CameraFocal((fx * fy) ** 0.5, width, source)
+    return CameraFocal(focal, width, source)

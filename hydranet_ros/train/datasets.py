@@ -370,6 +370,9 @@ class FolderDataset(FrameDataset):
             raise DatasetError("bad_format", f"{path}: needs num_classes and depth_metres_per_unit ({exc!r})") from exc
         if not 0 < num_classes < IGNORE or scale <= 0:
             raise DatasetError("bad_format", f"{path}: num_classes must be 1..254 and the depth scale > 0")
+        # eval scales depth by this camera's focal length: it must be a usable one
+        if k is not None and not 0 < float(np.sqrt(k[0, 0] * k[1, 1])) < np.inf:
+            raise DatasetError("bad_format", f"{path}: camera_k must hold focal lengths > 0 (fx={k[0, 0]}, fy={k[1, 1]})")
         return {"num_classes": num_classes, "depth_metres_per_unit": scale, "camera_k": k}
 
     def _labels(self, path: Path) -> np.ndarray:
