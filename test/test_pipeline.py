@@ -252,6 +252,21 @@ def test_joint_weights_can_label_from_one_datasets_classes():
         make(realistic_model(get_preset("kitti"), seed=3), "kitti", classes="kitti")
 
 
+def test_eval_of_joint_weights_on_one_datasets_classes_scores_in_that_datasets_ids():
+    """`hydranet eval --classes kitti` with the joint weights: the labels are KITTI's ids 40-45 of
+    the weights, the ground truth KITTI's own 0-5 (review: every pixel counted wrong)."""
+    from hydranet_ros.train.evaluate import evaluate_pipeline
+
+    model = realistic_model(get_preset("nyud_kitti"), seed=3)
+    frame = np.random.default_rng(1).integers(0, 255, (48, 96, 3), dtype=np.uint8)
+    pipe = make(model, "nyud_kitti", input_size=None, classes="kitti", output_size="input")
+    truth = pipe.process(frame).labels.astype(np.uint8) - 40  # the ground truth this prediction matches
+    report = evaluate_pipeline(pipe, [{"image": frame, "labels": truth, "depth_m": None, "camera_k": None}],
+                               tasks=("segm",))
+    assert report.segm["miou"] == pytest.approx(1.0)
+    assert report.class_names == tuple(get_preset("nyud_kitti").class_names[40:46])
+
+
 @pytest.mark.parametrize("preset_name", ["kitti", "nyud_three"])
 def test_evaluation_runs_the_pipelines_own_pre_and_post_processing(kitti_model, preset_name):
     """The metrics describe what ships: evaluation feeds the network exactly what the pipeline

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from hydranet_ros.io import staging
-from hydranet_ros.presets import Preset
+from hydranet_ros.presets import Preset, class_group
 from hydranet_ros.runtime.network_input import normalise_images
 from hydranet_ros.runtime.network_output import depth_in_metres, labels_from_logits, unit_normals
 from hydranet_ros.train.data import Collate, frame_to_tensors
@@ -168,8 +168,10 @@ def evaluate_pipeline(
     if pipeline.config.output_size != "input":
         raise ValueError("evaluate_pipeline compares at the ground truth's size: use output_size 'input'")
     count = len(dataset) if max_frames is None else min(max_frames, len(dataset))
-    num_classes = pipeline.preset.num_classes
-    segm = SegmentationMetrics(num_classes=num_classes) if "segm" in tasks else None
+    # Joint weights restricted to one dataset's classes (--classes kitti: ids 40-45 of 46) label
+    # in the weights' ids; the ground truth is in that dataset's own (0-5).
+    first, stop = class_group(pipeline.preset.name, pipeline.config.classes) or (0, pipeline.preset.num_classes)
+    segm = SegmentationMetrics(num_classes=stop - first) if "segm" in tasks else None
     depth = DepthMetrics(max_depth_m=depth_max_m) if "depth" in tasks else None
     normals = NormalsMetrics() if "normals" in tasks else None
     wanted = frozenset({"segm": "labels", "depth": "depth", "normals": "normals"}[t] for t in tasks)
@@ -191,13 +193,13 @@ def evaluate_pipeline(
             focal_px = None
         result = pipeline.process(image, outputs=wanted, focal_px=focal_px)
         if segm is not None:
-            segm.update(result.labels, truth["labels"])
+            segm.update(np.asarray(result.labels, np.int64) - first if first else result.labels, truth["labels"])
         if depth is not None:
             depth.update(result.depth_m, truth["depth_m"])
         if normals is not None and result.normals is not None:
             normals.update(np.moveaxis(result.normals, -1, 0)[None], truth["normals"][None])
     return EvaluationResult(
-        class_names=tuple(pipeline.preset.class_names),
+        class_names=tuple(pipeline.preset.class_names[first:stop]),
         frames=count,
         segm=segm.compute() if segm else None,
         depth=depth.compute() if depth else None,
