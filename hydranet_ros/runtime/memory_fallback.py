@@ -5,7 +5,7 @@ shared Jetson that is where memory runs out. Until one frame has gone through, a
 error means "this configuration does not fit here", so the policy is decided once, per `strict`:
 
 - strict: fail with a message naming the size, precision and device, and what to change;
-- otherwise: free the cached blocks, step the network input down (3/4 per side, multiples of 16,
+- otherwise: free the cached blocks, step the network input down (3/4 per side, multiples of 32,
   never below 32) and try the same frame again, a few times, with a warning saying what was
   given up. The smaller size is then kept for every later frame.
 

@@ -28,7 +28,8 @@ def network_size(text: str) -> tuple[int, int] | None | str:
     """parse_size, refusing a network input the encoder cannot take (each side 32..8192)."""
     size = parse_size(text)
     if isinstance(size, tuple) and not all(MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE for side in size):
-        raise UsageError(f"network input size {text} is impossible: each side must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
+        raise UsageError(f"network input size {text} is impossible: each side must be {MIN_INPUT_SIDE}..{MAX_INPUT_SIDE} "
+                         f"(or 'auto': the weights' training size, what the node's 0x0 means)")
     return size
 
 
