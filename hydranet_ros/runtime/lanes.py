@@ -3,18 +3,23 @@
 Daemon threads, not a concurrent.futures.ThreadPoolExecutor: Python joins an executor's threads at
 exit, after they have run every frame still queued, so a forward that hangs, or a batch in
 flight, would keep a stopping node or a Ctrl-C'd bag replay alive. The node's FrameWorker is a
-daemon thread for the same reason.
+daemon thread for the same reason. Closing (``close``, the object dropped, or the interpreter
+exiting) still waits up to JOIN_TIMEOUT_S for the threads to end: a lane thread left running into
+the interpreter's teardown holds its engine's per-thread objects (OpenVINO infer requests), and
+destroying those that late aborted the process ("terminate called without an active exception").
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 import weakref
 from concurrent.futures import Future, wait
 from typing import Any, Callable, Sequence
 
 _STOP = None
+JOIN_TIMEOUT_S = 10.0  # a forward at 1920x1080 on one slow core takes a few seconds
 _SKIPPED = object()
 
 
@@ -24,10 +29,12 @@ class Lanes:
     def __init__(self, count: int, *, name: str = "hydranet-lane") -> None:
         jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._jobs = jobs
-        for index in range(count):
-            # The thread holds the queue, not this object: dropping the object ends the threads.
-            threading.Thread(target=_serve, args=(jobs,), name=f"{name}-{index}", daemon=True).start()
-        self._close = weakref.finalize(self, _stop, jobs, count)
+        # The threads hold the queue, not this object: dropping the object ends the threads.
+        threads = [threading.Thread(target=_serve, args=(jobs,), name=f"{name}-{index}", daemon=True)
+                   for index in range(count)]
+        for thread in threads:
+            thread.start()
+        self._close = weakref.finalize(self, _stop, jobs, threads)  # also runs at interpreter exit
 
     def run_all(self, calls: Sequence[tuple[Callable[..., Any], tuple]]) -> list[Any]:
         """Run ``fn(*args)`` for each of ``calls`` in the lanes; their results in order. When one
@@ -57,7 +64,8 @@ class Lanes:
         return future
 
     def close(self) -> None:
-        """Let the threads end once the calls already queued have run; idempotent."""
+        """End the threads once the calls already queued have run, waiting up to JOIN_TIMEOUT_S;
+        idempotent."""
         self._close()
 
 
@@ -72,6 +80,10 @@ def _serve(jobs: queue.SimpleQueue) -> None:
             future.set_exception(exc)
 
 
-def _stop(jobs: queue.SimpleQueue, count: int) -> None:
-    for _ in range(count):
+def _stop(jobs: queue.SimpleQueue, threads: list[threading.Thread]) -> None:
+    for _ in threads:
         jobs.put(_STOP)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    for thread in threads:
+        if thread is not threading.current_thread():  # dropped from a lane thread's own call
+            thread.join(max(0.0, deadline - time.monotonic()))
