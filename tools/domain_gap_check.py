@@ -52,10 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import torch
 
-    from hydranet_ros.presets import palettes
     from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
     from hydranet_ros.runtime.sizes import parse_size
-    from hydranet_ros.train.datasets import read_colour_labels, read_rgb
     from hydranet_ros.train.synthetic import SyntheticStreets
 
     torch.set_num_threads(args.threads)
@@ -82,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         report["weights"] = pipe.info["weights"]
 
     print("2. the real KITTI frame at 1226x370, low-passed before the pipeline")
-    frame_path = real.DEFAULT_FRAME
-    frame = read_rgb(frame_path)
-    labels_gt = read_colour_labels(frame_path.with_name(frame_path.stem + "_segm_gt.png"), palettes.KITTI6)
-    geometric = real.flat_ground_depth(labels_gt.shape, real.road_horizon_row(labels_gt), real.KITTI_FOCAL_1226_PX)
+    frame, labels_gt, _, geometric = real.judged_frame(real.DEFAULT_FRAME)
     pipe = pipeline("1226x370")
     for sigma in BLUR_SIGMAS:
         pixels = cv2.GaussianBlur(frame, (0, 0), sigma) if sigma else frame

@@ -69,6 +69,15 @@ def flat_ground_depth(shape: tuple[int, int], horizon: float, fy: float) -> np.n
     return np.broadcast_to(depth, shape)
 
 
+def judged_frame(frame_path: Path) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """The frame, its ground-truth labels, the road's horizon row and the flat-ground depth the
+    road is judged against."""
+    frame = read_rgb(frame_path)
+    labels_gt = read_colour_labels(frame_path.with_name(frame_path.stem + "_segm_gt.png"), palettes.KITTI6)
+    horizon = road_horizon_row(labels_gt)
+    return frame, labels_gt, horizon, flat_ground_depth(labels_gt.shape, horizon, KITTI_FOCAL_1226_PX)
+
+
 def score(labels_pred: np.ndarray, depth_pred: np.ndarray, labels_gt: np.ndarray, geometric: np.ndarray, num_classes: int) -> dict:
     keep = labels_gt != 255
     gt, pred = labels_gt[keep].astype(np.int64), labels_pred[keep].astype(np.int64)
@@ -105,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     frame_path = Path(args.frame)
-    frame = read_rgb(frame_path)
-    labels_gt = read_colour_labels(frame_path.with_name(frame_path.stem + "_segm_gt.png"), palettes.KITTI6)
-    horizon = road_horizon_row(labels_gt)
-    geometric = flat_ground_depth(labels_gt.shape, horizon, KITTI_FOCAL_1226_PX)
+    frame, labels_gt, horizon, geometric = judged_frame(frame_path)
     rows = []
     for size in args.sizes.split(","):
         pipe = Pipeline.create(PipelineConfig(weights=args.weights, backend=args.backend, device="cpu", input_size=parse_size(size), output_size="input"))

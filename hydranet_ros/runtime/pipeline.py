@@ -318,7 +318,7 @@ class Pipeline:
     def _run_in_lanes(self, jobs: list[_Job]) -> list["PendingResult"]:
         """A CPU engine with lanes (engines/base.Engine.lanes): each frame's pre-processing, forward
         and post-processing in its own lane thread, ``lanes`` frames at once, any sizes mixed. The
-        same arithmetic as one frame alone, one thread per forward."""
+        same arithmetic as one frame alone, each forward on its lane's threads (Engine.lane_threads)."""
         if self._lanes is None:
             self._lanes = Lanes(self.engine.lanes)
         t0 = time.perf_counter()

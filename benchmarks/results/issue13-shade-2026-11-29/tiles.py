@@ -8,8 +8,6 @@ sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "tools"))
 import real_frame_check as rfc
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from hydranet_ros.train.synthetic import SyntheticStreets
-from hydranet_ros.train.datasets import read_colour_labels, read_rgb
-from hydranet_ros.presets import palettes
 W = sys.argv[1]
 whole = Pipeline.create(PipelineConfig(weights=W, backend="torch", device="cpu", input_size=(1226, 370), output_size="input"))
 tile = Pipeline.create(PipelineConfig(weights=W, backend="torch", device="cpu", input_size=(384, 128), output_size="input"))
@@ -27,6 +25,6 @@ for i in range(3):
     f = st[i]; fo = float(f["camera_k"][1, 1])
     w = whole.process(f["image"], focal_px=fo).labels; t = tiles_pred(f["image"], fo)
     print(f"synthetic {i}: road IoU whole {road_iou(w, f['labels']):.3f}  tiles {road_iou(t, f['labels']):.3f}")
-img = read_rgb(str(rfc.DEFAULT_FRAME)); gt = read_colour_labels(rfc.DEFAULT_FRAME.with_name("000099_segm_gt.png"), palettes.KITTI6)
+img, gt, _, _ = rfc.judged_frame(rfc.DEFAULT_FRAME)
 w = whole.process(img).labels; t = tiles_pred(img, None)
 print(f"real: road IoU whole {road_iou(w, gt):.3f}  tiles {road_iou(t, gt):.3f}")
