@@ -156,3 +156,35 @@ def test_ground_plane_and_wall():
     # Above the horizon the wall reaches up to 10 m: rows whose ray is below 10 m at 30 m.
     top_row = int(np.ceil(cam.cy - cam.fy * (10.0 - 1.65) / 30.0))
     assert zb.prim[top_row, int(cam.cx)] == 5 and zb.prim[top_row - 1, int(cam.cx)] == -1
+
+
+def test_frames_of_several_sizes_each_keep_their_size_whatever_the_length():
+    sizes = [(96, 32), (48, 64)]
+    ds = SyntheticStreets(sizes=sizes, size_weights=[3, 1], length=40, seed=5)
+    assert ds.size == (96, 32)  # the first size is the trained input size
+    drawn = [ds.size_of(i) for i in range(40)]
+    assert set(drawn) == set(sizes)
+    assert drawn.count((96, 32)) > drawn.count((48, 64))  # weights 3:1
+    longer = SyntheticStreets(sizes=sizes, size_weights=[3, 1], length=400, seed=5)
+    assert [longer.size_of(i) for i in range(40)] == drawn
+    for i in (0, 1, 2, 3):
+        frame = ds[i]
+        width, height = drawn[i]
+        assert frame["image"].shape == (height, width, 3) and frame["labels"].shape == (height, width)
+        np.testing.assert_allclose(frame["camera_k"], PinholeCamera.kitti_like((width, height)).k)  # its size's camera
+    # One size: the same frames as before sizes existed.
+    one = SyntheticStreets(sizes=[(96, 32)], length=3, seed=7)
+    np.testing.assert_array_equal(one[2]["image"], SyntheticStreets(size=(96, 32), length=3, seed=7)[2]["image"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sizes": [(96, 32), (96, 32)]}, "distinct"),
+    ({"sizes": [(96, 32), (64,)]}, "width, height"),
+    ({"sizes": [(96, 32), (64, 64)], "size_weights": [1, -1]}, "non-negative"),
+    ({"sizes": [(96, 32), (64, 64)], "size_weights": [0, 0]}, "not all 0"),
+    ({"sizes": [(96, 32)], "size_weights": [1]}, "two or more"),
+    ({"size": (64, 64), "sizes": [(96, 32), (64, 64)]}, "first of sizes"),
+])
+def test_bad_sizes_are_refused_with_the_reason(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SyntheticStreets(length=4, **kwargs)

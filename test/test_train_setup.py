@@ -11,10 +11,10 @@ from train_fakes import FakeStreets
 
 from hydranet_ros.commands import train as train_command
 from hydranet_ros.model import HydraNet, get_preset
-from hydranet_ros.train.checkpointing import CheckpointError, CheckpointStore, init_encoder_from_published
+from hydranet_ros.train.checkpointing import CheckpointError, CheckpointStore, init_encoder_from_published, load_model_weights
 from hydranet_ros.train.config import ConfigError, ScheduleConfig, config_from_dict, load_config, parse_override
 from hydranet_ros.commands.common import run_command
-from hydranet_ros.train.data import ShuffledSampler, SkipFirst, WeightedEpochSampler
+from hydranet_ros.train.data import ShuffledSampler, SizeBuckets, SkipFirst, WeightedEpochSampler, pixel_budget_batches
 from hydranet_ros.train.logs import CsvLog
 from hydranet_ros.train.optim import lr_factor
 from hydranet_ros.train.trainer import Trainer
@@ -64,6 +64,48 @@ def test_resumed_sampler_continues_the_same_permutation():
     other_epoch = ShuffledSampler(20, seed=3)
     other_epoch.set_epoch(3)
     assert list(other_epoch) != list(full) and sorted(other_epoch) == list(range(20))
+
+
+def test_size_buckets_make_batches_of_one_size_and_resume_at_the_same_batch():
+    sizes = {i: (64, 32) if i % 3 else (32, 64) for i in range(30)}  # 20 short, 10 tall
+    batch_for = {(64, 32): 4, (32, 64): 3}
+    def buckets(skip=0):
+        sampler = SizeBuckets(ShuffledSampler(30, seed=1), size_of=sizes.__getitem__, batch_for=batch_for,
+                              skip_batches=skip)
+        sampler.set_epoch(4)
+        return sampler
+    batches = list(buckets())
+    assert len(batches) == len(buckets()) == 20 // 4 + 10 // 3
+    for batch in batches:
+        assert len({sizes[i] for i in batch}) == 1 and len(batch) == batch_for[sizes[batch[0]]]
+    seen = [i for batch in batches for i in batch]
+    assert len(seen) == len(set(seen)) == 29  # one tall frame left over: dropped, as drop_last does
+    assert list(buckets(skip=5)) == batches[5:] and len(buckets(skip=5)) == len(batches) - 5
+    with pytest.raises(ValueError, match="at least 1"):
+        SizeBuckets(ShuffledSampler(3, seed=0), size_of=sizes.__getitem__, batch_for={(64, 32): 0})
+
+
+def test_pixel_budget_batches_give_every_size_about_the_first_sizes_pixels():
+    assert pixel_budget_batches([(384, 128), (576, 384), (1248, 384), (64, 32)], 8) == {
+        (384, 128): 8, (576, 384): 2, (1248, 384): 1, (64, 32): 192}
+
+
+def test_trainer_batches_synthetic_frames_of_several_sizes(tmp_path):
+    from hydranet_ros.train.synthetic import SyntheticStreets
+
+    config = config_from_dict({"name": "sizes", "device": "cpu", "out_dir": str(tmp_path), "data": {"batch_size": 4},
+                               "schedule": {"steps": 3, "warmup_steps": 0}, "log_every": 1, "loss": {"depth": "l1"}})
+    frames = SyntheticStreets(sizes=[(64, 32), (64, 64)], size_weights=[2, 1], length=24, seed=3)
+    trainer = Trainer(config=config, train_dataset=frames, progress=False)
+    shapes = {tuple(batch["image"].shape) for batch in trainer._loader(epoch=0, skip_batches=0)}
+    assert shapes == {(4, 3, 32, 64), (2, 3, 64, 64)}
+    assert trainer.steps_per_epoch() == len(list(trainer._loader(epoch=1, skip_batches=0)))
+    summary = trainer.run()
+    assert summary.steps == 3
+    assert load_model_weights(summary.weights)[1]["input_size"] == "64x32"  # the first size
+    balanced = config_from_dict({**config.to_dict(), "data": {"batch_size": 4, "balanced_sampling": True}})
+    with pytest.raises(ConfigError, match="several sizes"):
+        Trainer(config=balanced, train_dataset=frames, progress=False)
 
 
 def test_weighted_sampler_prefers_heavy_frames_and_shards_by_rank():

@@ -7,9 +7,10 @@ an annotation (None): it becomes "all ignored" so the loss masks it out.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -183,6 +184,54 @@ class SkipFirst(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
+
+
+class SizeBuckets(Sampler[list[int]]):
+    """Batches of one frame size each, from a dataset whose frames differ in size (synthetic
+    ``sizes``). Frames are taken in the order of ``base``; each size collects its own batch and
+    a batch is yielded when it holds ``batch_for[size]`` frames (frames left over at the end of
+    an epoch are dropped, as with drop_last). The batches are a function of ``base``'s order, so
+    ``skip_batches`` resumes mid-epoch at the same batch."""
+
+    def __init__(self, base: Sampler[int], *, size_of: Callable[[int], tuple[int, int]],
+                 batch_for: Mapping[tuple[int, int], int], skip_batches: int = 0) -> None:
+        if any(b < 1 for b in batch_for.values()):
+            raise ValueError(f"every size needs a batch of at least 1 frame, got {dict(batch_for)}")
+        self.base = base
+        self.size_of = size_of
+        self.batch_for = dict(batch_for)
+        self.skip_batches = skip_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        buckets: dict[tuple[int, int], list[int]] = {size: [] for size in self.batch_for}
+        made = 0
+        for index in self.base:
+            size = self.size_of(index)
+            if size not in buckets:
+                raise ValueError(f"frame {index} is {size[0]}x{size[1]}, a size without a batch size")
+            bucket = buckets[size]
+            bucket.append(index)
+            if len(bucket) == self.batch_for[size]:
+                if made >= self.skip_batches:
+                    yield list(bucket)
+                made += 1
+                bucket.clear()
+
+    def __len__(self) -> int:
+        """Batches in an epoch: every full batch of each size, whatever the order."""
+        counts = collections.Counter(self.size_of(index) for index in self.base)
+        total = sum(count // self.batch_for[size] for size, count in counts.items())
+        return max(0, total - self.skip_batches)
+
+
+def pixel_budget_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> dict[tuple[int, int], int]:
+    """Frames per batch for each size: ``batch_size`` of the first size, and of every other size
+    as many as hold about the same pixels (at least 1), so a step costs about the same."""
+    width, height = sizes[0]
+    return {(w, h): max(1, round(batch_size * width * height / (w * h))) for w, h in sizes}
 
 
 def label_histograms(dataset: Dataset, *, num_classes: int, frames: int | None = None) -> np.ndarray:

@@ -109,22 +109,48 @@ def render_scene(rng: np.random.Generator, *, size: tuple[int, int] = (640, 192)
 
 
 class SyntheticStreets:
-    """An indexable, torch-free dataset of ``length`` streets; frame i depends only on (seed, i)."""
+    """An indexable, torch-free dataset of ``length`` streets; frame i depends only on (seed, i).
 
-    def __init__(self, *, size: tuple[int, int] = (640, 192), length: int = 1000, seed: int = 0,
-                 cameras: CameraVariation | dict | None = None) -> None:
+    ``sizes`` (a list of (width, height), with optional ``size_weights``) makes frames of several
+    sizes: frame i has size ``size_of(i)``, drawn once from (seed, i). A network trained only on
+    short frames learns where the frame's top and bottom edges are (with 128 rows every pixel
+    sees both) and mislabels the middle of a taller frame; tall frames among the short ones take
+    that cue away. The trainer batches frames of one size together (data.SizeBuckets). The first
+    size is the dataset's ``size``: the trained input size its weights record.
+    """
+
+    def __init__(self, *, size: tuple[int, int] | None = None, length: int = 1000, seed: int = 0,
+                 cameras: CameraVariation | dict | None = None, sizes: list | None = None,
+                 size_weights: list | None = None) -> None:
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
-        self.size = (int(size[0]), int(size[1]))
+        self.sizes = _frame_sizes(size, sizes)
+        self.size = self.sizes[0]
         self.length = int(length)
         self.seed = int(seed)
         self.camera = PinholeCamera.kitti_like(self.size)
         if isinstance(cameras, dict):  # from a YAML config
             cameras = CameraVariation(**{k: tuple(v) if isinstance(v, list) else v for k, v in cameras.items()})
         self.cameras = cameras
+        self._size_table = None
+        if len(self.sizes) > 1:
+            weights = np.ones(len(self.sizes)) if size_weights is None else np.asarray(size_weights, np.float64)
+            if weights.shape != (len(self.sizes),) or not np.all(weights >= 0) or not weights.sum() > 0:
+                raise ValueError(f"size_weights must be {len(self.sizes)} non-negative numbers, not all 0, "
+                                 f"got {size_weights}")
+            # One draw per frame, in frame order, from a generator of its own: frame i's size
+            # depends only on (seed, i) and never on the length or on the scene's randomness.
+            table_rng = np.random.default_rng([self.seed, 0x5153])
+            self._size_table = table_rng.choice(len(self.sizes), size=self.length, p=weights / weights.sum())
+        elif size_weights is not None:
+            raise ValueError("size_weights needs two or more sizes")
 
     def __len__(self) -> int:
         return self.length
+
+    def size_of(self, index: int) -> tuple[int, int]:
+        """(width, height) of frame ``index``."""
+        return self.size if self._size_table is None else self.sizes[int(self._size_table[index])]
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
@@ -135,8 +161,27 @@ class SyntheticStreets:
         # A generator seeded from (seed, index) makes a frame independent of access order,
         # of worker processes and of the other frames.
         rng = np.random.default_rng([self.seed, index])
-        camera = self.camera if self.cameras is None else self.cameras.draw(rng, self.size)
-        return render_scene(rng, size=self.size, camera=camera)
+        size = self.size_of(index)
+        if self.cameras is not None:
+            camera = self.cameras.draw(rng, size)
+        else:
+            camera = self.camera if size == self.size else PinholeCamera.kitti_like(size)
+        return render_scene(rng, size=size, camera=camera)
+
+
+def _frame_sizes(size, sizes) -> list[tuple[int, int]]:
+    """The dataset's frame sizes as (width, height) tuples; ``size`` alone means one size."""
+    if sizes is None:
+        return [tuple(int(v) for v in (size or (640, 192)))]
+    try:
+        out = [(int(w), int(h)) for w, h in sizes]
+    except (TypeError, ValueError):
+        raise ValueError(f"sizes must be a list of [width, height], got {sizes!r}") from None
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"sizes must be distinct [width, height] pairs, at least one, got {sizes!r}")
+    if size is not None and tuple(int(v) for v in size) != out[0]:
+        raise ValueError(f"size {tuple(size)} differs from the first of sizes {out[0]}; give one of them")
+    return out
 
 
 class _Street:

@@ -39,11 +39,13 @@ from hydranet_ros.train.data import (
     CanonicalDepth,
     Collate,
     ShuffledSampler,
+    SizeBuckets,
     SkipFirst,
     WeightedEpochSampler,
     build_augmenter,
     build_dataset,
     label_histograms,
+    pixel_budget_batches,
 )
 from hydranet_ros.train.distributed import init_from_env
 from hydranet_ros.train.evaluate import EvaluationResult, evaluate_model, write_report
@@ -114,13 +116,18 @@ class Trainer:
         self.preset = preset_for(config)
         self.out_dir = Path(config.out_dir)
         torch.manual_seed(config.seed)
-        base_train = self._canonical(train_dataset if train_dataset is not None else build_dataset(config.data.train))
+        raw_train = train_dataset if train_dataset is not None else build_dataset(config.data.train)
+        base_train = self._canonical(raw_train)
         if len(base_train) < config.data.batch_size * self.dist.world_size:
             raise TrainingError(f"training set has {len(base_train)} frames, fewer than one batch", reason="tiny_dataset")
         self.class_weights = self._class_weights(base_train)
         self.sample_weights = self._sample_weights(base_train)
         self.train_dataset = self._augmented(base_train)
-        self.input_hw = tuple(np.asarray(self.train_dataset[0]["image"]).shape[:2])
+        self.size_buckets = self._size_buckets(raw_train)
+        if self.size_buckets is not None:  # the first size is the trained input size
+            self.input_hw = raw_train.sizes[0][::-1]
+        else:
+            self.input_hw = tuple(np.asarray(self.train_dataset[0]["image"]).shape[:2])
         if val_dataset is None and config.data.val is not None:
             val_dataset = self._canonical(build_dataset(config.data.val))
         self.val_dataset = val_dataset
@@ -150,6 +157,19 @@ class Trainer:
         if not self.config.data.augment:
             return dataset
         return AugmentedDataset(dataset, augment=build_augmenter(self.config.data.augment), seed=self.config.seed)
+
+    def _size_buckets(self, dataset: Dataset) -> tuple[Any, dict[tuple[int, int], int]] | None:
+        """(size_of, frames per batch of each size) for a dataset of several frame sizes, else None."""
+        sizes = getattr(dataset, "sizes", None)
+        if sizes is None or len(sizes) < 2:
+            return None
+        if self.sample_weights is not None or self.dist.enabled:
+            raise ConfigError("frames of several sizes (sizes) are batched from plain shuffled sampling only: "
+                              "not with data.balanced_sampling or with several processes", reason="bad_dataset")
+        batch_for = pixel_budget_batches(sizes, self.config.data.batch_size)
+        LOG.info("frames of several sizes, one size per batch: %s",
+                 ", ".join(f"{w}x{h}: {b} a batch" for (w, h), b in batch_for.items()))
+        return dataset.size_of, batch_for
 
     def _class_weights(self, dataset: Dataset) -> torch.Tensor | None:
         spec = self.config.loss.class_weights
@@ -221,12 +241,22 @@ class Trainer:
         else:
             base = ShuffledSampler(len(self.train_dataset), seed=cfg.seed)
         base.set_epoch(epoch)
+        collate = Collate(with_normals="normals" in cfg.tasks)
+        if self.size_buckets is not None:
+            size_of, batch_for = self.size_buckets
+            batches = SizeBuckets(base, size_of=size_of, batch_for=batch_for, skip_batches=skip_batches)
+            return DataLoader(self.train_dataset, batch_sampler=batches, num_workers=cfg.data.num_workers,
+                              collate_fn=collate, pin_memory=self.device.type == "cuda", persistent_workers=False)
         sampler = SkipFirst(base, skip=skip_batches * cfg.data.batch_size)
         return DataLoader(self.train_dataset, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-                          num_workers=cfg.data.num_workers, collate_fn=Collate(with_normals="normals" in cfg.tasks),
+                          num_workers=cfg.data.num_workers, collate_fn=collate,
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def steps_per_epoch(self) -> int:
+        if self.size_buckets is not None:
+            size_of, batch_for = self.size_buckets
+            batches = SizeBuckets(ShuffledSampler(len(self.train_dataset), seed=0), size_of=size_of, batch_for=batch_for)
+            return max(len(batches), 1)
         per_rank = len(self.train_dataset) // self.dist.world_size
         return max(per_rank // self.config.data.batch_size, 1)
 
