@@ -181,7 +181,12 @@ def test_frames_of_several_sizes_each_keep_their_size_whatever_the_length():
     ({"sizes": [(96, 32), (96, 32)]}, "distinct"),
     ({"sizes": [(96, 32), (64,)]}, "width, height"),
     ({"sizes": [(96, 32), (64, 64)], "size_weights": [1, -1]}, "non-negative"),
-    ({"sizes": [(96, 32), (64, 64)], "size_weights": [0, 0]}, "not all 0"),
+    ({"sizes": [(96, 32), (64, 64)], "size_weights": ["a", 1]}, "size_weights must be"),
+    ({"sizes": [(96, 32), (64, 64)], "size_weights": [float("inf"), 1]}, "finite"),
+    ({"sizes": [(96, 32), (64, 64)], "size_weights": [0, 1]}, "first size"),
+    ({"sizes": [(96, 32), (64, 0)]}, "at least 8x8"),
+    ({"sizes": [(96, 32), (4, 4)]}, "at least 8x8"),
+    ({"sizes": [(96, 32), (64.5, 64)]}, "whole pixels"),
     ({"sizes": [(96, 32)], "size_weights": [1]}, "two or more"),
     ({"size": (64, 64), "sizes": [(96, 32), (64, 64)]}, "first of sizes"),
 ])

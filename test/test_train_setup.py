@@ -17,7 +17,7 @@ from hydranet_ros.commands.common import run_command
 from hydranet_ros.train.data import ShuffledSampler, SizeBuckets, SkipFirst, WeightedEpochSampler, pixel_budget_batches
 from hydranet_ros.train.logs import CsvLog
 from hydranet_ros.train.optim import lr_factor
-from hydranet_ros.train.trainer import Trainer
+from hydranet_ros.train.trainer import Trainer, TrainingError
 
 torch.set_num_threads(1)
 
@@ -103,9 +103,47 @@ def test_trainer_batches_synthetic_frames_of_several_sizes(tmp_path):
     summary = trainer.run()
     assert summary.steps == 3
     assert load_model_weights(summary.weights)[1]["input_size"] == "64x32"  # the first size
-    balanced = config_from_dict({**config.to_dict(), "data": {"batch_size": 4, "balanced_sampling": True}})
-    with pytest.raises(ConfigError, match="several sizes"):
-        Trainer(config=balanced, train_dataset=frames, progress=False)
+
+
+class _CountedStreets:
+    """Synthetic frames of several sizes that count the frames read."""
+
+    def __init__(self, **kwargs):
+        from hydranet_ros.train.synthetic import SyntheticStreets
+
+        self.streets, self.read = SyntheticStreets(**kwargs), 0
+        self.sizes, self.size_of = self.streets.sizes, self.streets.size_of
+
+    def __len__(self):
+        return len(self.streets)
+
+    def __getitem__(self, index):
+        self.read += 1
+        return self.streets[index]
+
+
+@pytest.mark.parametrize("data, error, message", [
+    ({"balanced_sampling": True}, ConfigError, "several sizes"),
+    ({"augment": {"crop_size": [48, 32]}}, ConfigError, "crop_size"),
+    ({"batch_size": 8}, TrainingError, r"64x32: 5 frames, fewer than its batch of 8"),  # 5 short frames of 9
+])
+def test_what_several_sizes_cannot_do_is_refused_before_a_frame_is_read(tmp_path, data, error, message):
+    config = config_from_dict({"name": "sizes", "device": "cpu", "out_dir": str(tmp_path),
+                               "data": {"batch_size": 4, **data}, "schedule": {"steps": 1, "warmup_steps": 0}})
+    frames = _CountedStreets(sizes=[(64, 32), (64, 64)], size_weights=[2, 1], length=9, seed=3)
+    with pytest.raises(error, match=message):
+        Trainer(config=config, train_dataset=frames, progress=False)
+    assert frames.read == 0
+
+
+def test_a_validation_set_of_several_sizes_is_refused(tmp_path):
+    config = config_from_dict({"name": "sizes", "device": "cpu", "out_dir": str(tmp_path), "data": {"batch_size": 2},
+                               "schedule": {"steps": 1, "warmup_steps": 0}})
+    from hydranet_ros.train.synthetic import SyntheticStreets
+
+    with pytest.raises(ConfigError, match="data.val: frames of several sizes"):
+        Trainer(config=config, train_dataset=SyntheticStreets(size=(64, 32), length=4),
+                val_dataset=SyntheticStreets(sizes=[(64, 32), (64, 64)], length=4), progress=False)
 
 
 def test_weighted_sampler_prefers_heavy_frames_and_shards_by_rank():

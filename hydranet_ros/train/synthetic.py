@@ -134,12 +134,11 @@ class SyntheticStreets:
         self.cameras = cameras
         self._size_table = None
         if len(self.sizes) > 1:
-            weights = np.ones(len(self.sizes)) if size_weights is None else np.asarray(size_weights, np.float64)
-            if weights.shape != (len(self.sizes),) or not np.all(weights >= 0) or not weights.sum() > 0:
-                raise ValueError(f"size_weights must be {len(self.sizes)} non-negative numbers, not all 0, "
-                                 f"got {size_weights}")
-            # One draw per frame, in frame order, from a generator of its own: frame i's size
-            # depends only on (seed, i) and never on the length or on the scene's randomness.
+            weights = _size_weights(size_weights, len(self.sizes))
+            # One draw per frame, in frame order: frame i's size depends only on (seed, i), never on
+            # the length or on the scene's randomness. (The key equals frame 20819's scene
+            # generator's; that one frame's scene and the size table are then correlated, which
+            # is harmless, and changing the key would change every size drawn so far.)
             table_rng = np.random.default_rng([self.seed, 0x5153])
             self._size_table = table_rng.choice(len(self.sizes), size=self.length, p=weights / weights.sum())
         elif size_weights is not None:
@@ -174,14 +173,33 @@ def _frame_sizes(size, sizes) -> list[tuple[int, int]]:
     if sizes is None:
         return [tuple(int(v) for v in (size or (640, 192)))]
     try:
-        out = [(int(w), int(h)) for w, h in sizes]
+        out = [(w, h) for w, h in sizes]
     except (TypeError, ValueError):
         raise ValueError(f"sizes must be a list of [width, height], got {sizes!r}") from None
     if not out or len(set(out)) != len(out):
         raise ValueError(f"sizes must be distinct [width, height] pairs, at least one, got {sizes!r}")
+    for w, h in out:
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 8 for v in (w, h)):
+            raise ValueError(f"sizes: {w}x{h} is not a frame size (whole pixels, at least 8x8)")
+    out = [(int(w), int(h)) for w, h in out]
     if size is not None and tuple(int(v) for v in size) != out[0]:
         raise ValueError(f"size {tuple(size)} differs from the first of sizes {out[0]}; give one of them")
     return out
+
+
+def _size_weights(size_weights, count: int) -> np.ndarray:
+    """Weights of ``count`` sizes: finite, >= 0, the first > 0 (it is the trained size). None: equal."""
+    if size_weights is None:
+        return np.ones(count)
+    try:
+        weights = np.asarray(size_weights, np.float64)
+    except (TypeError, ValueError):
+        weights = None
+    if weights is None or weights.shape != (count,) or not np.all(np.isfinite(weights)) or not np.all(weights >= 0):
+        raise ValueError(f"size_weights must be {count} finite non-negative numbers, got {size_weights!r}")
+    if not weights[0] > 0:
+        raise ValueError("size_weights: the first size is the trained input size; its weight must be > 0")
+    return weights
 
 
 class _Street:

@@ -13,6 +13,7 @@ nodes share.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
@@ -120,16 +121,19 @@ class Trainer:
         base_train = self._canonical(raw_train)
         if len(base_train) < config.data.batch_size * self.dist.world_size:
             raise TrainingError(f"training set has {len(base_train)} frames, fewer than one batch", reason="tiny_dataset")
+        self.size_buckets = self._size_buckets(raw_train)  # refuses what it cannot combine with, first
         self.class_weights = self._class_weights(base_train)
         self.sample_weights = self._sample_weights(base_train)
         self.train_dataset = self._augmented(base_train)
-        self.size_buckets = self._size_buckets(raw_train)
         if self.size_buckets is not None:  # the first size is the trained input size
             self.input_hw = raw_train.sizes[0][::-1]
         else:
             self.input_hw = tuple(np.asarray(self.train_dataset[0]["image"]).shape[:2])
         if val_dataset is None and config.data.val is not None:
             val_dataset = self._canonical(build_dataset(config.data.val))
+        if len(getattr(val_dataset, "sizes", ())) > 1:
+            raise ConfigError("data.val: frames of several sizes (sizes) cannot be evaluated in batches; "
+                              "give the validation set one size", reason="bad_dataset")
         self.val_dataset = val_dataset
         self.model = HydraNet(self.preset).to(self.device)
         if config.channels_last:
@@ -159,14 +163,24 @@ class Trainer:
         return AugmentedDataset(dataset, augment=build_augmenter(self.config.data.augment), seed=self.config.seed)
 
     def _size_buckets(self, dataset: Dataset) -> tuple[Any, dict[tuple[int, int], int]] | None:
-        """(size_of, frames per batch of each size) for a dataset of several frame sizes, else None."""
+        """(size_of, frames per batch of each size) for a dataset of several frame sizes, else None.
+        Refuses what several sizes do not combine with before any frame is read."""
         sizes = getattr(dataset, "sizes", None)
         if sizes is None or len(sizes) < 2:
             return None
-        if self.sample_weights is not None or self.dist.enabled:
+        data = self.config.data
+        if data.balanced_sampling or self.dist.enabled:
             raise ConfigError("frames of several sizes (sizes) are batched from plain shuffled sampling only: "
                               "not with data.balanced_sampling or with several processes", reason="bad_dataset")
-        batch_for = pixel_budget_batches(sizes, self.config.data.batch_size)
+        if (data.augment or {}).get("crop_size") is not None:
+            raise ConfigError("data.augment.crop_size would crop frames of every size to one size: "
+                              "use sizes or crop_size, not both", reason="bad_dataset")
+        batch_for = pixel_budget_batches(sizes, data.batch_size)
+        counts = collections.Counter(dataset.size_of(index) for index in range(len(dataset)))
+        for size, batch in batch_for.items():
+            if counts[size] < batch:  # such a size would never make a batch: never trained
+                raise TrainingError(f"{size[0]}x{size[1]}: {counts[size]} frames, fewer than its batch of {batch}",
+                                    reason="tiny_dataset")
         LOG.info("frames of several sizes, one size per batch: %s",
                  ", ".join(f"{w}x{h}: {b} a batch" for (w, h), b in batch_for.items()))
         return dataset.size_of, batch_for
@@ -372,6 +386,7 @@ class Trainer:
         try:
             while step < total_steps:
                 epoch, skip = divmod(step, spe)
+                before = step
                 for batch in self._loader(epoch=epoch, skip_batches=skip):
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                     loss_value, parts = self._train_step(module, batch, step)
@@ -384,6 +399,8 @@ class Trainer:
                     self._after_step(step, window, images_seen, started)
                     if step >= total_steps:
                         break
+                if step == before:  # an epoch without a batch would loop here for ever
+                    raise TrainingError(f"epoch {epoch} gave no batch from step {step}", reason="tiny_dataset")
         finally:
             if bar is not None:
                 bar.close()
