@@ -144,6 +144,12 @@ def test_a_validation_set_of_several_sizes_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="data.val: frames of several sizes"):
         Trainer(config=config, train_dataset=SyntheticStreets(size=(64, 32), length=4),
                 val_dataset=SyntheticStreets(sizes=[(64, 32), (64, 64)], length=4), progress=False)
+    # From the config, where the validation set is wrapped for canonical depth.
+    from_config = config_from_dict({**config.to_dict(), "data": {
+        "batch_size": 2, "canonical_focal_px": 50.0,
+        "val": {"kind": "synthetic", "args": {"sizes": [[64, 32], [64, 64]], "length": 4}}}})
+    with pytest.raises(ConfigError, match="data.val: frames of several sizes"):
+        Trainer(config=from_config, train_dataset=SyntheticStreets(size=(64, 32), length=4), progress=False)
 
 
 def test_weighted_sampler_prefers_heavy_frames_and_shards_by_rank():

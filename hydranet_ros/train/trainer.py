@@ -130,11 +130,8 @@ class Trainer:
         else:
             self.input_hw = tuple(np.asarray(self.train_dataset[0]["image"]).shape[:2])
         if val_dataset is None and config.data.val is not None:
-            val_dataset = self._canonical(build_dataset(config.data.val))
-        if len(getattr(val_dataset, "sizes", ())) > 1:
-            raise ConfigError("data.val: frames of several sizes (sizes) cannot be evaluated in batches; "
-                              "give the validation set one size", reason="bad_dataset")
-        self.val_dataset = val_dataset
+            val_dataset = self._canonical(_one_size_for_evaluation(build_dataset(config.data.val)))
+        self.val_dataset = _one_size_for_evaluation(val_dataset)
         self.model = HydraNet(self.preset).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -496,6 +493,14 @@ class _Window:
     def mean(self) -> tuple[float, dict[str, float]]:
         n = max(self.count, 1)
         return self.total / n, {k: v / n for k, v in self.parts.items()}
+
+
+def _one_size_for_evaluation(dataset: Dataset | None) -> Dataset | None:
+    """``dataset``, refused if its frames have several sizes: evaluation batches them as they come."""
+    if len(getattr(dataset, "sizes", ())) > 1:
+        raise ConfigError("data.val: frames of several sizes (sizes) cannot be evaluated in batches; "
+                          "give the validation set one size", reason="bad_dataset")
+    return dataset
 
 
 def _plain(value: Any) -> Any:
