@@ -107,7 +107,8 @@ def frame_focal_px(info: Any, width: int, height: int) -> float | None:
     fx, fy = k[0] / binning_x, k[4] / binning_y
     if source_width > 0 and source_height > 0 and (source_width, source_height) != (int(width), int(height)):
         fx, fy = fx * width / source_width, fy * height / source_height
-    focal = float(np.sqrt(fx * fy))
+    with np.errstate(over="ignore", under="ignore"):  # such a K is refused just below, not warned about
+        focal = float(np.sqrt(fx * fy))
     return focal if 0.0 < focal < math.inf else None  # K of 1e-200 or 1e200 passes the checks above
 
 
