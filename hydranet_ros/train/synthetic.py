@@ -128,7 +128,7 @@ class SyntheticStreets:
         self.size = self.sizes[0]
         self.length = int(length)
         self.seed = int(seed)
-        self.camera = PinholeCamera.kitti_like(self.size)
+        self._kitti_cameras = {size: PinholeCamera.kitti_like(size) for size in self.sizes}  # without `cameras`
         if isinstance(cameras, dict):  # from a YAML config
             cameras = CameraVariation(**{k: tuple(v) if isinstance(v, list) else v for k, v in cameras.items()})
         self.cameras = cameras
@@ -161,10 +161,7 @@ class SyntheticStreets:
         # of worker processes and of the other frames.
         rng = np.random.default_rng([self.seed, index])
         size = self.size_of(index)
-        if self.cameras is not None:
-            camera = self.cameras.draw(rng, size)
-        else:
-            camera = self.camera if size == self.size else PinholeCamera.kitti_like(size)
+        camera = self._kitti_cameras[size] if self.cameras is None else self.cameras.draw(rng, size)
         return render_scene(rng, size=size, camera=camera)
 
 
