@@ -101,7 +101,7 @@ def render_scene(rng: np.random.Generator, *, size: tuple[int, int] = (640, 192)
     street.build()
     zb, table = street.zb, street.table
     image = mat.shade(zb, table, street.light, street.marks, street.mark_colour, rng,
-                      occluders=np.asarray(street._box_bounds, np.float32).reshape(-1, 6))
+                      occluders=np.asarray(street._box_bounds + street._shadow_only, np.float32).reshape(-1, 6))
     labels = np.array(table.labels + [SKY], np.uint8)[zb.prim]
     sky = zb.prim < 0
     depth = np.where(sky, np.float32(0.0), zb.z).astype(np.float32)
@@ -208,6 +208,7 @@ class _Street:
         self.table = mat.MaterialTable()
         self._box_prims: list[int] = []
         self._box_bounds: list[tuple[float, ...]] = []
+        self._shadow_only: list[tuple[float, ...]] = []  # boxes that shade the ground but are drawn otherwise
         r = rng
         self.road_half = r.uniform(3.0, 7.0)
         self.parking = (r.random() < 0.6, r.random() < 0.7)  # (left, right) parked rows
@@ -228,6 +229,7 @@ class _Street:
         for side in (-1, 1):
             self._sidewalk(side)
             self._buildings(side)
+            self._hedges(side)
             self._trees(side)
             self._poles(side)
             self._parked_cars(side)
@@ -279,8 +281,17 @@ class _Street:
 
     def _sidewalk(self, side: int) -> None:
         r = self.rng
-        colour = _jitter(r, (0.62, 0.60, 0.58) if r.random() < 0.7 else (0.62, 0.45, 0.42))
-        prim = self.table.add(SIDEWALK, mat.PAVING, colour, params=(r.uniform(0.25, 0.8),))
+        # Pale slabs, red brick, or grey asphalt-like paving about as dark as the road: German and
+        # many other sidewalks are the last kind, and a network that only ever saw pale sidewalks
+        # calls every real grey one road. Then only the kerb, the texture and the layout tell.
+        kind = r.random()
+        if kind < 0.45:
+            colour, tile = _jitter(r, (0.62, 0.60, 0.58)), r.uniform(0.25, 0.8)
+        elif kind < 0.8:
+            colour, tile = _jitter(r, (0.40, 0.40, 0.41), 0.03), r.uniform(0.1, 0.35)
+        else:
+            colour, tile = _jitter(r, (0.62, 0.45, 0.42)), r.uniform(0.2, 0.5)
+        prim = self.table.add(SIDEWALK, mat.PAVING, colour, params=(tile,))
         inner, outer = self.road_half, self.road_half + self.sidewalk[side > 0]
         l0, l1 = (inner, outer) if side > 0 else (-outer, -inner)
         self._box(prim, l0, l1, 0.5, self.s_end + 5, 0.0, self.kerb)
@@ -318,16 +329,54 @@ class _Street:
         for _ in range(count):
             s = r.uniform(6, self.s_end)
             on_sidewalk = r.random() < 0.6
+            # Street trees on the sidewalk; garden trees behind it grow taller (real residential
+            # streets show 10-20 m crowns above the roofs, which a network must not call building).
             offset = (self.road_half + r.uniform(0.6, max(self.sidewalk[side > 0] - 0.5, 0.7))
-                      if on_sidewalk else edge + r.uniform(0.5, 5.0))
+                      if on_sidewalk else edge + r.uniform(0.5, 12.0))
+            grow = 1.0 if on_sidewalk else r.uniform(1.0, 1.8)
             lateral = side * offset
-            trunk_h = r.uniform(1.8, 3.5)
-            radii = (r.uniform(1.3, 3.2), r.uniform(1.3, 3.2), r.uniform(1.5, 3.5))
+            trunk_h = r.uniform(1.8, 3.5) * grow
+            radii = tuple(grow * np.array((r.uniform(1.3, 3.2), r.uniform(1.3, 3.2), r.uniform(1.5, 3.5))))
             self._box(bark, lateral - 0.15, lateral + 0.15, s - 0.15, s + 0.15, 0.0, trunk_h + radii[2] * 0.5)
+            colour = _jitter(r, (0.22, 0.38, 0.12), 0.06)
             centre = (lateral, s, trunk_h + radii[2] * 0.8)
-            crown = self.table.add(VEGETATION, mat.FOLIAGE, _jitter(r, (0.22, 0.38, 0.12), 0.06),
-                                   params=centre + radii)
-            self.zb.ellipsoid(crown, centre, radii)
+            self._crown(colour, centre, radii)
+            # Lobes break the ellipsoid's smooth outline into the lumpy one of a real crown.
+            for _ in range(int(r.integers(0, 5))):
+                direction = r.normal(0, 1, 3)
+                direction[2] = abs(direction[2]) * 0.5
+                direction /= np.linalg.norm(direction) + 1e-9
+                lobe = tuple(np.asarray(radii) * r.uniform(0.4, 0.65))
+                self._crown(colour, tuple(np.asarray(centre) + direction * np.asarray(radii) * 0.75), lobe)
+
+    def _crown(self, colour, centre, radii) -> None:
+        # Each lobe its own row: the foliage shading takes its normals from the row's ellipsoid.
+        crown = self.table.add(VEGETATION, mat.FOLIAGE, colour, params=tuple(centre) + tuple(radii))
+        self.zb.ellipsoid(crown, centre, radii)
+
+    def _hedges(self, side: int) -> None:
+        """Hedges and bushes along the property line: low vegetation with a ragged top, beside
+        sidewalks and in front of houses, the vegetation a car camera sees most of."""
+        r = self.rng
+        if r.random() < 0.45:
+            return
+        lateral = side * (self.road_half + self.sidewalk[side > 0] + r.uniform(0.0, 0.5))
+        prim = self.table.add(VEGETATION, mat.SKYLINE_TREES, _jitter(r, (0.17, 0.30, 0.10), 0.05))
+        s = r.uniform(-2, 15)
+        while s < self.s_end:
+            length = r.uniform(4, 30)
+            if r.random() < 0.35:
+                s += r.uniform(2, 12)  # a gate, a drive, a gap
+                continue
+            knots = np.arange(s, s + length + 0.3, 0.3)
+            base = r.uniform(0.6, 2.4)
+            bumps = np.convolve(r.normal(0, 0.25, knots.size + 4), np.ones(5) / 5, mode="valid")
+            tops = np.clip(base + bumps + r.normal(0, 0.05, knots.size), 0.3, 3.5)
+            self.zb.wall_along(prim, lateral, knots, tops)
+            # A hedge is a thick block to the sun: it shades the sidewalk in front of it.
+            l0, l1 = sorted((lateral, lateral + side * 0.8))
+            self._shadow_only.append((l0, l1, s, s + length, 0.0, float(base)))
+            s += length
 
     def _poles(self, side: int) -> None:
         r = self.rng
