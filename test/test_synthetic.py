@@ -193,3 +193,82 @@ def test_frames_of_several_sizes_each_keep_their_size_whatever_the_length():
 def test_bad_sizes_are_refused_with_the_reason(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SyntheticStreets(length=4, **kwargs)
+
+
+# -- what the real KITTI frame showed missing: hedges, grey sidewalks ------------------------------
+
+def _built_street(seed, size=(320, 96)):
+    from hydranet_ros.train.synthetic import _Street
+
+    street = _Street(np.random.default_rng(seed), PinholeCamera.kitti_like(size))
+    street.build()
+    return street
+
+
+def test_hedges_are_vegetation_on_the_property_line_with_a_ragged_top():
+    from hydranet_ros.train import street_materials as mat
+    from hydranet_ros.train.synthetic import VEGETATION
+
+    seen = 0
+    for seed in range(30):
+        street = _built_street(seed)
+        zb, table = street.zb, street.table
+        hedges = [p for p, kind in enumerate(table.kinds) if kind == mat.HEDGE]
+        for prim in hedges:
+            assert table.labels[prim] == VEGETATION
+            rows, cols = np.nonzero(zb.prim == prim)
+            if rows.size < 50:
+                continue
+            z = zb.z[rows, cols]
+            lateral = zb.camera_l + z * zb.dl[cols]
+            height = zb.camera.height_m + z * zb.dh[rows]
+            # On the wall just past the sidewalk's outer edge, from the ground to at most 3.5 m.
+            edge = street.road_half + street.sidewalk[bool(lateral[0] > 0)]
+            assert np.all(np.abs(np.abs(lateral) - edge - 0.25) <= 0.25 + 1e-3)
+            assert height.min() >= -1e-3 and height.max() <= 3.5 + 0.05
+            # Ragged: the top edge, in metres, is not one straight line.
+            tops = [height[cols == c].max() for c in np.unique(cols)]
+            assert np.std(tops) > 0.03
+            seen += 1
+    assert seen >= 5  # hedges are common, not a rarity
+
+
+def test_one_sidewalk_in_three_is_about_as_dark_as_the_road():
+    from hydranet_ros.train.synthetic import SIDEWALK
+
+    dark = total = 0
+    for seed in range(40):
+        table = _built_street(seed, size=(96, 32)).table
+        road = np.mean(table.colours[table.labels.index(ROAD)])
+        # The kerbed sidewalk boxes (the paved verges beyond them keep their own pale colour).
+        for prim in [p for p, label in enumerate(table.labels) if label == SIDEWALK][-2:]:
+            total += 1
+            dark += abs(np.mean(table.colours[prim]) - road) < 0.12
+    assert 0.2 <= dark / total <= 0.55, (dark, total)
+
+
+def test_a_box_between_the_point_and_the_sun_casts_a_shadow():
+    from hydranet_ros.train.street_materials import cast_shadows
+
+    box = np.array([[2.0, 3.0, 0.0, 10.0, 0.0, 1.5]], np.float32)  # a hedge block at l 2..3
+    points = np.array([1.5, 1.5, 4.0], np.float32), np.array([5.0, 5.0, 5.0], np.float32), np.zeros(3, np.float32)
+    low_sun_beyond = np.array([0.8, 0.0, 0.6], np.float32)  # towards +l, 37 degrees up
+    np.testing.assert_array_equal(cast_shadows(*points[:2], points[2], low_sun_beyond, box), [True, True, False])
+    high_sun = np.array([0.0, 0.0, 1.0], np.float32)
+    np.testing.assert_array_equal(cast_shadows(*points[:2], points[2], high_sun, box), [False, False, False])
+
+
+def test_hedges_shade_the_ground_from_behind_not_from_in_front():
+    from hydranet_ros.train import street_materials as mat
+
+    for seed in range(30):
+        street = _built_street(seed)
+        if not any(kind == mat.HEDGE for kind in street.table.kinds):
+            continue
+        assert street._shadow_only
+        for l0, l1, *_ in street._shadow_only:
+            # The block lies on the far side of the hedge's wall, never over the sidewalk.
+            inner = min(abs(l0), abs(l1))
+            assert inner >= street.road_half + min(street.sidewalk) - 1e-6 and l0 * l1 > 0
+        return
+    pytest.fail("no street with a hedge in 30 seeds")

@@ -17,7 +17,7 @@ import numpy as np
 from hydranet_ros.train.street_raycast import FACE_NEG_S, FACE_NORMALS, FACE_UP, ZBuffer
 
 # Material kinds.
-ASPHALT, PAVING, GRASS, FACADE, PAINT, GLASS, RUBBER, FOLIAGE, BARK, METAL, SKYLINE_TREES = range(11)
+ASPHALT, PAVING, GRASS, FACADE, PAINT, GLASS, RUBBER, FOLIAGE, BARK, METAL, SKYLINE_TREES, HEDGE = range(12)
 
 _TILE = 256  # noise tiles are 256x256 and wrap (index & 255)
 
@@ -204,9 +204,10 @@ def shade(zb: ZBuffer, table: MaterialTable, light: Lighting, marks: list[LaneMa
                            (height[i] - p[:, 2]) / p[:, 5] ** 2])
         lum[i] = light.ambient + light.direct * np.maximum(sun @ normal / (np.linalg.norm(normal, axis=0) + 1e-6), 0.0)
         tex[i] = _leaves(lateral[i] + along[i], height[i], smooth, white)
-    i = pixels(SKYLINE_TREES)
-    if i.size:
-        tex[i] = _leaves(across(i), height[i], smooth, white)
+    for kind in (SKYLINE_TREES, HEDGE):  # leafy walls: textured along the wall and up
+        i = pixels(kind)
+        if i.size:
+            tex[i] = _leaves(across(i), height[i], smooth, white)
 
     # Haze: far surfaces fade towards the horizon colour (a strong real-world depth cue).
     fog = 1.0 - np.exp(-z / np.float32(light.haze_m))

@@ -361,7 +361,7 @@ class _Street:
         if r.random() < 0.45:
             return
         lateral = side * (self.road_half + self.sidewalk[side > 0] + r.uniform(0.0, 0.5))
-        prim = self.table.add(VEGETATION, mat.SKYLINE_TREES, _jitter(r, (0.17, 0.30, 0.10), 0.05))
+        prim = self.table.add(VEGETATION, mat.HEDGE, _jitter(r, (0.17, 0.30, 0.10), 0.05))
         s = r.uniform(-2, 15)
         while s < self.s_end:
             length = r.uniform(4, 30)
