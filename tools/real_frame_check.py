@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         figures["backend"] = pipe.info["backend"]
         print(f"{size:>9} ({figures['backend']}, network {figures['network_input']:>8}): mIoU {figures['miou']:.3f}  road IoU {figures['road_iou']:.3f}  "
               f"road depth median error {figures['road_depth_median_rel_error'] * 100:.1f} %  {'ok' if figures['ok'] else 'MISSED'}", flush=True)
+        # Which classes hold the mIoU down is the first thing the next training run needs to know.
+        print("          IoU per class: " + "  ".join(f"{name} {'-' if iou is None else f'{iou:.2f}'}" for name, iou
+                                                    in zip(pipe.preset.class_names, figures["iou_per_class"])), flush=True)
     report = {"date": str(datetime.date.today()), "frame": str(frame_path), "weights": pipe.info["weights"],
               "weights_sha256": pipe.info["weights_sha256"], "horizon_row": horizon, "focal_px": KITTI_FOCAL_1226_PX,
               "camera_height_m": CAMERA_HEIGHT_M, "targets": TARGETS, "sizes": rows}
