@@ -1,0 +1,22 @@
+"""Held-out synthetic figures of several weights files on the same frames, through the pipeline.
+
+    python benchmarks/results/issue13-texture-2026-11-29/heldout.py W1 [W2 ...]
+
+64 frames at 384x128 (the trained size), KITTI-like camera, seed 1000003 (never drawn from in
+training), depth capped at 80 m: what tools/ship_default_model.py measures on 200 frames, small
+enough to compare candidates. The generator changed in this run (hedges, garden trees, grey
+sidewalks), so figures from before it are not comparable: compare weights here, side by side.
+"""
+import sys
+
+import torch
+
+from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
+from hydranet_ros.train.evaluate import evaluate_pipeline
+from hydranet_ros.train.synthetic import SyntheticStreets
+
+torch.set_num_threads(2)
+for weights in sys.argv[1:]:
+    pipe = Pipeline.create(PipelineConfig(weights=weights, backend="torch", device="cpu", input_size=(384, 128), output_size="input"))
+    result = evaluate_pipeline(pipe, SyntheticStreets(size=(384, 128), length=64, seed=1000003), depth_max_m=80.0)
+    print(f"{weights}: mIoU {result.segm['miou']:.3f}  abs rel {result.depth['abs_rel']:.3f}")
