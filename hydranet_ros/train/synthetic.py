@@ -1,14 +1,14 @@
 """Synthetic street scenes with exact ground truth: RGB, KITTI-6 labels and metric depth.
 
 A seeded generator of streets seen from a car: road with lane marks, kerbed sidewalks, building
-rows with windows, parked and moving cars, trees, poles, distant skylines and sky, under varied
-light. Geometry is ray cast analytically (``street_raycast``), so each pixel's class and depth
+rows with windows, parked and moving cars, street and garden trees, hedges, poles, distant
+skylines and sky, under varied light. Geometry is ray cast analytically (``street_raycast``), so each pixel's class and depth
 are exact at its centre; colour comes from a deferred shading pass (``street_materials``).
 
 Ground-truth conventions
 - labels: KITTI-6 ids 0 sky, 1 building, 2 road, 3 sidewalk, 4 vegetation, 5 car.
   Lane marks are painted road and are labelled road (2). Grass verges are vegetation (4), paved
-  verges sidewalk (3), kerbs sidewalk (3). Poles and lamp arms are 255 (ignore): in the authors'
+  verges sidewalk (3), kerbs sidewalk (3), hedges vegetation (4). Poles and lamp arms are 255 (ignore): in the authors'
   KITTI ground truth (../shared/data/kitti/000099_segm_gt.png) poles and signs are void, so no
   KITTI-6 class is the right answer for them and a network trained here should not be taught one.
 - depth_m: float32 metres along the optical axis (z, not the ray length). Sky has no depth: 0,
