@@ -336,22 +336,22 @@ class _Street:
             grow = 1.0 if on_sidewalk else r.uniform(1.0, 1.8)
             lateral = side * offset
             trunk_h = r.uniform(1.8, 3.5) * grow
-            radii = tuple(grow * np.array((r.uniform(1.3, 3.2), r.uniform(1.3, 3.2), r.uniform(1.5, 3.5))))
+            radii = grow * np.array((r.uniform(1.3, 3.2), r.uniform(1.3, 3.2), r.uniform(1.5, 3.5)))
             self._box(bark, lateral - 0.15, lateral + 0.15, s - 0.15, s + 0.15, 0.0, trunk_h + radii[2] * 0.5)
             colour = _jitter(r, (0.22, 0.38, 0.12), 0.06)
-            centre = (lateral, s, trunk_h + radii[2] * 0.8)
+            centre = np.array((lateral, s, trunk_h + radii[2] * 0.8))
             self._crown(colour, centre, radii)
             # Lobes break the ellipsoid's smooth outline into the lumpy one of a real crown.
             for _ in range(int(r.integers(0, 5))):
                 direction = r.normal(0, 1, 3)
                 direction[2] = abs(direction[2]) * 0.5
                 direction /= np.linalg.norm(direction) + 1e-9
-                lobe = tuple(np.asarray(radii) * r.uniform(0.4, 0.65))
-                self._crown(colour, tuple(np.asarray(centre) + direction * np.asarray(radii) * 0.75), lobe)
+                lobe = radii * r.uniform(0.4, 0.65)
+                self._crown(colour, centre + direction * radii * 0.75, lobe)
 
-    def _crown(self, colour, centre, radii) -> None:
+    def _crown(self, colour, centre: np.ndarray, radii: np.ndarray) -> None:
         # Each lobe its own row: the foliage shading takes its normals from the row's ellipsoid.
-        crown = self.table.add(VEGETATION, mat.FOLIAGE, colour, params=tuple(centre) + tuple(radii))
+        crown = self.table.add(VEGETATION, mat.FOLIAGE, colour, params=(*centre, *radii))
         self.zb.ellipsoid(crown, centre, radii)
 
     def _hedges(self, side: int) -> None:

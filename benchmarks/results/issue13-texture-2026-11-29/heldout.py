@@ -8,6 +8,7 @@ enough to compare candidates. The generator changed in this run (hedges, garden 
 sidewalks), so figures from before it are not comparable: compare weights here, side by side.
 """
 import sys
+from pathlib import Path
 
 import torch
 
@@ -15,8 +16,11 @@ from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from hydranet_ros.train.evaluate import evaluate_pipeline
 from hydranet_ros.train.synthetic import SyntheticStreets
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+from ship_default_model import DEPTH_MAX_M, HELD_OUT_SEED  # noqa: E402  the shipped figures' frames and cap
+
 torch.set_num_threads(2)
 for weights in sys.argv[1:]:
     pipe = Pipeline.create(PipelineConfig(weights=weights, backend="torch", device="cpu", input_size=(384, 128), output_size="input"))
-    result = evaluate_pipeline(pipe, SyntheticStreets(size=(384, 128), length=64, seed=1000003), depth_max_m=80.0)
+    result = evaluate_pipeline(pipe, SyntheticStreets(size=(384, 128), length=64, seed=HELD_OUT_SEED), depth_max_m=DEPTH_MAX_M)
     print(f"{weights}: mIoU {result.segm['miou']:.3f}  abs rel {result.depth['abs_rel']:.3f}")
