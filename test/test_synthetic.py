@@ -272,3 +272,75 @@ def test_hedges_shade_the_ground_from_behind_not_from_in_front():
             assert inner >= street.road_half + min(street.sidewalk) - 1e-6 and l0 * l1 > 0
         return
     pytest.fail("no street with a hedge in 30 seeds")
+
+
+# -- what the real KITTI frame showed missing: window frames, shutters, stone plinths --------------
+
+def _shaded_facade(params, along, height, wall=(0.8, 0.7, 0.5), glass=(0.1, 0.1, 0.2)):
+    """Albedo and texture factor of one facade row (street_materials._facade) at the points."""
+    from hydranet_ros.train import street_materials as mat
+
+    table = mat.MaterialTable()
+    prim = table.add(1, mat.FACADE, wall, glass, params)
+    rows = np.array([(0.0,) * mat.PARAM_SLOTS] + table.params, np.float32)
+    accents = np.array([(0.0, 0.0, 0.0)] + table.accents, np.float32)
+    n = along.size
+    canvas = mat._Canvas([np.full(n, wall[c], np.float32) for c in range(3)])
+    mat._facade(canvas, np.arange(n), along.astype(np.float32), height.astype(np.float32),
+                np.full(n, prim + 1), rows, accents, mat.noise_tiles()[0])
+    return np.stack(canvas.rgb, 1), canvas.tex
+
+
+# Window period 3 m, floor 3 m, window 1.2 m wide (0.4) and 1.5 m high (0.5), ground floor 1 m,
+# windows centred at along 1.5 + 3k m and 1 + 0.75 + 0.75 = 2.5 m up.
+_FRAMED = (3.0, 3.0, 0.4, 0.5, 1.0, 0.0, 30.0, 0.1, 0.95, 0.95, 0.93, 1.0, 0.3, 0.5, 0.36, 0.3)
+
+
+def test_framed_windows_have_white_frames_a_mullion_and_shutters_beside_them():
+    points = {  # (along, height) of one window's parts
+        "glass": (1.3, 2.3), "frame": (1.5 + 0.6 + 0.05, 2.5), "mullion": (1.5, 2.0),
+        "shutter": (1.5 + 0.6 + 0.1 + 0.3, 2.5), "wall": (1.5, 2.5 + 0.75 + 0.4),
+    }
+    along, height = (np.array(v) for v in zip(*points.values()))
+    rgb, tex = _shaded_facade(_FRAMED, along, height)
+    got = dict(zip(points, rgb))
+    np.testing.assert_allclose(got["glass"], (0.1, 0.1, 0.2), atol=1e-6)
+    for part in ("frame", "mullion", "shutter"):
+        np.testing.assert_allclose(got[part], (0.95, 0.95, 0.93), atol=1e-6, err_msg=part)
+    np.testing.assert_allclose(got["wall"], (0.8, 0.7, 0.5), atol=1e-6)
+    # Shutter louvres: slats and their shadowed edges down a column.
+    heights = np.linspace(2.0, 3.0, 200)
+    _, slats = _shaded_facade(_FRAMED, np.full(200, 2.4), heights)
+    np.testing.assert_allclose(np.unique(slats), [0.75, 0.97], atol=1e-6)
+
+
+def test_a_stone_plinth_is_blocks_with_joints_below_the_ground_floor_and_plain_without_it():
+    along, height = (g.ravel() for g in np.meshgrid(np.linspace(0, 6, 240), np.linspace(0.01, 0.99, 80)))
+    rgb, tex = _shaded_facade(_FRAMED, along, height)
+    np.testing.assert_allclose(rgb, np.tile((0.5, 0.36, 0.3), (along.size, 1)), atol=1e-6)
+    joints = np.mean(tex == np.float32(0.6))
+    assert 0.08 < joints < 0.3, joints  # mortar lines between 0.3 m courses of 0.66 m blocks
+    plain = _FRAMED[:7] + (0.0,) * 9  # no frames, no shutters, no stone: the old darker band
+    rgb, tex = _shaded_facade(plain, along, height)
+    np.testing.assert_allclose(rgb, np.tile((0.8, 0.7, 0.5), (along.size, 1)), atol=1e-6)
+    assert 0.7 < tex.min() and tex.max() < 0.86
+    _, tex = _shaded_facade(plain, np.array([0.1, 2.0]), np.array([2.5, 2.5]))  # wall, and glass
+    assert tex[0] > 0.9
+
+
+def test_about_half_the_houses_have_framed_windows_and_a_third_a_stone_plinth():
+    from hydranet_ros.train import street_materials as mat
+
+    facades = []
+    for seed in range(40):
+        table = _built_street(seed, size=(96, 32)).table
+        # Houses have a finite roof; the skylines' 1e3 m "roof" keeps their plain facade.
+        facades += [p for p, kind in zip(table.params, table.kinds) if kind == mat.FACADE and p[6] < 100]
+    params = np.array(facades)
+    framed, shutters, stone = params[:, 7] > 0, params[:, 11] > 0, params[:, 12] > 0
+    assert len(params) > 100
+    assert 0.4 < framed.mean() < 0.7 and 0.05 < shutters.mean() < 0.3 and 0.2 < stone.mean() < 0.5
+    assert not np.any(shutters & ~framed)
+    # Shutters fold beside the window: two half-windows and the frame fit in one window period.
+    assert np.all(params[shutters, 2] * 2 * params[shutters, 0] + 2 * params[shutters, 7] <= params[shutters, 0])
+    assert np.all(params[stone, 4] <= 1.3)  # a plinth is a low band

@@ -20,6 +20,7 @@ from hydranet_ros.train.street_raycast import FACE_NEG_S, FACE_NORMALS, FACE_UP,
 ASPHALT, PAVING, GRASS, FACADE, PAINT, GLASS, RUBBER, FOLIAGE, BARK, METAL, SKYLINE_TREES, HEDGE = range(12)
 
 _TILE = 256  # noise tiles are 256x256 and wrap (index & 255)
+PARAM_SLOTS = 16  # numbers a material row carries (see each kind's shading function)
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +66,9 @@ class MaterialTable:
         self.kinds.append(kind)
         self.colours.append(tuple(float(c) for c in colour))
         self.accents.append(tuple(float(c) for c in accent))
-        self.params.append(tuple(float(p) for p in params) + (0.0,) * (8 - len(params)))
+        if len(params) > PARAM_SLOTS:
+            raise ValueError(f"a material takes at most {PARAM_SLOTS} params, got {len(params)}")
+        self.params.append(tuple(float(p) for p in params) + (0.0,) * (PARAM_SLOTS - len(params)))
         return len(self.labels) - 1
 
 
@@ -139,7 +142,7 @@ def shade(zb: ZBuffer, table: MaterialTable, light: Lighting, marks: list[LaneMa
     kinds = np.take(np.array([255] + table.kinds, np.uint8), pid)
     colours = np.array([(0.0, 0.0, 0.0)] + table.colours, np.float32)
     canvas = _Canvas([np.take(colours[:, c], pid) for c in range(3)])
-    params = np.array([(0.0,) * 8] + table.params, np.float32)
+    params = np.array([(0.0,) * PARAM_SLOTS] + table.params, np.float32)
     accents = np.array([(0.0, 0.0, 0.0)] + table.accents, np.float32)
     sky = pid == 0
     zz = np.where(sky.reshape(h, w), np.float32(0.0), zb.z)
@@ -230,20 +233,57 @@ def shade(zb: ZBuffer, table: MaterialTable, light: Lighting, marks: list[LaneMa
 
 
 def _facade(canvas, i, along, height, pid, params, accents, smooth) -> None:
-    # params: window period, floor height, window width fraction, window height fraction,
-    #         ground floor height, along offset, roof height
+    # params: 0 window period, 1 floor height, 2 window width fraction, 3 window height fraction,
+    #         4 ground floor height, 5 along offset, 6 roof height, 7 frame width (m, 0: none),
+    #         8-10 frame and shutter colour, 11 shutters (1: yes), 12 the plinth's stone course
+    #         height (m; 0: a plain darker band), 13-15 the stone's colour.
+    # Real facades are not flat colour with dark holes: white frames, mullions and shutters are
+    # bright, sky-like patches, and a plinth of stone blocks looks like paving. A network that
+    # never saw them calls them sky and sidewalk on the first real street.
     p = params[pid]
     period, floor_h, wfrac, hfrac, ground, offset, roof = (p[:, k] for k in range(7))
+    frame_w, shutters, stone = p[:, 7], p[:, 11] > 0.5, p[:, 12] > 0
     u = (along - offset) / period
     v = (height - ground) / floor_h
-    fv = _frac(v)
-    window = (_frac(u) < wfrac) & (fv > 0.25) & (fv < 0.25 + hfrac) & (height > ground) & (height < roof - 0.8)
+    # Metres from the centre of this cell's window, across and up.
+    du = np.abs(_frac(u) - 0.5) * period
+    dv = np.abs(_frac(v) - (0.25 + hfrac / 2)) * floor_h
+    half_w, half_h = wfrac * period / 2, hfrac * floor_h / 2
+    storey = (height > ground) & (height < roof - 0.8)
+    opening = storey & (du < half_w) & (dv < half_h)
+    framed = storey & (frame_w > 0)
+    frame = framed & ~opening & (du < half_w + frame_w) & (dv < half_h + frame_w)
+    # A mullion down the middle and a transom at a third: the white cross of a European window.
+    mullion = opening & (frame_w > 0) & ((du < frame_w * 0.4)
+                                          | (np.abs(_frac(v) - 0.25 - hfrac * 0.66) * floor_h < frame_w * 0.4))
+    shutter = (framed & shutters & ~opening & ~frame & (du < 2 * half_w + frame_w) & (dv < half_h + frame_w))
+    window = opening & ~mullion
+
     wall = 1.0 + 0.06 * _sample(smooth, along * 9, height * 9)
-    canvas.tex[i] = np.where(height < ground, wall * 0.78, wall)  # shop fronts / plinth: darker band
+    plinth = height < ground
+    canvas.tex[i] = np.where(plinth & ~stone, wall * 0.78, wall)  # shop fronts / plinth: darker band
+    # Stone blocks: joints staggered every other course, each block its own shade.
+    blocks = plinth & stone
+    if blocks.any():
+        course = p[blocks, 12]
+        bv = height[blocks] / course
+        row = np.floor(bv)
+        bu = along[blocks] / (course * 2.2) + 0.5 * (row % 2)
+        joint = (_frac(bv) < 0.08) | (_frac(bu) < 0.04)
+        cell = np.floor(bu).astype(np.int32) * 13 + row.astype(np.int32) * 71
+        canvas.tex[i[blocks]] = np.where(joint, 0.6, 0.9 + 0.12 * _sample(smooth, cell * 7, cell * 5))
+        canvas.paint(i[blocks], p[blocks, 13:16])
     u, v, j = u[window], v[window], i[window]
     cell = np.floor(u).astype(np.int32) * 7 + np.floor(v).astype(np.int32) * 131
     canvas.tex[j] = 0.55 + 0.25 * (_sample(smooth, cell * 5, cell * 3) + 1.0)
     canvas.paint(j, accents[pid[window]])
+    trim = frame | mullion
+    canvas.tex[i[trim]] = 1.0
+    canvas.paint(i[trim], p[trim, 8:11])
+    if shutter.any():
+        # Louvres: thin horizontal slats, darker at each slat's lower edge.
+        canvas.tex[i[shutter]] = np.where(_frac(height[shutter] / 0.06) < 0.3, 0.75, 0.97)
+        canvas.paint(i[shutter], p[shutter, 8:11])
 
 
 def _car_body(canvas, i, lateral, height, face, pid, params, accents) -> None:

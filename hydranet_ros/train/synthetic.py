@@ -315,11 +315,30 @@ class _Street:
             floor_h = r.uniform(2.8, 3.6)
             window_colour = _jitter(r, (0.16, 0.20, 0.26) if r.random() < 0.7 else (0.45, 0.52, 0.6), 0.05)
             params = (r.uniform(1.8, 3.5), floor_h, r.uniform(0.3, 0.6), r.uniform(0.35, 0.55),
-                      r.uniform(0.0, 4.0), r.uniform(0, 3), roof)
+                      r.uniform(0.0, 4.0), r.uniform(0, 3), roof) + self._facade_detail()
+            if params[11]:  # shutters need room beside the window
+                params = params[:2] + (min(params[2], 0.42),) + params[3:]
+            if params[12]:  # a stone plinth is a low band, not a shop front
+                params = params[:4] + (r.uniform(0.4, 1.3),) + params[5:]
             prim = self.table.add(BUILDING, mat.FACADE, _jitter(r, colour), window_colour, params)
             l0, l1 = (inner, inner + depth) if side > 0 else (-inner - depth, -inner)
             self._box(prim, l0, l1, max(s, 1.0), s + length, 0.0, roof)
             s += length + (r.uniform(0.0, 1.0) if r.random() < 0.5 else 0.0)
+
+    def _facade_detail(self) -> tuple[float, ...]:
+        """Facade params 7-15 (street_materials._facade): window frames, shutters, stone plinth."""
+        r = self.rng
+        frame_w, frame_colour, shutters = 0.0, (0.0, 0.0, 0.0), 0.0
+        if r.random() < 0.55:
+            frame_w = r.uniform(0.06, 0.14)
+            white = r.random() < 0.7  # mostly white, some dark wood or grey metal
+            frame_colour = _jitter(r, (0.93, 0.93, 0.91) if white else (0.30, 0.24, 0.20), 0.04)
+            shutters = float(r.random() < 0.3)
+        course, stone = 0.0, (0.0, 0.0, 0.0)
+        if r.random() < 0.35:
+            course = r.uniform(0.22, 0.4)
+            stone = _jitter(r, ((0.50, 0.36, 0.30), (0.50, 0.50, 0.50), (0.70, 0.62, 0.50))[r.integers(3)], 0.04)
+        return (frame_w, *frame_colour, shutters, course, *stone)
 
     def _trees(self, side: int) -> None:
         r = self.rng
