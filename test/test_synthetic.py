@@ -299,15 +299,18 @@ _FRAMED = (3.0, 3.0, 0.4, 0.5, 1.0, 0.0, 30.0, 0.1, 0.95, 0.95, 0.93, 1.0, 0.3, 
 def test_framed_windows_have_white_frames_a_mullion_and_shutters_beside_them():
     points = {  # (along, height) of one window's parts
         "glass": (1.3, 2.3), "frame": (1.5 + 0.6 + 0.05, 2.5), "mullion": (1.5, 2.0),
-        "shutter": (1.5 + 0.6 + 0.1 + 0.3, 2.5), "wall": (1.5, 2.5 + 0.75 + 0.4),
+        "shutter": (1.5 + 0.6 + 0.1 + 0.3, 2.5),
+        # Above the frame; just past the shutter's outer edge (1.3 m from the window's centre).
+        "wall": (1.5, 2.5 + 0.75 + 0.4), "wall beside": (1.5 + 1.4, 2.5),
     }
     along, height = (np.array(v) for v in zip(*points.values()))
-    rgb, tex = _shaded_facade(_FRAMED, along, height)
+    rgb, _ = _shaded_facade(_FRAMED, along, height)
     got = dict(zip(points, rgb))
     np.testing.assert_allclose(got["glass"], (0.1, 0.1, 0.2), atol=1e-6)
     for part in ("frame", "mullion", "shutter"):
         np.testing.assert_allclose(got[part], (0.95, 0.95, 0.93), atol=1e-6, err_msg=part)
-    np.testing.assert_allclose(got["wall"], (0.8, 0.7, 0.5), atol=1e-6)
+    for part in ("wall", "wall beside"):
+        np.testing.assert_allclose(got[part], (0.8, 0.7, 0.5), atol=1e-6, err_msg=part)
     # Shutter louvres: slats and their shadowed edges down a column.
     heights = np.linspace(2.0, 3.0, 200)
     _, slats = _shaded_facade(_FRAMED, np.full(200, 2.4), heights)
@@ -324,8 +327,12 @@ def test_a_stone_plinth_is_blocks_with_joints_below_the_ground_floor_and_plain_w
     rgb, tex = _shaded_facade(plain, along, height)
     np.testing.assert_allclose(rgb, np.tile((0.8, 0.7, 0.5), (along.size, 1)), atol=1e-6)
     assert 0.7 < tex.min() and tex.max() < 0.86
-    _, tex = _shaded_facade(plain, np.array([0.1, 2.0]), np.array([2.5, 2.5]))  # wall, and glass
-    assert tex[0] > 0.9
+    # Above the plinth (1 m) the wall is plain again, stone or not.
+    along, height = np.linspace(0.1, 0.8, 8), np.linspace(1.02, 1.3, 8)
+    for params in (_FRAMED, plain):
+        rgb, tex = _shaded_facade(params, along, height)
+        np.testing.assert_allclose(rgb, np.tile((0.8, 0.7, 0.5), (8, 1)), atol=1e-6)
+        assert tex.min() > 0.9
 
 
 def test_about_half_the_houses_have_framed_windows_and_a_third_a_stone_plinth():
@@ -341,6 +348,7 @@ def test_about_half_the_houses_have_framed_windows_and_a_third_a_stone_plinth():
     assert len(params) > 100
     assert 0.4 < framed.mean() < 0.7 and 0.05 < shutters.mean() < 0.3 and 0.2 < stone.mean() < 0.5
     assert not np.any(shutters & ~framed)
-    # Shutters fold beside the window: two half-windows and the frame fit in one window period.
+    # Shutters fold beside the window: the window, two half-window shutters and two frame widths
+    # fit in one window period.
     assert np.all(params[shutters, 2] * 2 * params[shutters, 0] + 2 * params[shutters, 7] <= params[shutters, 0])
     assert np.all(params[stone, 4] <= 1.3)  # a plinth is a low band
