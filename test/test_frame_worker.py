@@ -227,10 +227,15 @@ def test_stop_is_idempotent_and_start_twice_fails():
 
 
 def test_stop_times_out_on_hung_process():
-    hang = threading.Event()
-    worker = FrameWorker(process=lambda x: hang.wait(10), name="hung-worker").start()
+    hang, entered = threading.Event(), threading.Event()
+
+    def process(x):
+        entered.set()
+        return hang.wait(10)
+
+    worker = FrameWorker(process=process, name="hung-worker").start()
     worker.submit(1)
-    time.sleep(0.05)
+    assert entered.wait(5)  # the frame is in process (a sleep here raced a loaded scheduler)
     assert worker.stop(timeout=0.1) is False
     hang.set()
 
