@@ -195,6 +195,30 @@ def test_bad_sizes_are_refused_with_the_reason(kwargs, message):
         SyntheticStreets(length=4, **kwargs)
 
 
+@pytest.mark.parametrize("rise", [(0.8, 0.0), (-0.8, 0.0), (0.0, 1.0)])
+def test_a_roof_slope_is_the_plane_over_its_footprint_and_nothing_else(rise):
+    cam, zb = _zbuffer((201, 121))
+    footprint, eave = (-6.0, 6.0, 12.0, 20.0), (3.0, 0.0, 12.0)  # eave line at l 0 or s 12, 3 m up
+    if rise[0] > 0:
+        footprint = (0.0, 6.0, 12.0, 20.0)
+    elif rise[0] < 0:
+        footprint = (-6.0, 0.0, 12.0, 20.0)
+    zb.slope(7, footprint, eave, rise, ridge_h=3.0 + 6.0 * max(abs(rise[0]), abs(rise[1])) + 2.0)
+    rows, cols = np.nonzero(zb.prim == 7)
+    assert rows.size > 100
+    z = zb.z[rows, cols]
+    lateral, along = zb.camera_l + z * zb.dl[cols], z * zb.ds[cols]
+    height = cam.height_m + z * zb.dh[rows]
+    expected = eave[0] + rise[0] * (lateral - eave[1]) + rise[1] * (along - eave[2])
+    np.testing.assert_allclose(height, expected, atol=2e-3)
+    l0, l1, s0, s1 = footprint
+    assert np.all((lateral >= l0 - 1e-3) & (lateral <= l1 + 1e-3) & (along >= s0 - 1e-3) & (along <= s1 + 1e-3))
+    assert np.all(zb.face[rows, cols] == 5)  # FACE_ROUND: the shading pass supplies the normal
+    # A nearer box hides it; the slope never writes over something nearer.
+    zb.boxes(np.array([8]), np.array([[-20.0, 20.0, 5.0, 6.0, 0.0, 50.0]]))
+    assert not (zb.prim == 7).any()
+
+
 # -- what the real KITTI frame showed missing: hedges, grey sidewalks ------------------------------
 
 def _built_street(seed, size=(320, 96)):
@@ -352,3 +376,20 @@ def test_about_half_the_houses_have_framed_windows_and_a_third_a_stone_plinth():
     # fit in one window period.
     assert np.all(params[shutters, 2] * 2 * params[shutters, 0] + 2 * params[shutters, 7] <= params[shutters, 0])
     assert np.all(params[stone, 4] <= 1.3)  # a plinth is a low band
+
+
+def test_some_houses_have_a_tiled_pitched_roof_labelled_building_that_shows_in_frames():
+    from hydranet_ros.train import street_materials as mat
+    from hydranet_ros.train.synthetic import BUILDING
+
+    roofs = houses = shown = 0
+    for seed in range(30):
+        street = _built_street(seed, size=(192, 128))
+        kinds, labels = street.table.kinds, street.table.labels
+        tiles = [p for p, kind in enumerate(kinds) if kind == mat.ROOF_TILES]
+        assert all(labels[p] == BUILDING for p in tiles)
+        roofs += len(tiles)
+        houses += sum(kind == mat.FACADE and p[6] < 100 for kind, p in zip(kinds, street.table.params))
+        shown += bool(np.isin(street.zb.prim, tiles).any())
+    assert 0.15 < roofs / houses < 0.45, (roofs, houses)  # 55 % of the houses under 16 m
+    assert shown >= 5  # and they are seen, not only built

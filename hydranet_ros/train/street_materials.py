@@ -17,7 +17,7 @@ import numpy as np
 from hydranet_ros.train.street_raycast import FACE_NEG_S, FACE_NORMALS, FACE_UP, ZBuffer
 
 # Material kinds.
-ASPHALT, PAVING, GRASS, FACADE, PAINT, GLASS, RUBBER, FOLIAGE, BARK, METAL, SKYLINE_TREES, HEDGE = range(12)
+ASPHALT, PAVING, GRASS, FACADE, PAINT, GLASS, RUBBER, FOLIAGE, BARK, METAL, SKYLINE_TREES, HEDGE, ROOF_TILES = range(13)
 
 _TILE = 256  # noise tiles are 256x256 and wrap (index & 255)
 PARAM_SLOTS = 16  # numbers a material row carries (see each kind's shading function)
@@ -207,6 +207,21 @@ def shade(zb: ZBuffer, table: MaterialTable, light: Lighting, marks: list[LaneMa
                            (height[i] - p[:, 2]) / p[:, 5] ** 2])
         lum[i] = light.ambient + light.direct * np.maximum(sun @ normal / (np.linalg.norm(normal, axis=0) + 1e-6), 0.0)
         tex[i] = _leaves(lateral[i] + along[i], height[i], smooth, white)
+    i = pixels(ROOF_TILES)
+    if i.size:
+        # params: rise per metre across (l) and along (s), tile course (m along the slope), tile
+        # width (m). Courses of clay or slate tiles read as paving to a network that has only
+        # seen flat roofs; they are building.
+        p = params[pid[i]]
+        normal = np.stack([-p[:, 0], -p[:, 1], np.ones(i.size, np.float32)])
+        lum[i] = light.ambient + light.direct * np.maximum(sun @ normal / np.linalg.norm(normal, axis=0), 0.0)
+        runs_along_s = np.abs(p[:, 0]) > np.abs(p[:, 1])  # eaves along the street
+        run = np.where(runs_along_s, along[i], lateral[i])
+        slope = np.hypot(p[:, 0], p[:, 1])
+        course = height[i] * np.sqrt(1 + slope ** 2) / slope / p[:, 2]
+        tile = run / p[:, 3] + 0.5 * (np.floor(course) % 2)
+        cell = np.floor(tile).astype(np.int32) * 17 + np.floor(course).astype(np.int32) * 59
+        tex[i] = np.where(_frac(course) > 0.8, 0.62, 0.9 + 0.14 * _sample(white, cell * 3, cell * 7))
     for kind in (SKYLINE_TREES, HEDGE):  # leafy walls: textured along the wall and up
         i = pixels(kind)
         if i.size:

@@ -10,7 +10,8 @@ the primitive's screen rectangle. That keeps a frame well under 50 ms in numpy, 
 while every depth and label is exact at the pixel centre (no rasterisation approximations).
 
 Primitives: the ground plane, boxes aligned with the road (buildings, cars, kerbs, trunks,
-poles), ellipsoids (tree crowns) and vertical walls with a height profile (distant skylines).
+poles), ellipsoids (tree crowns), sloped planes over a rectangle (pitched roofs) and vertical
+walls with a height profile (distant skylines, hedges, gable ends).
 """
 
 from __future__ import annotations
@@ -167,6 +168,29 @@ class ZBuffer:
             t = (-b - np.sqrt(disc)) / a
         zs = self.z[i0:i1, j0:j1]
         hit = (disc > 0) & (t > 0) & (t < zs)
+        if hit.any():
+            self._write(i0, i1, j0, j1, hit, t, prim, FACE_ROUND)
+
+    def slope(self, prim: int, footprint: tuple[float, float, float, float], eave: tuple[float, float, float],
+              rise: tuple[float, float], ridge_h: float) -> None:
+        """A sloped roof plane over ``footprint`` (l0, l1, s0, s1): height = eave height + rise_l *
+        (l - eave l) + rise_s * (s - eave s), with ``eave`` = (height, l, s) and ``rise`` = (rise_l,
+        rise_s) in metres per metre; ``ridge_h`` is its highest point over the footprint."""
+        l0, l1, s0, s1 = footprint
+        (h_e, l_e, s_e), (a, b) = eave, rise
+        rect = self._screen_rect(l0, l1, s0, s1, h_e, ridge_h)
+        if rect is None:
+            return
+        i0, i1, j0, j1 = rect
+        # The ray's height cam_h + t dh meets the plane's h_e + a (cam_l + t dl - l_e) + b (t ds - s_e).
+        num = np.float32(h_e - self.camera.height_m + a * (self.camera_l - l_e) - b * s_e)
+        den = self.dh[i0:i1, None] - np.float32(a) * self.dl[None, j0:j1] - np.float32(b) * self.ds[None, j0:j1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = num / den
+        lateral = self.camera_l + t * self.dl[None, j0:j1]
+        along = t * self.ds[None, j0:j1]
+        hit = ((t > 0) & (t < self.z[i0:i1, j0:j1]) & (lateral >= l0) & (lateral <= l1)
+               & (along >= s0) & (along <= s1))
         if hit.any():
             self._write(i0, i1, j0, j1, hit, t, prim, FACE_ROUND)
 

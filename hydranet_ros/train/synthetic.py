@@ -323,7 +323,34 @@ class _Street:
             prim = self.table.add(BUILDING, mat.FACADE, _jitter(r, colour), window_colour, params)
             l0, l1 = (inner, inner + depth) if side > 0 else (-inner - depth, -inner)
             self._box(prim, l0, l1, max(s, 1.0), s + length, 0.0, roof)
+            if roof < 16 and r.random() < 0.55:
+                self._pitched_roof(prim, side, (l0, l1, max(s, 1.0), s + length), roof)
             s += length + (r.uniform(0.0, 1.0) if r.random() < 0.5 else 0.0)
+
+    def _pitched_roof(self, facade: int, side: int, box: tuple[float, float, float, float], eave_h: float) -> None:
+        """A tiled gable roof on a house: eaves along the street, or a gable end facing it. Only
+        the slope facing the street is drawn (from below the eaves the far one never shows); the
+        gable triangle is facade. Red, brown or anthracite tiles, the most common roofs on German
+        streets, which a network that only knew flat roofs called sidewalk."""
+        r = self.rng
+        l0, l1, s0, s1 = box
+        pitch = math.tan(math.radians(r.uniform(28, 50)))
+        colour = _jitter(r, ((0.55, 0.26, 0.18), (0.42, 0.28, 0.22), (0.22, 0.22, 0.24))[r.integers(3)], 0.04)
+        near_l = l0 if side > 0 else l1
+        mid_l, mid_s = (l0 + l1) / 2, (s0 + s1) / 2
+        if s1 - s0 > 14 or r.random() < 0.6:  # ridge along the street, gable ends fore and aft
+            ridge = eave_h + pitch * (l1 - l0) / 2
+            tiles = self.table.add(BUILDING, mat.ROOF_TILES, colour,
+                                   params=(side * pitch, 0.0, r.uniform(0.25, 0.4), r.uniform(0.2, 0.35)))
+            footprint = (min(near_l, mid_l), max(near_l, mid_l), s0, s1)
+            self.zb.slope(tiles, footprint, (eave_h, near_l, s0), (side * pitch, 0.0), ridge)
+            self.zb.wall_across(facade, s0, np.array([l0, mid_l, l1]), np.array([eave_h, ridge, eave_h]))
+        else:  # gable end to the street, the slope rising away from the camera
+            ridge = eave_h + pitch * (s1 - s0) / 2
+            tiles = self.table.add(BUILDING, mat.ROOF_TILES, colour,
+                                   params=(0.0, pitch, r.uniform(0.25, 0.4), r.uniform(0.2, 0.35)))
+            self.zb.slope(tiles, (l0, l1, s0, mid_s), (eave_h, near_l, s0), (0.0, pitch), ridge)
+            self.zb.wall_along(facade, near_l, np.array([s0, mid_s, s1]), np.array([eave_h, ridge, eave_h]))
 
     def _facade_detail(self) -> tuple[float, ...]:
         """Facade params 7-15 (street_materials._facade): window frames, shutters, stone plinth."""
