@@ -1,8 +1,9 @@
 """Synthetic street scenes with exact ground truth: RGB, KITTI-6 labels and metric depth.
 
 A seeded generator of streets seen from a car: road with lane marks, kerbed sidewalks, building
-rows with windows (some framed, with shutters, over a stone plinth), parked and moving cars,
-street and garden trees, hedges, poles, distant skylines and sky, under varied light. Geometry is ray cast analytically (``street_raycast``), so each pixel's class and depth
+rows with windows (some framed, with shutters, over a stone plinth; low houses under tiled gable
+roofs), parked and moving cars, street and garden trees, hedges, poles, distant skylines and sky,
+under varied light. Geometry is ray cast analytically (``street_raycast``), so each pixel's class and depth
 are exact at its centre; colour comes from a deferred shading pass (``street_materials``).
 
 Ground-truth conventions
