@@ -393,3 +393,11 @@ def test_some_houses_have_a_tiled_pitched_roof_labelled_building_that_shows_in_f
         shown += bool(np.isin(street.zb.prim, tiles).any())
     assert 0.15 < roofs / houses < 0.45, (roofs, houses)  # 55 % of the houses under 16 m
     assert shown >= 5  # and they are seen, not only built
+
+
+def test_a_window_the_eaves_would_cut_is_left_out_not_cut():
+    # Storey 1's window spans 4.75-6.25 m (frame to 6.35 m); with the roof at 6.2 m it is not drawn.
+    low_roof = _FRAMED[:6] + (6.2,) + _FRAMED[7:]
+    rgb, _ = _shaded_facade(low_roof, np.array([1.3, 1.3, 1.3]), np.array([2.3, 5.0, 5.9]))
+    np.testing.assert_allclose(rgb[0], (0.1, 0.1, 0.2), atol=1e-6)  # storey 0's window stays
+    np.testing.assert_allclose(rgb[1:], [(0.8, 0.7, 0.5)] * 2, atol=1e-6)

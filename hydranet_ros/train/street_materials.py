@@ -264,7 +264,10 @@ def _facade(canvas, i, along, height, pid, params, accents, smooth) -> None:
     du = np.abs(_frac(u) - 0.5) * period
     dv = np.abs(_frac(v) - (0.25 + hfrac / 2)) * floor_h
     half_w, half_h = wfrac * period / 2, hfrac * floor_h / 2
-    storey = (height > ground) & (height < roof - 0.8)
+    # Only whole windows: a storey whose window (and frame) would reach within 0.3 m of the
+    # eaves has none, rather than a window cut off by the roof line.
+    window_top = ground + (np.floor(v) + 0.25 + hfrac) * floor_h + frame_w
+    storey = (height > ground) & (window_top < roof - 0.3)
     opening = storey & (du < half_w) & (dv < half_h)
     framed = storey & (frame_w > 0)
     frame = framed & ~opening & (du < half_w + frame_w) & (dv < half_h + frame_w)
