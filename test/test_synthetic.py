@@ -214,9 +214,48 @@ def test_a_roof_slope_is_the_plane_over_its_footprint_and_nothing_else(rise):
     l0, l1, s0, s1 = footprint
     assert np.all((lateral >= l0 - 1e-3) & (lateral <= l1 + 1e-3) & (along >= s0 - 1e-3) & (along <= s1 + 1e-3))
     assert np.all(zb.face[rows, cols] == 5)  # FACE_ROUND: the shading pass supplies the normal
-    # A nearer box hides it; the slope never writes over something nearer.
+    # And every pixel whose ray meets the plane inside the footprint is drawn (float64, by hand).
+    v, u = np.mgrid[0:cam.height, 0:cam.width].astype(np.float64)
+    dl, ds, dh = (u - cam.cx) / cam.fx, np.ones_like(u), -(v - cam.cy) / cam.fy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (eave[0] - cam.height_m - rise[1] * eave[2] + rise[0] * (0.0 - eave[1])) / (dh - rise[0] * dl - rise[1] * ds)
+        expected = (t > 0) & (t * dl >= l0) & (t * dl <= l1) & (t * ds >= s0) & (t * ds <= s1)
+    assert np.sum(expected != (zb.prim == 7)) <= 0.05 * expected.sum()  # edge pixels: float32 against float64
+    # Something nearer drawn first hides it: the slope never writes over a nearer surface.
+    _, zb = _zbuffer((201, 121))
     zb.boxes(np.array([8]), np.array([[-20.0, 20.0, 5.0, 6.0, 0.0, 50.0]]))
+    zb.slope(7, footprint, eave, rise, ridge_h=20.0)
     assert not (zb.prim == 7).any()
+
+
+def test_a_gable_roof_has_its_triangle_of_facade_above_the_eaves():
+    from hydranet_ros.train import street_materials as mat
+    from hydranet_ros.train.synthetic import _Street
+
+    box, eave = (4.0, 14.0, 20.0, 30.0), 6.0  # a house right of the road, 20-30 m ahead
+    seen = set()
+    for seed in range(40):
+        street = _Street(np.random.default_rng(seed), PinholeCamera.kitti_like((384, 384)))
+        street._pitched_roof(3, +1, box, eave)
+        zb = street.zb
+        tiles = next(p for p, kind in enumerate(street.table.kinds) if kind == mat.ROOF_TILES)
+        ridge_along_street = street.table.params[tiles][0] != 0
+        rows, cols = np.nonzero(zb.prim == 3)
+        z = zb.z[rows, cols]
+        lateral, along = zb.camera_l + z * zb.dl[cols], z * zb.ds[cols]
+        height = zb.camera.height_m + z * zb.dh[rows]
+        gable = height > eave + 0.2
+        assert gable.sum() > 20
+        ridge = street._shadow_only[-1][5] * 2 - eave  # the shadow block reaches half the ridge
+        if ridge_along_street:  # the triangle stands on the front end, s = 20
+            np.testing.assert_allclose(along[gable], 20.0, atol=1e-3)
+            top = eave + (ridge - eave) * (1 - np.abs(lateral[gable] - 9.0) / 5.0)
+        else:  # the triangle is on the street-facing side, l = 4
+            np.testing.assert_allclose(lateral[gable], 4.0, atol=1e-3)
+            top = eave + (ridge - eave) * (1 - np.abs(along[gable] - 25.0) / 5.0)
+        assert np.all(height[gable] <= top + 0.05)
+        seen.add(bool(ridge_along_street))
+    assert seen == {True, False}
 
 
 # -- what the real KITTI frame showed missing: hedges, grey sidewalks ------------------------------

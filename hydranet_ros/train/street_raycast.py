@@ -185,12 +185,12 @@ class ZBuffer:
         # The ray's height cam_h + t dh meets the plane's h_e + a (cam_l + t dl - l_e) + b (t ds - s_e).
         num = np.float32(h_e - self.camera.height_m + a * (self.camera_l - l_e) - b * s_e)
         den = self.dh[i0:i1, None] - np.float32(a) * self.dl[None, j0:j1] - np.float32(b) * self.ds[None, j0:j1]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # a ray parallel to the plane: inf, no hit
             t = num / den
-        lateral = self.camera_l + t * self.dl[None, j0:j1]
-        along = t * self.ds[None, j0:j1]
-        hit = ((t > 0) & (t < self.z[i0:i1, j0:j1]) & (lateral >= l0) & (lateral <= l1)
-               & (along >= s0) & (along <= s1))
+            lateral = self.camera_l + t * self.dl[None, j0:j1]
+            along = t * self.ds[None, j0:j1]
+            hit = ((t > 0) & (t < self.z[i0:i1, j0:j1]) & (lateral >= l0) & (lateral <= l1)
+                   & (along >= s0) & (along <= s1))
         if hit.any():
             self._write(i0, i1, j0, j1, hit, t, prim, FACE_ROUND)
 

@@ -325,7 +325,7 @@ class _Street:
             l0, l1 = (inner, inner + depth) if side > 0 else (-inner - depth, -inner)
             self._box(prim, l0, l1, max(s, 1.0), s + length, 0.0, roof)
             if roof < 16 and r.random() < 0.55:
-                self._pitched_roof(prim, side, (l0, l1, max(s, 1.0), s + length), roof)
+                self._pitched_roof(prim, side, (l0, l1, s, s + length), roof)
             s += length + (r.uniform(0.0, 1.0) if r.random() < 0.5 else 0.0)
 
     def _pitched_roof(self, facade: int, side: int, box: tuple[float, float, float, float], eave_h: float) -> None:
@@ -352,6 +352,8 @@ class _Street:
                                    params=(0.0, pitch, r.uniform(0.25, 0.4), r.uniform(0.2, 0.35)))
             self.zb.slope(tiles, (l0, l1, s0, mid_s), (eave_h, near_l, s0), (0.0, pitch), ridge)
             self.zb.wall_along(facade, near_l, np.array([s0, mid_s, s1]), np.array([eave_h, ridge, eave_h]))
+        # The roof's shadow on the street, roughly: a block to half the ridge's height.
+        self._shadow_only.append((l0, l1, s0, s1, eave_h, (eave_h + ridge) / 2))
 
     def _facade_detail(self) -> tuple[float, ...]:
         """Facade params 7-15 (street_materials._facade): window frames, shutters, stone plinth."""
