@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hydranet_ros.train.augment import (
-    Augmenter, balanced_sample_weights, colour_jitter, crop, dappled_shadows, hflip, label_histogram,
-    median_frequency_weights, rescale,
+    Augmenter, balanced_sample_weights, colour_jitter, crop, dappled_shadows, edge_padding, hflip,
+    label_histogram, median_frequency_weights, rescale,
 )
 from hydranet_ros.train.synthetic import ROAD, SyntheticStreets
 
@@ -150,6 +150,10 @@ def test_bad_augmenter_settings():
         Augmenter(shadow_prob=-0.1)
     with pytest.raises(ValueError):
         Augmenter(shadow_strength=1.0)  # a shade that is black everywhere it falls
+    with pytest.raises(ValueError):
+        Augmenter(pad_prob=2.0)
+    with pytest.raises(ValueError):
+        Augmenter(pad_max_fraction=0.0)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -179,6 +183,39 @@ def test_augmenter_shadows_keep_labels_and_depth_and_spare_frames_without_surfac
     assert (out["image"] <= frame["image"]).all() and (out["image"] < frame["image"]).any()
     hole = frame["depth_m"] == 0  # no surface there: untouched
     np.testing.assert_array_equal(out["image"][hole], frame["image"][hole])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_edge_padding_repeats_the_edges_like_the_pipeline_and_ignores_the_bands(seed):
+    frame = block_frame(seed, h=64, w=96)
+    out = edge_padding(frame, np.random.default_rng(seed), max_fraction=0.25)
+    changed = (out["labels"] != frame["labels"]) | (out["depth_m"] != frame["depth_m"])
+    bands = out["labels"] == 255
+    rows = np.flatnonzero((out["labels"] == 255).all(axis=1) & (frame["labels"] != 255).any(axis=1))
+    cols = np.flatnonzero((out["labels"] == 255).all(axis=0) & (frame["labels"] != 255).any(axis=0))
+    assert bool(rows.size) != bool(cols.size)  # one pair of opposite edges
+    across = rows if rows.size else cols
+    size = 64 if rows.size else 96
+    n = np.ones(size, bool)
+    n[across] = False
+    first, last = np.flatnonzero(n)[[0, -1]]
+    # Centred (the two bands differ by at most a pixel), at most the fraction, touching the edges.
+    assert abs(first - (size - 1 - last)) <= 1 and 2 <= first + size - 1 - last <= 0.25 * size + 1
+    inner = (slice(first, last + 1), slice(None)) if rows.size else (slice(None), slice(first, last + 1))
+    np.testing.assert_array_equal(out["image"][inner], frame["image"][inner])  # the frame itself untouched
+    np.testing.assert_array_equal(out["labels"][inner], frame["labels"][inner])
+    assert (out["depth_m"][bands] == 0).all() and not changed[inner].any()
+    # The bands repeat the frame's edge pixels, as network_input's replicate padding does.
+    image = out["image"] if rows.size else out["image"].transpose(1, 0, 2)  # edges first either way
+    assert (image[:first] == image[first]).all() and (image[last + 1:] == image[last]).all()
+
+
+def test_augmenter_pads_after_the_camera_when_asked():
+    frame = block_frame(2, h=64, w=96)
+    plain = Augmenter(flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, white_balance=0.0)
+    padded = Augmenter(flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, white_balance=0.0, pad_prob=1.0)
+    assert (plain(frame, np.random.default_rng(0))["labels"] == frame["labels"]).all()
+    assert ((padded(frame, np.random.default_rng(0))["labels"] == 255) & (frame["labels"] != 255)).any()
 
 
 # -- class balance, against hand-computed numbers ---------------------------------------------

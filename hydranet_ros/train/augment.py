@@ -158,6 +158,35 @@ def dappled_shadows(image: np.ndarray, rng: np.random.Generator, *, strength: fl
     return np.clip(image.astype(np.float32) * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
 
 
+def edge_padding(frame: dict, rng: np.random.Generator, *, max_fraction: float) -> dict:
+    """Bands at two opposite edges with the edge row (or column) of the frame repeated, as the
+    pipeline pads a scaled frame to the network's stride (runtime/geometry.py: centred, edge
+    pixels repeated). At 640x480 the KITTI frame becomes 640x193 in a 640x224 input: a network
+    that never saw such streaks mislabelled the rows beside them. Top and bottom (the common case)
+    or left and right, in all up to ``max_fraction`` of the frame; the bands are labelled ignore
+    and have no depth, as the pipeline cuts them off its outputs."""
+    labels = frame["labels"]
+    height, width = labels.shape
+    rows = rng.random() < 0.75
+    size = height if rows else width
+    total = int(rng.integers(2, max(3, int(size * max_fraction) + 1)))
+    first, second = total // 2, total - total // 2
+    image, labels, depth = frame["image"].copy(), labels.copy(), frame["depth_m"].copy()
+    if rows:
+        image[:first] = image[first]
+        image[size - second:] = image[size - second - 1]
+        bands = np.r_[0:first, size - second:size]
+        labels[bands] = IGNORE
+        depth[bands] = 0.0
+    else:
+        image[:, :first] = image[:, first:first + 1]
+        image[:, size - second:] = image[:, size - second - 1:size - second]
+        bands = np.r_[0:first, size - second:size]
+        labels[:, bands] = IGNORE
+        depth[:, bands] = 0.0
+    return _with(frame, image=image, labels=labels, depth_m=depth)
+
+
 @dataclass(frozen=True)
 class Augmenter:
     """Scale, crop, flip, colour jitter: ``Augmenter(...)(frame, rng) -> frame``.
@@ -178,8 +207,14 @@ class Augmenter:
     jpeg_quality: tuple[int, int] | None = None
     shadow_prob: float = 0.0  # chance of dappled_shadows per frame
     shadow_strength: float = 0.6
+    pad_prob: float = 0.0  # chance of edge_padding per frame, after the camera: what the pipeline does
+    pad_max_fraction: float = 0.15
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.pad_prob <= 1.0:
+            raise ValueError(f"pad_prob must be in [0, 1], got {self.pad_prob}")
+        if not 0.0 < self.pad_max_fraction <= 0.5:
+            raise ValueError(f"pad_max_fraction must be in (0, 0.5], got {self.pad_max_fraction}")
         if not 0.0 <= self.shadow_prob <= 1.0:
             raise ValueError(f"shadow_prob must be in [0, 1], got {self.shadow_prob}")
         if not 0.0 <= self.shadow_strength < 1.0:
@@ -207,7 +242,10 @@ class Augmenter:
                               saturation=self.saturation, white_balance=self.white_balance)
         image = camera_artefacts(image, rng, blur_sigma=self.blur_sigma, noise_std=self.noise_std,
                                  jpeg_quality=self.jpeg_quality)
-        return _with(frame, image=image)
+        frame = _with(frame, image=image)
+        if self.pad_prob > 0 and rng.random() < self.pad_prob:
+            frame = edge_padding(frame, rng, max_fraction=self.pad_max_fraction)
+        return frame
 
 
 # -- class balance ----------------------------------------------------------------------------
