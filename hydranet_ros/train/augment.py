@@ -172,18 +172,14 @@ def edge_padding(frame: dict, rng: np.random.Generator, *, max_fraction: float) 
     total = int(rng.integers(2, max(3, int(size * max_fraction) + 1)))
     first, second = total // 2, total - total // 2
     image, labels, depth = frame["image"].copy(), labels.copy(), frame["depth_m"].copy()
-    if rows:
-        image[:first] = image[first]
-        image[size - second:] = image[size - second - 1]
-        bands = np.r_[0:first, size - second:size]
-        labels[bands] = IGNORE
-        depth[bands] = 0.0
-    else:
-        image[:, :first] = image[:, first:first + 1]
-        image[:, size - second:] = image[:, size - second - 1:size - second]
-        bands = np.r_[0:first, size - second:size]
-        labels[:, bands] = IGNORE
-        depth[:, bands] = 0.0
+    # Work on rows; for columns, on transposed views of the same arrays.
+    across = (lambda a: a) if rows else (lambda a: a.swapaxes(0, 1))
+    for a in (across(image), across(labels), across(depth)):
+        a[:first] = a[first]
+        a[size - second:] = a[size - second - 1]
+    bands = np.r_[0:first, size - second:size]
+    across(labels)[bands] = IGNORE
+    across(depth)[bands] = 0.0
     return _with(frame, image=image, labels=labels, depth_m=depth)
 
 

@@ -273,8 +273,8 @@ def _facade(canvas, i, along, height, pid, params, accents, smooth) -> None:
     frame = framed & ~opening & (du < half_w + frame_w) & (dv < half_h + frame_w)
     # A mullion down the middle and a transom a third from the top: the white cross of a
     # European window.
-    mullion = opening & framed & ((du < frame_w * 0.4)
-                                          | (np.abs(_frac(v) - 0.25 - hfrac * 0.66) * floor_h < frame_w * 0.4))
+    transom = np.abs(_frac(v) - 0.25 - hfrac * 0.66) * floor_h < frame_w * 0.4
+    mullion = opening & framed & ((du < frame_w * 0.4) | transom)
     shutter = (framed & shutters & ~opening & ~frame & (du < 2 * half_w + frame_w) & (dv < half_h + frame_w))
     window = opening & ~mullion
 

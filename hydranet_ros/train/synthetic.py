@@ -3,8 +3,8 @@
 A seeded generator of streets seen from a car: road with lane marks, kerbed sidewalks, building
 rows with windows (some framed, with shutters, over a stone plinth; low houses under tiled gable
 roofs), parked and moving cars, street and garden trees, hedges, poles, distant skylines and sky,
-under varied light. Geometry is ray cast analytically (``street_raycast``), so each pixel's class and depth
-are exact at its centre; colour comes from a deferred shading pass (``street_materials``).
+under varied light. Geometry is ray cast analytically (``street_raycast``), so each pixel's class
+and depth are exact at its centre; colour comes from a deferred shading pass (``street_materials``).
 
 Ground-truth conventions
 - labels: KITTI-6 ids 0 sky, 1 building, 2 road, 3 sidewalk, 4 vegetation, 5 car.
