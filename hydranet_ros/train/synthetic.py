@@ -9,9 +9,10 @@ and depth are exact at its centre; colour comes from a deferred shading pass (``
 Ground-truth conventions
 - labels: KITTI-6 ids 0 sky, 1 building, 2 road, 3 sidewalk, 4 vegetation, 5 car.
   Lane marks are painted road and are labelled road (2). Grass verges are vegetation (4), paved
-  verges sidewalk (3), kerbs sidewalk (3), hedges vegetation (4). Poles and lamp arms are 255 (ignore): in the authors'
-  KITTI ground truth (../shared/data/kitti/000099_segm_gt.png) poles and signs are void, so no
-  KITTI-6 class is the right answer for them and a network trained here should not be taught one.
+  verges sidewalk (3), kerbs sidewalk (3), hedges vegetation (4). Poles and lamp arms are 255
+  (ignore): in the authors' KITTI ground truth (../shared/data/kitti/000099_segm_gt.png) poles
+  and signs are void, so no KITTI-6 class is the right answer for them and a network trained
+  here should not be taught one.
 - depth_m: float32 metres along the optical axis (z, not the ray length). Sky has no depth: 0,
   the project's "invalid" value that losses and metrics mask. Every other pixel is valid; the
   scene is closed by distant skylines, so depths stay below about 250 m.
@@ -315,12 +316,15 @@ class _Street:
             depth, roof = r.uniform(8, 16), r.uniform(5, 24)
             floor_h = r.uniform(2.8, 3.6)
             window_colour = _jitter(r, (0.16, 0.20, 0.26) if r.random() < 0.7 else (0.45, 0.52, 0.6), 0.05)
-            params = (r.uniform(1.8, 3.5), floor_h, r.uniform(0.3, 0.6), r.uniform(0.35, 0.55),
-                      r.uniform(0.0, 4.0), r.uniform(0, 3), roof) + self._facade_detail()
-            if params[11]:  # shutters need room beside the window
-                params = params[:2] + (min(params[2], 0.42),) + params[3:]
-            if params[12]:  # a stone plinth is a low band, not a shop front
-                params = params[:4] + (r.uniform(0.4, 1.3),) + params[5:]
+            period, wfrac, hfrac = r.uniform(1.8, 3.5), r.uniform(0.3, 0.6), r.uniform(0.35, 0.55)
+            ground, offset = r.uniform(0.0, 4.0), r.uniform(0, 3)
+            detail = self._facade_detail()
+            shutters, stone_course = detail[4], detail[5]
+            if shutters:  # shutters need room beside the window
+                wfrac = min(wfrac, 0.42)
+            if stone_course:  # a stone plinth is a low band, not a shop front
+                ground = r.uniform(0.4, 1.3)
+            params = (period, floor_h, wfrac, hfrac, ground, offset, roof) + detail
             prim = self.table.add(BUILDING, mat.FACADE, _jitter(r, colour), window_colour, params)
             l0, l1 = (inner, inner + depth) if side > 0 else (-inner - depth, -inner)
             self._box(prim, l0, l1, max(s, 1.0), s + length, 0.0, roof)
@@ -339,18 +343,18 @@ class _Street:
         colour = _jitter(r, ((0.55, 0.26, 0.18), (0.42, 0.28, 0.22), (0.22, 0.22, 0.24))[r.integers(3)], 0.04)
         near_l = l0 if side > 0 else l1
         mid_l, mid_s = (l0 + l1) / 2, (s0 + s1) / 2
-        if s1 - s0 > 14 or r.random() < 0.6:  # ridge along the street, gable ends fore and aft
+        along_street = s1 - s0 > 14 or r.random() < 0.6  # the ridge; else a gable end faces the street
+        rise = (side * pitch, 0.0) if along_street else (0.0, pitch)  # metres up per metre across, along
+        course, tile_w = r.uniform(0.25, 0.4), r.uniform(0.2, 0.35)
+        tiles = self.table.add(BUILDING, mat.ROOF_TILES, colour, params=(*rise, course, tile_w))
+        if along_street:  # gable ends fore and aft
             ridge = eave_h + pitch * (l1 - l0) / 2
-            tiles = self.table.add(BUILDING, mat.ROOF_TILES, colour,
-                                   params=(side * pitch, 0.0, r.uniform(0.25, 0.4), r.uniform(0.2, 0.35)))
             footprint = (min(near_l, mid_l), max(near_l, mid_l), s0, s1)
-            self.zb.slope(tiles, footprint, (eave_h, near_l, s0), (side * pitch, 0.0), ridge)
+            self.zb.slope(tiles, footprint, (eave_h, near_l, s0), rise, ridge)
             self.zb.wall_across(facade, s0, np.array([l0, mid_l, l1]), np.array([eave_h, ridge, eave_h]))
-        else:  # gable end to the street, the slope rising away from the camera
+        else:  # the slope rising away from the camera
             ridge = eave_h + pitch * (s1 - s0) / 2
-            tiles = self.table.add(BUILDING, mat.ROOF_TILES, colour,
-                                   params=(0.0, pitch, r.uniform(0.25, 0.4), r.uniform(0.2, 0.35)))
-            self.zb.slope(tiles, (l0, l1, s0, mid_s), (eave_h, near_l, s0), (0.0, pitch), ridge)
+            self.zb.slope(tiles, (l0, l1, s0, mid_s), (eave_h, near_l, s0), rise, ridge)
             self.zb.wall_along(facade, near_l, np.array([s0, mid_s, s1]), np.array([eave_h, ridge, eave_h]))
         # The roof's shadow on the street, roughly: a block to half the ridge's height.
         self._shadow_only.append((l0, l1, s0, s1, eave_h, (eave_h + ridge) / 2))
