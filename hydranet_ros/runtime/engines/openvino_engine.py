@@ -77,6 +77,11 @@ class OpenVinoEngine(Engine):
         self.lane_threads = lane_threads if self.lane_models else 1
         self._lane = threading.local()
         self._next_lane = itertools.count()
+        # Each lane's first inference runs alone. Two lanes' first calls at once deadlocked in the
+        # Python bindings (2026-11-29, gdb: one thread holding the GIL blocked on a C++ static's
+        # initialisation guard, the other inside that initialisation waiting for the GIL), and
+        # hung a test's process; once initialised, calls run in parallel as before.
+        self._first_call = threading.Lock()
         names = [output.get_any_name() for output in compiled.outputs]
         missing = set(head_names) - set(names)
         if missing:
@@ -139,8 +144,10 @@ class OpenVinoEngine(Engine):
             return super().run_in_lane(image)
         request = getattr(self._lane, "request", None)
         if request is None:  # this thread's own request: its outputs are overwritten by its next frame only
-            model = self.lane_models[next(self._next_lane) % len(self.lane_models)]
-            request = self._lane.request = model.create_infer_request()
+            with self._first_call:
+                model = self.lane_models[next(self._next_lane) % len(self.lane_models)]
+                request = self._lane.request = model.create_infer_request()
+                return self._infer(request, image)
         return self._infer(request, image)
 
     def _infer(self, request, image: torch.Tensor) -> dict[str, torch.Tensor]:
