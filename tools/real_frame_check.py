@@ -128,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         views.append(("mirror", np.ascontiguousarray(frame[:, ::-1]), mirrored,
                       flat_ground_depth(mirrored.shape, road_horizon_row(mirrored), KITTI_FOCAL_1226_PX)))
     rows = []
+    pipes = {}
     for size, (view, image, labels, ground) in ((s, v) for s in args.sizes.split(",") for v in views):
-        pipe = Pipeline.create(PipelineConfig(weights=args.weights, backend=args.backend, device="cpu", input_size=parse_size(size), output_size="input"))
+        if size not in pipes:  # one pipeline a size, for both views
+            pipes[size] = Pipeline.create(PipelineConfig(weights=args.weights, backend=args.backend, device="cpu",
+                                                         input_size=parse_size(size), output_size="input"))
+        pipe = pipes[size]
         result = pipe.process(image, **({"focal_px": args.focal} if args.focal else {}))
         figures = score(result.labels, result.depth_m, labels, ground, pipe.preset.num_classes)
         figures["size"] = size
@@ -153,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
               f"median error {report['means']['road_depth_median_rel_error'] * 100:.1f} %; {report['views_meeting_all_targets']} of "
               f"{len(rows)} views meet every target")
     print(f"horizon row {horizon:.1f}; all targets {'met' if all(r['ok'] for r in rows) else 'NOT met'}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:  # complete or not at all: written beside, then renamed over
+        out = Path(args.json)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(out)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
