@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydranet_ros.errors import HydraNetError
 from hydranet_ros.model.checkpoints import load_safetensors, save_safetensors
 from hydranet_ros.model.hydranet import HydraNet
 from hydranet_ros.presets import get_preset
@@ -42,13 +43,35 @@ def test_the_mean_of_two_files_is_their_element_wise_mean_and_loads(tmp_path):
     soup.build_model()  # a working network: finite outputs on the check frame
 
 
-def test_files_for_different_cameras_are_refused_with_the_reason(tmp_path, capsys):
+@pytest.mark.parametrize("field, value", [("focal_px", "500.0"), ("input_size", "320x96")])
+def test_files_for_different_cameras_or_sizes_are_refused_with_the_reason(tmp_path, capsys, field, value):
     a = weights(tmp_path / "a.safetensors", 1)
-    b = weights(tmp_path / "b.safetensors", 2, focal_px="500.0")
+    b = weights(tmp_path / "b.safetensors", 2, **{field: value})
     out = tmp_path / "g.safetensors"
     assert tool.main([str(a), str(b), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "focal_px" in err and str(b) in err and len(err.splitlines()) == 1
+    assert field in err and str(b) in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_the_same_focal_length_written_differently_is_the_same_camera(tmp_path):
+    a = weights(tmp_path / "a.safetensors", 1)
+    b = weights(tmp_path / "b.safetensors", 2, focal_px="223.08240")
+    assert tool.main([str(a), str(b), "-o", str(tmp_path / "g.safetensors")]) == 0
+
+
+def test_a_mean_that_is_not_a_working_network_is_refused_and_not_written(tmp_path):
+    """Nothing tells whether two files started from the same weights; a mean whose outputs are
+    not finite (here: one file's weights are huge) is refused before anything is written."""
+    a = weights(tmp_path / "a.safetensors", 1)
+    torch.manual_seed(3)
+    model = HydraNet(get_preset("kitti"))
+    state = {k: (v * 1e30 if v.is_floating_point() and k.endswith("weight") else v) for k, v in model.state_dict().items()}
+    b = tmp_path / "b.safetensors"
+    save_safetensors(b, state, model.preset, extra={"input_size": "384x128", "focal_px": "223.0824"})
+    out = tmp_path / "g.safetensors"
+    with pytest.raises(HydraNetError, match="mean of"):
+        tool.average([a, b], out)
     assert not out.exists()
 
 

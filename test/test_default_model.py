@@ -10,7 +10,7 @@ from hydranet_ros.model.locate import shipped_default_path
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from support import KITTI_FRAME, REPO, read_rgb
 
-HELD_OUT_SEED = 1000003  # never drawn from in training (seeds 0 and 13)
+HELD_OUT_SEED = 1000003  # never drawn from in training (seeds 0, 13 and 29)
 TRAINED_SIZE = (384, 128)
 
 
@@ -125,8 +125,10 @@ def test_real_frame_check_judges_the_mirror_image_too(tmp_path):
     assert (frame_row["view"], mirror_row["view"]) == ("frame", "mirror")
     stated = {row["size"]: row for row in json.loads(STATED_REAL_FRAME.read_text())["sizes"]}["320x96"]
     assert frame_row["miou"] == pytest.approx(stated["miou"], abs=0.01)
-    # A different view, not a copy of the first: the network sees other pixels everywhere.
-    assert mirror_row["miou"] != frame_row["miou"] and 0.2 < mirror_row["miou"] < 1.0
+    # A different view, not a copy of the first (the network sees other pixels everywhere), and
+    # scored against mirrored ground truth: with the labels left unmirrored the mIoU collapses,
+    # while the two views of a model differ by 0.01-0.04 (issue13-sweep results).
+    assert mirror_row["miou"] != frame_row["miou"] and abs(mirror_row["miou"] - frame_row["miou"]) < 0.06
     assert report["means"]["road_iou"] == pytest.approx((frame_row["road_iou"] + mirror_row["road_iou"]) / 2)
     assert report["views_meeting_all_targets"] == frame_row["ok"] + mirror_row["ok"]
     # The road's two edges swap sides, the row where they meet stays (within a pixel).

@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hydranet_ros.errors import HydraNetError  # noqa: E402
-from hydranet_ros.model.checkpoints import load_safetensors, preset_metadata, save_safetensors  # noqa: E402
+from hydranet_ros.model.checkpoints import check_outputs, load_safetensors, preset_metadata, save_safetensors  # noqa: E402
+from hydranet_ros.model.hydranet import HydraNet  # noqa: E402
 
 _OWN_FIELDS = ("format", "weights_sha256")
 
@@ -36,11 +37,12 @@ def average(paths: list[Path], out: Path) -> str:
     loaded = [load_safetensors(p) for p in paths]
     first = loaded[0]
     inherited = {k: v for k, v in first.metadata.items() if k not in _OWN_FIELDS}
+    read_at_inference = set(preset_metadata(first.preset)) | {"input_size"}
     for other in loaded[1:]:
         theirs = {k: v for k, v in other.metadata.items() if k not in _OWN_FIELDS}
-        differing = sorted(k for k in set(inherited) | set(theirs)
-                           if k in preset_metadata(first.preset) or k in ("input_size", "focal_px")
-                           if inherited.get(k) != theirs.get(k))
+        differing = sorted(k for k in read_at_inference if inherited.get(k) != theirs.get(k))
+        if not _same_focal(inherited.get("focal_px"), theirs.get("focal_px")):
+            differing.append("focal_px")
         if differing:
             raise ValueError(f"{other.source}: differs from {first.source} in {', '.join(differing)}; "
                              "only weights for the same preset, size and camera can be averaged")
@@ -51,9 +53,25 @@ def average(paths: list[Path], out: Path) -> str:
             state[key] = mean.to(tensor.dtype)
         else:
             state[key] = tensor
-    extra = {k: v for k, v in inherited.items() if k not in preset_metadata(first.preset)}
+    # Nothing here knows whether the runs started from the same weights; a mean of unrelated
+    # networks is usually broken, so the result must at least give finite outputs on the check frame.
+    check_outputs(_network(state, first.preset), first.preset, source=f"the mean of {', '.join(str(p) for p in paths)}")
+    extra = {k: v for k, v in inherited.items() if k not in preset_metadata(first.preset)}  # the preset: save_safetensors writes it
     extra["averaged_from"] = ",".join(w.sha256 for w in loaded)
     return save_safetensors(out, state, first.preset, extra=extra)
+
+
+def _same_focal(a: str | None, b: str | None) -> bool:
+    """The training focal length, compared as a number ("223.0824" and "223.08240" agree)."""
+    if a is None or b is None:
+        return a is b
+    return abs(float(a) - float(b)) <= 1e-6 * max(abs(float(a)), 1.0)
+
+
+def _network(state: dict, preset) -> HydraNet:
+    model = HydraNet(preset)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:  # complete or not at all: written beside, then renamed over
         out = Path(args.json)
         tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(out)
+        try:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -29,7 +29,7 @@ from hydranet_ros.model.locate import shipped_default_path  # noqa: E402
 from hydranet_ros.model.hydranet import HydraNet  # noqa: E402
 from hydranet_ros.presets import get_preset  # noqa: E402
 
-HELD_OUT_SEED = 1000003  # the validation seed of the synthetic_kitti6 configs; training uses seeds 0 and 13
+HELD_OUT_SEED = 1000003  # the validation seed of the synthetic_kitti6 configs; training uses seeds 0, 13 and 29
 DEPTH_MAX_M = 80.0  # as the training's evaluation: KITTI's usual cap
 # Focal lengths (px at the training input) of the sweep: the sizes users launch put a KITTI
 # camera at about 185 (320x96), 370 (640x192) and 707 px (1226x370).
@@ -75,7 +75,8 @@ def main() -> int:
     report = compare_state(HydraNet(preset).state_dict(), tensors)
     if not report.ok:
         raise SystemExit(f"{args.weights}: {report}")
-    extra = {k: meta[k] for k in ("input_size", "step", "config_name", "focal_px") if k in meta}
+    # averaged_from: a mean of runs (tools/average_weights.py) keeps the hashes of what it averaged.
+    extra = {k: meta[k] for k in ("input_size", "step", "config_name", "focal_px", "averaged_from") if k in meta}
     extra["trained_on"] = args.trained_on
     output = Path(args.output)
     digest = save_safetensors(output, tensors, preset, extra=extra, dtype=torch.float16)
