@@ -22,8 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hydranet_ros.errors import HydraNetError  # noqa: E402
-from hydranet_ros.model.checkpoints import check_outputs, load_safetensors, preset_metadata, save_safetensors  # noqa: E402
-from hydranet_ros.model.hydranet import HydraNet  # noqa: E402
+from hydranet_ros.model.checkpoints import LoadedWeights, load_safetensors, preset_metadata, save_safetensors  # noqa: E402
 
 _OWN_FIELDS = ("format", "weights_sha256")
 
@@ -55,7 +54,8 @@ def average(paths: list[Path], out: Path) -> str:
             state[key] = tensor
     # Nothing here knows whether the runs started from the same weights; a mean of unrelated
     # networks is usually broken, so the result must at least give finite outputs on the check frame.
-    check_outputs(_network(state, first.preset), first.preset, source=f"the mean of {', '.join(str(p) for p in paths)}")
+    # build_model loads the state as inference does and runs check_outputs.
+    LoadedWeights(preset=first.preset, state_dict=state, sha256="", source=f"the mean of {', '.join(str(p) for p in paths)}").build_model()
     extra = {k: v for k, v in inherited.items() if k not in preset_metadata(first.preset)}  # the preset: save_safetensors writes it
     extra["averaged_from"] = ",".join(w.sha256 for w in loaded)
     return save_safetensors(out, state, first.preset, extra=extra)
@@ -66,12 +66,6 @@ def _same_focal(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return a is b
     return abs(float(a) - float(b)) <= 1e-6 * max(abs(float(a)), 1.0)
-
-
-def _network(state: dict, preset) -> HydraNet:
-    model = HydraNet(preset)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,8 +80,13 @@ def judged_frame(frame_path: Path) -> tuple[np.ndarray, np.ndarray, float, np.nd
     road is judged against."""
     frame = read_rgb(frame_path)
     labels_gt = read_colour_labels(frame_path.with_name(frame_path.stem + "_segm_gt.png"), palettes.KITTI6)
-    horizon = road_horizon_row(labels_gt)
-    return frame, labels_gt, horizon, flat_ground_depth(labels_gt.shape, horizon, KITTI_FOCAL_1226_PX)
+    return (frame, labels_gt, *road_geometry(labels_gt))
+
+
+def road_geometry(labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """The road's horizon row in these labels and the flat-ground depth judged against."""
+    horizon = road_horizon_row(labels)
+    return horizon, flat_ground_depth(labels.shape, horizon, KITTI_FOCAL_1226_PX)
 
 
 def score(labels_pred: np.ndarray, depth_pred: np.ndarray, labels_gt: np.ndarray, geometric: np.ndarray, num_classes: int) -> dict:
@@ -125,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     views = [("frame", frame, labels_gt, geometric)]
     if args.mirror:
         mirrored = labels_gt[:, ::-1]
-        views.append(("mirror", np.ascontiguousarray(frame[:, ::-1]), mirrored,
-                      flat_ground_depth(mirrored.shape, road_horizon_row(mirrored), KITTI_FOCAL_1226_PX)))
+        views.append(("mirror", np.ascontiguousarray(frame[:, ::-1]), mirrored, road_geometry(mirrored)[1]))
     rows = []
     pipes = {}
     for size, (view, image, labels, ground) in ((s, v) for s in args.sizes.split(",") for v in views):
