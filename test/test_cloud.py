@@ -395,8 +395,8 @@ def test_infer_points_refuses_without_a_calibration_before_loading_anything(tmp_
     done = cli("infer", KITTI_FRAME, "-o", tmp_path, "--points", "--focal", "700")
     assert done.returncode == 2 and "--focal gives the focal length only" in done.stderr
     done = cli("infer", KITTI_FRAME, "-o", tmp_path, "--points", "--camera-info", tmp_path / "missing.yaml")
-    assert done.returncode == 2 and "missing.yaml: No such file" in done.stderr
-    # Enough for depth's focal length (K and the width), not for a camera model: the size is missing.
+    assert done.returncode == 2 and "missing.yaml: cannot read the camera calibration (No such file" in done.stderr
+    # Without image_height: refused (depth's focal length and the camera model are read by one reader).
     focal_only = tmp_path / "focal_only.yaml"
     focal_only.write_text("image_width: 1226\ncamera_matrix: {rows: 3, cols: 3, data: [707, 0, 601, 0, 707, 183, 0, 0, 1]}\n")
     done = cli("infer", KITTI_FRAME, "-o", tmp_path / "out", "--points", "--camera-info", focal_only)

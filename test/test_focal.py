@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from hydranet_ros.commands.common import camera_focal_from_args
+from hydranet_ros.errors import UsageError
 from hydranet_ros.presets import get_preset
 from hydranet_ros.runtime.engines.base import Engine
 from hydranet_ros.runtime.focal import (
-    PUBLISHED_CAMERAS, TrainingCamera, assumption_note, depth_scale, focal_from_camera_info_yaml, training_camera,
+    PUBLISHED_CAMERAS, TrainingCamera, assumption_note, depth_scale, training_camera,
 )
 from hydranet_ros.runtime.pipeline import Pipeline, PipelineConfig
 from hydranet_ros.train.synthetic import render_scene
@@ -60,23 +61,30 @@ def test_depth_scale_is_the_focal_ratio_at_the_network_input():
 
 
 def test_camera_calibration_yaml_and_cli_options(tmp_path):
-    focal = focal_from_camera_info_yaml(CALIBRATION_YAML)
-    assert focal.focal_px == pytest.approx(np.sqrt(900.0 * 910.0)) and focal.width_px == 1280
-    assert focal.for_width(640) == pytest.approx(focal.focal_px / 2)  # frames resized from the calibrated size
-    for text, reason in (("[1, 2]", "mapping"), ("camera_matrix: {data: [1, 2]}", "9 values"),
-                         ("camera_matrix: {data: [0, 0, 0, 0, 0, 0, 0, 0, 1]}", "uncalibrated"), (": : :", "YAML"),
-                         # review: .inf made every depth NaN, 1e-300 underflowed to a focal of 0
-                         ("camera_matrix: {data: [.inf, 0, 1, 0, .inf, 1, 0, 0, 1]}", "not a usable"),
-                         ("camera_matrix: {data: [1.0e-300, 0, 1, 0, 1.0e-300, 1, 0, 0, 1]}", "not a usable")):
-        with pytest.raises(ValueError, match=reason):
-            focal_from_camera_info_yaml(text)
     path = tmp_path / "front.yaml"
     path.write_text(CALIBRATION_YAML)
-    args = argparse.Namespace(focal=None, camera_info=str(path))
-    assert camera_focal_from_args(args).width_px == 1280
+    focal = camera_focal_from_args(argparse.Namespace(focal=None, camera_info=str(path)))
+    assert focal.focal_px == pytest.approx(np.sqrt(900.0 * 910.0)) and focal.width_px == 1280  # no P: K's
+    assert focal.for_width(640) == pytest.approx(focal.focal_px / 2)  # frames resized from the calibrated size
+    # A rectified camera's P is what the point cloud projects with (image_geometry's rule): depth
+    # takes its focal length from P too, so that the two agree; K is the raw lens's.
+    path.write_text(CALIBRATION_YAML + "projection_matrix:\n  rows: 3\n  cols: 4\n"
+                    "  data: [850.0, 0.0, 630.0, 0.0, 0.0, 860.0, 355.0, 0.0, 0.0, 0.0, 1.0, 0.0]\n")
+    assert camera_focal_from_args(argparse.Namespace(focal=None, camera_info=str(path))).focal_px == pytest.approx(np.sqrt(850.0 * 860.0))
+    head = "image_width: 640\nimage_height: 480\n"
+    for text, reason in (("[1, 2]", "mapping"), (head + "camera_matrix: {rows: 3, cols: 3, data: [1, 2]}", "9 values"),
+                         (head + "camera_matrix: {rows: 3, cols: 3, data: [0, 0, 0, 0, 0, 0, 0, 0, 1]}", "not calibrated"),
+                         (": : :", "YAML"), ("camera_matrix: {rows: 3, cols: 3, data: [1, 0, 1, 0, 1, 1, 0, 0, 1]}", "image_width"),
+                         # review: .inf made every depth NaN, 1e-300 underflowed to a focal of 0
+                         (head + "camera_matrix: {rows: 3, cols: 3, data: [.inf, 0, 1, 0, .inf, 1, 0, 0, 1]}", "not finite"),
+                         (head + "camera_matrix: {rows: 3, cols: 3, data: [1.0e-300, 0, 1, 0, 1.0e-300, 1, 0, 0, 1]}", "no usable focal")):
+        path.write_text(text)
+        with pytest.raises(UsageError, match=reason) as error:
+            camera_focal_from_args(argparse.Namespace(focal=None, camera_info=str(path)))
+        assert str(path) in str(error.value)  # the one line names the file
     assert camera_focal_from_args(argparse.Namespace(focal=700.0, camera_info=None)).for_width(99) == 700.0
     assert camera_focal_from_args(argparse.Namespace(focal=None, camera_info=None)) is None
-    with pytest.raises(ValueError, match="missing.yaml"):
+    with pytest.raises(UsageError, match="missing.yaml"):
         camera_focal_from_args(argparse.Namespace(focal=None, camera_info=str(tmp_path / "missing.yaml")))
     for bad in (-3.0, 0.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="--focal"):

@@ -109,6 +109,12 @@ def test_frame_focal_length_from_camera_info_follows_binning_roi_and_resize():
                            binning_x=2, binning_y=2, roi=SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0))
     assert frame_focal_px(info, 640, 480) == pytest.approx(np.sqrt(400.0 * 410.0))  # binned 2x2
     assert frame_focal_px(info, 320, 240) == pytest.approx(np.sqrt(200.0 * 205.0))  # and resized by a driver
+    # A filled-in P (the rectified image's camera, what the point cloud projects with) gives the
+    # focal length; an empty or malformed one leaves K's.
+    rectified = SimpleNamespace(**vars(info), p=[780.0, 0, 630, 0, 0, 790.0, 470, 0, 0, 0, 1, 0])
+    assert frame_focal_px(rectified, 640, 480) == pytest.approx(np.sqrt(390.0 * 395.0))
+    for p in ([0.0] * 12, [780.0] * 5, [float("nan")] * 12):
+        assert frame_focal_px(SimpleNamespace(**vars(info), p=p), 640, 480) == pytest.approx(np.sqrt(400.0 * 410.0)), p
     assert frame_focal_px(SimpleNamespace(width=640, height=480, k=[0.0] * 9), 640, 480) is None  # uncalibrated
     assert frame_focal_px(None, 640, 480) is None
     # Malformed (found in review): positive and finite, yet sqrt(fx * fy) underflows to 0 or

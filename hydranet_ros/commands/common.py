@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hydranet_ros.errors import HydraNetError, UsageError, first_line
+from hydranet_ros.io.camera_info import frame_focal_px, read_camera_calibration
 from hydranet_ros.model.locate import locate_weights
 from hydranet_ros.runtime.choices import AUTO, BACKENDS, DEVICES, MAX_FRAME_PIXELS, OUTPUT_SIZES, PRECISIONS
 from hydranet_ros.runtime.sizes import network_size
-from hydranet_ros.runtime.focal import CameraFocal, assumption_note, focal_from_camera_info_yaml
+from hydranet_ros.runtime.focal import CameraFocal, assumption_note
 
 log = logging.getLogger("hydranet")
 
@@ -142,9 +143,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_size: str
                         help="the camera's focal length in pixels of the frames given, for metric depth (depth scales "
                              "with it); without it or --camera-info, the training camera's field of view is assumed")
     camera.add_argument("--camera-info", metavar="FILE",
-                        help="a ROS camera calibration YAML (as camera_calibration writes it): its focal length, "
-                             "scaled from its image_width to the frames'; `infer --points` unprojects with its whole "
-                             "camera model")
+                        help="a ROS camera calibration YAML (as camera_calibration writes it): its focal length "
+                             "(projection_matrix's, camera_matrix's where it has none), scaled from its image_width to "
+                             "the frames'; `infer --points` unprojects with its whole camera model")
     group.add_argument("--classes", default=default("classes"),
                        help="labels from one dataset's classes only, for weights trained on several: 'nyud' "
                             "(ids 0-39) or 'kitti' (ids 40-45) for nyud_kitti; 'all' takes every class "
@@ -219,14 +220,15 @@ def camera_focal_from_args(args: argparse.Namespace) -> CameraFocal | None:
     path = getattr(args, "camera_info", None)
     if path is None:
         return None
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise UsageError(f"--camera-info {path}: {error.strerror or error}") from None
-    try:
-        return focal_from_camera_info_yaml(text, source=str(path))
-    except ValueError as error:
-        raise UsageError(f"--camera-info {path}: {error}") from None
+    # The reader and the focal-length rule (P's, K's where P is empty) of the node's CameraInfo
+    # and of infer --points, so that depth and the cloud use one focal length.
+    calibration = read_camera_calibration(path)
+    focal = frame_focal_px(calibration, calibration.width, calibration.height)
+    if focal is None:
+        raise UsageError(f"{path}: not a usable camera calibration: its focal lengths "
+                         f"(P: {calibration.p[0]:g}, {calibration.p[5]:g}; K: {calibration.k[0]:g}, {calibration.k[4]:g}) "
+                         "give no usable focal length")
+    return CameraFocal(focal, calibration.width, str(path))
 
 
 def say_depth_camera(pipe: Any, focal: CameraFocal | None) -> None:

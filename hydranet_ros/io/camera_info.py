@@ -89,11 +89,26 @@ def camera_info_matches(info: Any, width: int, height: int) -> bool:
     return camera_info_size(info) == (int(width), int(height))
 
 
+def _projection_focal(info: Any, k: np.ndarray) -> tuple[float, float]:
+    """(fx, fy) in sensor pixels as image_geometry and depth_image_proc read them: P's, the camera
+    of the rectified image (what the node and the point cloud assume it is given), when P is
+    filled in; K's where a driver leaves P empty or malformed."""
+    try:
+        p = _matrix(info, "p", 12)
+    except (CameraInfoRejected, AttributeError):
+        p = None
+    if p is not None and p[0] > 0 and p[5] > 0:
+        return float(p[0]), float(p[5])
+    return float(k[0]), float(k[4])
+
+
 def frame_focal_px(info: Any, width: int, height: int) -> float | None:
     """The camera's focal length (sqrt(fx * fy)) in pixels of a width x height frame it sent, for
     metric depth (runtime/focal.py); None when ``info`` is missing, uncalibrated or malformed.
 
-    K is in full-sensor pixels; the frame is the ROI binned (and, if its size still differs, the
+    fx, fy are P's (K's where P is empty): the focal length the point cloud projects with, so that
+    depth and the cloud agree (for a rectified image P is its camera; K is the raw lens's). They
+    are in full-sensor pixels; the frame is the ROI binned (and, if its size still differs, the
     camera's image resized by a driver or a republisher: the focal length scales with the width).
     """
     if info is None:
@@ -104,7 +119,8 @@ def frame_focal_px(info: Any, width: int, height: int) -> float | None:
         source_width, source_height = camera_info_size(info)
     except (CameraInfoRejected, AttributeError, TypeError, ValueError):
         return None
-    fx, fy = k[0] / binning_x, k[4] / binning_y
+    fx, fy = _projection_focal(info, k)
+    fx, fy = fx / binning_x, fy / binning_y
     if source_width > 0 and source_height > 0 and (source_width, source_height) != (int(width), int(height)):
         fx, fy = fx * width / source_width, fy * height / source_height
     with np.errstate(over="ignore", under="ignore"):  # such a K is refused just below, not warned about

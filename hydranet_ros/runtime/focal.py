@@ -22,12 +22,11 @@ and said once wherever depth is published.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Mapping
 
 __all__ = ["TrainingCamera", "PUBLISHED_CAMERAS", "training_camera", "DepthScale", "depth_scale",
-           "CameraFocal", "focal_from_camera_info_yaml", "assumption_note", "depth_focal_status"]
+           "CameraFocal", "assumption_note", "depth_focal_status"]
 
 
 @dataclass(frozen=True)
@@ -127,33 +126,3 @@ class CameraFocal:
 
     def for_width(self, width: int) -> float:
         return self.focal_px if self.width_px is None else self.focal_px * width / self.width_px
-
-
-def focal_from_camera_info_yaml(text: str, *, source: str = "") -> CameraFocal:
-    """The focal length (sqrt(fx * fy)) of a ROS camera calibration YAML as camera_calibration
-    writes it (image_width, camera_matrix: {rows, cols, data}). ValueError names what is wrong."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"not YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a camera calibration (expected a mapping with camera_matrix)")
-    matrix = data.get("camera_matrix")
-    values = matrix.get("data") if isinstance(matrix, dict) else None
-    if not isinstance(values, list) or len(values) != 9:
-        raise ValueError("camera_matrix.data must hold the 9 values of K")
-    try:
-        fx, fy = float(values[0]), float(values[4])
-    except (TypeError, ValueError):
-        raise ValueError("camera_matrix.data holds non-numbers") from None
-    if not (fx > 0 and fy > 0):
-        raise ValueError(f"camera_matrix has focal lengths fx={fx}, fy={fy} (uncalibrated?)")
-    focal = (fx * fy) ** 0.5
-    if not 0 < focal < math.inf:  # .inf in the file, or 1e-300 that underflows
-        raise ValueError(f"camera_matrix has focal lengths fx={fx}, fy={fy}: not a usable focal length")
-    width = data.get("image_width")
-    if width is not None and (not isinstance(width, int) or width <= 0):
-        raise ValueError(f"image_width must be a positive integer, got {width!r}")
-    return CameraFocal(focal, width, source)
