@@ -18,7 +18,7 @@ import numpy as np
 
 from hydranet_ros.errors import UsageError
 
-__all__ = ["CameraInfoRejected", "camera_info_size", "camera_info_matches", "scale_camera_info", "frame_focal_px",
+__all__ = ["CameraInfoRejected", "camera_info_size", "camera_info_matches", "scale_camera_info", "frame_focal_px", "pinhole",
            "CameraCalibration", "read_camera_calibration"]
 
 
@@ -89,17 +89,19 @@ def camera_info_matches(info: Any, width: int, height: int) -> bool:
     return camera_info_size(info) == (int(width), int(height))
 
 
-def _projection_focal(info: Any, k: np.ndarray) -> tuple[float, float]:
-    """(fx, fy) in sensor pixels as image_geometry and depth_image_proc read them: P's, the camera
-    of the rectified image (what the node and the point cloud assume it is given), when P is
-    filled in; K's where a driver leaves P empty or malformed."""
-    try:
-        p = _matrix(info, "p", 12)
-    except (CameraInfoRejected, AttributeError):
-        p = None
-    if p is not None and p[0] > 0 and p[5] > 0:
-        return float(p[0]), float(p[5])
-    return float(k[0]), float(k[4])
+def pinhole(k: Any, p: Any) -> tuple[float, float, float, float] | None:
+    """(fx, fy, cx, cy) as image_geometry and depth_image_proc read a CameraInfo: P's left 3x3,
+    the camera of the rectified image (what the node, its point cloud and depth's focal length
+    assume they are given), when P is filled in (fx, fy > 0); else K's, where a driver leaves P
+    empty; None when neither has a focal length. P's Tx, Ty (a stereo pair's second camera) are
+    left out, as depth_image_proc does."""
+    for matrix, size, (ifx, ify, icx, icy) in ((p, 12, (0, 5, 2, 6)), (k, 9, (0, 4, 2, 5))):
+        if matrix is None:
+            continue
+        values = np.asarray(matrix, dtype=np.float64).reshape(-1)
+        if values.size == size and values[ifx] > 0 and values[ify] > 0:
+            return float(values[ifx]), float(values[ify]), float(values[icx]), float(values[icy])
+    return None
 
 
 def frame_focal_px(info: Any, width: int, height: int) -> float | None:
@@ -119,7 +121,11 @@ def frame_focal_px(info: Any, width: int, height: int) -> float | None:
         source_width, source_height = camera_info_size(info)
     except (CameraInfoRejected, AttributeError, TypeError, ValueError):
         return None
-    fx, fy = _projection_focal(info, k)
+    try:
+        p = _matrix(info, "p", 12)
+    except (CameraInfoRejected, AttributeError):
+        p = None  # empty, malformed or absent: K's focal length, as pinhole() reads it
+    fx, fy, _, _ = pinhole(k, p)
     fx, fy = fx / binning_x, fy / binning_y
     if source_width > 0 and source_height > 0 and (source_width, source_height) != (int(width), int(height)):
         fx, fy = fx * width / source_width, fy * height / source_height

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hydranet_ros.io.camera_info import pinhole
 from hydranet_ros.outputs.choices import CloudSettings
 from hydranet_ros.outputs.fields import to_msg_bytes
 
@@ -58,13 +59,10 @@ class Intrinsics:
     def from_camera_info(cls, fields: Mapping[str, Any]) -> "Intrinsics":
         """From CameraInfo fields (scale_camera_info's, or a message's k and p): P's when P is
         filled in (fx, fy > 0), else K's."""
-        p = np.asarray(fields["p"], dtype=np.float64).reshape(-1)
-        if p.size == 12 and p[0] > 0 and p[5] > 0:
-            return cls(float(p[0]), float(p[5]), float(p[2]), float(p[6]))
-        k = np.asarray(fields["k"], dtype=np.float64).reshape(-1)
-        if k.size != 9 or not (k[0] > 0 and k[4] > 0):
-            raise ValueError(f"CameraInfo has no usable focal length (K = {k.tolist()})")
-        return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+        values = pinhole(fields["k"], fields["p"])  # the rule depth's focal length follows too
+        if values is None:
+            raise ValueError(f"CameraInfo has no usable focal length (K = {np.asarray(fields['k']).reshape(-1).tolist()})")
+        return cls(*values)
 
 
 def label_mask(ids: frozenset[int]) -> np.ndarray:
