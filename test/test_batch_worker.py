@@ -202,7 +202,7 @@ def test_stop_drops_waiting_frames_and_refuses_new_ones():
     w = worker(recorder, cameras=("a", "b"), batch_timeout_s=30.0).start()
     w.submit("a", "a0")
     w.submit("b", "b0")
-    assert w.wait_idle(10)
+    assert w.wait_idle(30.0 + 15)  # a0 may go alone before b is seen; b0 then waits the timeout (see above)
     w.submit("a", "a1")  # waits for b (live) for up to 30 s
     assert w.stop(10)
     assert w.submit("b", "b1") is False
