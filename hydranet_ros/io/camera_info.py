@@ -95,12 +95,13 @@ def pinhole(k: Any, p: Any) -> tuple[float, float, float, float] | None:
     assume they are given), when P is filled in (fx, fy > 0); else K's, where a driver leaves P
     empty; None when neither has a focal length. P's Tx, Ty (a stereo pair's second camera) are
     left out, as depth_image_proc does."""
-    for matrix, size, (ifx, ify, icx, icy) in ((p, 12, (0, 5, 2, 6)), (k, 9, (0, 4, 2, 5))):
-        if matrix is None:
-            continue
-        values = np.asarray(matrix, dtype=np.float64).reshape(-1)
-        if values.size == size and values[ifx] > 0 and values[ify] > 0:
-            return float(values[ifx]), float(values[ify]), float(values[icx]), float(values[icy])
+    if p is not None:
+        p = np.asarray(p, dtype=np.float64).reshape(-1)
+        if p.size == 12 and p[0] > 0 and p[5] > 0:
+            return float(p[0]), float(p[5]), float(p[2]), float(p[6])
+    k = np.asarray(k, dtype=np.float64).reshape(-1)
+    if k.size == 9 and k[0] > 0 and k[4] > 0:
+        return float(k[0]), float(k[4]), float(k[2]), float(k[5])
     return None
 
 
