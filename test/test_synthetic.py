@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hydranet_ros.train.street_raycast import PinholeCamera, ZBuffer
-from hydranet_ros.train.synthetic import IGNORE, ROAD, SKY, SyntheticStreets, render_scene
+from hydranet_ros.train.synthetic import IGNORE, ROAD, SKY, CameraVariation, SyntheticStreets, render_scene
 
 SIZE = (320, 96)
 
@@ -175,6 +175,41 @@ def test_frames_of_several_sizes_each_keep_their_size_whatever_the_length():
     # One size: the same frames as before sizes existed.
     one = SyntheticStreets(sizes=[(96, 32)], length=3, seed=7)
     np.testing.assert_array_equal(one[2]["image"], SyntheticStreets(size=(96, 32), length=3, seed=7)[2]["image"])
+
+
+VARIED = {"focal_px": [150.0, 820.0], "height_m": [1.45, 1.85], "pitch_deg": 3.0}
+
+
+def test_drawn_cameras_stay_in_their_ranges_and_the_frames_drawn_so_far_stay_the_same():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        cam = CameraVariation(**VARIED).draw(rng, (384, 128))
+        assert 150.0 <= cam.fx == cam.fy <= 820.0 and 1.45 <= cam.height_m <= 1.85
+    # Frames 0-2 of the shipped model's training set (seed 13) as they were drawn before
+    # kitti_share existed: runs made since can be repeated.
+    ds = SyntheticStreets(size=(384, 128), length=3, seed=13, cameras={**VARIED, "kitti_share": 0.0})
+    drawn = [ds.cameras.draw(np.random.default_rng([13, i]), (384, 128)) for i in range(3)]
+    np.testing.assert_allclose([(c.fx, c.cx, c.cy) for c in drawn],
+                               [(651.7364, -70.680562, -21.717174), (242.784451, 190.960922, 54.996089),
+                                (653.771424, -11.392617, 132.059454)], atol=1e-5)
+
+
+def test_a_kitti_share_of_frames_see_through_the_kitti_like_camera_of_their_size():
+    kitti = PinholeCamera.kitti_like((384, 128))
+    rng = np.random.default_rng(11)
+    cameras = [CameraVariation(**VARIED, kitti_share=0.4).draw(rng, (384, 128)) for _ in range(500)]
+    share = sum(c == kitti for c in cameras) / len(cameras)
+    assert 0.33 < share < 0.47  # 0.4, within 3 standard deviations of 500 draws
+    assert all(c == PinholeCamera.kitti_like((320, 96))
+               for c in (CameraVariation(**VARIED, kitti_share=1.0).draw(rng, (320, 96)) for _ in range(20)))
+    frame = SyntheticStreets(size=(96, 32), length=1, seed=2, cameras={**VARIED, "kitti_share": 1.0})[0]
+    np.testing.assert_allclose(frame["camera_k"], PinholeCamera.kitti_like((96, 32)).k)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_a_kitti_share_outside_0_to_1_is_refused(share):
+    with pytest.raises(ValueError, match="kitti_share must be within 0..1"):
+        CameraVariation(**VARIED, kitti_share=share)
 
 
 @pytest.mark.parametrize("kwargs, message", [

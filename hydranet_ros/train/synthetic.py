@@ -24,7 +24,8 @@ CameraVariation) each frame draws its own: focal length (log-uniform), mounting 
 principal point placed as if the frame were a random window of a KITTI-shaped view at that focal
 length (a window of a bigger picture is the same pinhole camera with a shifted principal point),
 with the horizon moved by a few degrees of pitch. That is what a network run on many cameras at
-many sizes sees: objects from a few pixels to hundreds, horizons anywhere in the frame. The
+many sizes sees: objects from a few pixels to hundreds, horizons anywhere in the frame (a
+``kitti_share`` of them may keep the KITTI-like camera instead). The
 horizon of a pitched camera is approximated by the principal point's shift (exact for a level
 camera with an off-centre sensor; depth along the axis differs by under 0.2 % at 3 degrees).
 """
@@ -57,6 +58,11 @@ class CameraVariation:
     focal_px: tuple[float, float] = (150.0, 820.0)
     height_m: tuple[float, float] = (1.45, 1.85)
     pitch_deg: float = 3.0
+    # The fraction of frames seen through the KITTI-like camera of their size (the whole view,
+    # 1.65 m high, level) instead of a drawn one: the camera of `--size auto` and of KITTI itself
+    # can be weighted without giving up the others. At 0 nothing extra is drawn, so frames drawn
+    # before this existed stay the same.
+    kitti_share: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = self.focal_px
@@ -66,9 +72,13 @@ class CameraVariation:
             raise ValueError(f"height_m must satisfy 0 < low <= high, got {self.height_m}")
         if not 0 <= self.pitch_deg < 20:
             raise ValueError(f"pitch_deg must be within 0..20, got {self.pitch_deg}")
+        if not 0 <= self.kitti_share <= 1:
+            raise ValueError(f"kitti_share must be within 0..1, got {self.kitti_share}")
 
     def draw(self, rng: np.random.Generator, size: tuple[int, int]) -> PinholeCamera:
         width, height = int(size[0]), int(size[1])
+        if self.kitti_share > 0 and rng.uniform() < self.kitti_share:
+            return PinholeCamera.kitti_like((width, height))
         focal = float(np.exp(rng.uniform(np.log(self.focal_px[0]), np.log(self.focal_px[1]))))
         # The frame is a window of a KITTI-shaped view at this focal length (or the whole view
         # and more, when the view is smaller than the frame).
