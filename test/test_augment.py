@@ -174,6 +174,26 @@ def test_dappled_shadows_only_darken_surfaces_in_patches(seed):
                                                           surfaces=surfaces))
 
 
+class _ExtremeDraws:
+    """A generator whose uniform draws are their lower bounds (4 px patches, the crispest edge)
+    and whose grid alternates 0 and 1 (the cubic resize overshoots it): the field lies far from
+    the threshold, where the logistic's exp overflowed float32."""
+
+    def uniform(self, low, high):
+        return low
+
+    def random(self, shape):
+        return (np.indices(shape).sum(axis=0) % 2).astype(np.float64)
+
+
+def test_dappled_shadows_with_the_crispest_edges_raise_no_overflow():
+    image = np.full((96, 160, 3), 200, np.uint8)
+    with np.errstate(over="raise", invalid="raise"):
+        shaded = dappled_shadows(image, _ExtremeDraws(), strength=0.6)
+    assert (shaded <= image).all() and (shaded < image).any()
+    assert shaded.min() >= 200 * (1 - 0.3 * 0.6) - 1  # the gain drawn at its lower bound, 0.3 * strength
+
+
 def test_augmenter_shadows_keep_labels_and_depth_and_spare_frames_without_surface():
     frame = block_frame(3)
     out = Augmenter(flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, white_balance=0.0,

@@ -151,7 +151,10 @@ def dappled_shadows(image: np.ndarray, rng: np.random.Generator, *, strength: fl
     field = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
     threshold = np.quantile(field, 1.0 - rng.uniform(0.2, 0.6))
     softness = np.float32(rng.uniform(0.01, 0.08))  # edge width in field units: crisp to soft
-    shade = 1.0 / (1.0 + np.exp((threshold - field) / softness))  # 0 in the light, 1 in the shade
+    # The logistic 1 / (1 + exp((threshold - field) / softness)), 0 in the light and 1 in the
+    # shade, written with tanh: the same values, but a crisp edge (softness 0.01) far from the
+    # threshold no longer overflows exp in float32 (a RuntimeWarning in training logs).
+    shade = np.float32(0.5) + np.float32(0.5) * np.tanh((field - threshold) / (2 * softness))
     if surfaces is not None:
         shade = shade * surfaces
     gain = 1.0 - np.float32(rng.uniform(0.3, 1.0) * strength) * shade
